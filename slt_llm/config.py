@@ -1,0 +1,281 @@
+"""One config system for the whole project: typed, nested dataclasses.
+
+A run is described by a YAML (or JSON) file whose keys mirror the dataclasses
+below; command-line overrides use dotted keys (``encoder.dim=128``,
+``train.max_steps=50``) and are parsed as YAML scalars, so ``true``, ``3``,
+``1e-4`` and ``[q_proj, v_proj]`` get their natural types. Unknown keys are an
+error naming the key, never silently ignored.
+
+Models take the sub-configs (``EncoderConfig``, ``ProjectorConfig``,
+``LLMConfig``), never an argparse namespace; loading pretrained weights is a
+separate step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from slt_llm.errors import ConfigError
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class ClipConfig:
+    """How a video (+ keypoints) becomes a clip.
+
+    fps: target sampling rate; None keeps the native rate, capped at max_fps.
+    max_frames: frames kept per clip; longer clips are subsampled uniformly
+        over their whole duration (never truncated, so the end of a sentence is
+        not lost).
+    full_size: side of the (square, letterboxed) full-frame image.
+    hand_size: side of each (square) hand crop.
+    hand_scale: hand box side = hand_scale * extent of the hand keypoints
+        (or of the wrist-elbow fallback), clamped to [min_box, max_box] as a
+        fraction of the frame's shorter side.
+    smooth_window: frames in the moving average that smooths hand boxes.
+    max_gap: keypoint gaps up to this many frames are linearly interpolated;
+        longer gaps stay missing (confidence 0) and are marked.
+    """
+
+    fps: Optional[float] = None
+    max_fps: float = 30.0
+    max_frames: int = 256
+    full_size: int = 112
+    hand_size: int = 64
+    hand_scale: float = 1.5
+    min_box: float = 0.08
+    max_box: float = 0.6
+    smooth_window: int = 5
+    max_gap: int = 8
+    decode_threads: int = 0  # 0 = let FFmpeg choose
+
+
+@dataclass
+class DataConfig:
+    train_manifest: Optional[str] = None
+    dev_manifest: Optional[str] = None
+    test_manifest: Optional[str] = None
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    on_error: str = "skip"  # "skip" (skip and count) or "raise"
+    num_workers: int = 0
+    pose_dir: Optional[str] = None
+    cache_dir: Optional[str] = None  # decoded clips cached here (npz) when set
+
+
+# -------------------------------------------------------------------------- model
+@dataclass
+class EncoderConfig:
+    """HandCentricEncoder. Shapes: hands (B,T,3,hand_size,hand_size), full
+    (B,T,3,full_size,full_size), keypoints (B,T,num_keypoints,3) ->
+    tokens (B, ceil(T/temporal_stride), dim)."""
+
+    hand_backbone: str = "cnn"  # "cnn" (small, from scratch) or "resnet18"
+    full_backbone: str = "cnn"
+    hand_channels: list = field(default_factory=lambda: [32, 64, 128])
+    full_channels: list = field(default_factory=lambda: [16, 32, 64])
+    num_keypoints: int = 53
+    keypoint_hidden: int = 128
+    dim: int = 256
+    temporal_stride: int = 4
+    temporal_kernel: int = 5
+    num_layers: int = 2
+    num_heads: int = 4
+    dropout: float = 0.1
+    use_hands: bool = True
+    use_full: bool = True
+    use_keypoints: bool = True
+    backbone_weights: Optional[str] = None  # local torchvision/timm state dict
+
+
+@dataclass
+class ProjectorConfig:
+    type: str = "mlp"  # "mlp" | "linear"
+    hidden: Optional[int] = None  # default: LLM hidden size
+    num_layers: int = 2
+
+
+@dataclass
+class LLMConfig:
+    path: Optional[str] = None  # a local AutoModelForCausalLM directory
+    dtype: str = "float32"  # float32 | bfloat16 | float16
+    load_in_4bit: bool = False  # QLoRA: NF4 base + double quantization
+    bnb_4bit_compute_dtype: str = "bfloat16"
+    bnb_4bit_quant_storage: str = "bfloat16"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    use_lora: bool = True
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    target_language: str = "English"
+    prompt: str = "Translate the sign language video into {language}.\nVideo: "
+    after_video: str = "\nTranslation: "
+
+
+# ----------------------------------------------------------------------- training
+@dataclass
+class OptimConfig:
+    optimizer: str = "adamw"  # "adamw" | "adamw8bit" (bitsandbytes)
+    lr_encoder: float = 3e-4
+    lr_projector: float = 3e-4
+    lr_lora: float = 2e-4
+    lr_head: float = 1e-3  # stage-1 heads and temperature
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    schedule: str = "cosine"  # cosine | constant
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/slt"
+    seed: int = 0
+    epochs: int = 10
+    max_steps: Optional[int] = None  # overrides epochs when set
+    batch_size: int = 8  # per process
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    log_every: int = 10
+    save_every: int = 200
+    eval_every: int = 200  # dev BLEU-4 (greedy); selects the best model
+    keep_checkpoints: int = 2
+    deepspeed: Optional[str] = None  # path to a ds_configs/*.json
+    init_encoder: Optional[str] = None  # stage-1 run/model dir to start from
+    max_new_tokens: int = 48
+    dev_limit: Optional[int] = None  # evaluate on the first N dev samples
+    progress: bool = True
+
+
+@dataclass
+class SelectionConfig:
+    """SCL-SLT pair selection (stage 1). See slt_llm/contrastive."""
+
+    selection: str = "ps"  # "ps" | "random"
+    ref_epochs: int = 10  # epochs of the random-batch reference run
+    ref_interval: int = 2  # save a reference checkpoint every N epochs
+    top_m: int = 64  # candidate negatives kept per anchor
+    random_share: float = 0.25  # share of random candidates in greedy search
+    schedule: str = "log"  # linear | log | easy | hard
+    text_sim_threshold: float = 80.0  # chrF above which sentences are near-duplicates
+    hh_threshold: float = 0.9  # high-to-high pairs above this are false negatives
+    high_level: float = 0.5  # similarity separating "high" from "low"
+    block_size: int = 4096
+
+
+@dataclass
+class VLPConfig:
+    embed_dim: int = 256  # shared space
+    pooling: str = "mean"  # text pooling over the frozen LLM: mean | last
+    init_temperature: float = 0.07
+    text_cache_dir: Optional[str] = None
+
+
+@dataclass
+class SLTConfig:
+    """Stage 2 (translation)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class Stage1Config:
+    """Stage 1 (selective contrastive alignment)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    vlp: VLPConfig = field(default_factory=VLPConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_dir="runs/vlp"))
+
+
+# ------------------------------------------------------------------ (de)serialise
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys are errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join((where + '.' if where else '') + k for k in unknown)}"
+            f" (known: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if _is_dataclass_type(tp):
+            kwargs[name] = from_dict(tp, value, f"{where}.{name}" if where else name)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_override(cfg, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    obj = cfg
+    for p in parts[:-1]:
+        if not dataclasses.is_dataclass(obj) or not hasattr(obj, p):
+            raise ConfigError(f"unknown config key {dotted!r}")
+        obj = getattr(obj, p)
+    if not dataclasses.is_dataclass(obj) or parts[-1] not in {f.name for f in dataclasses.fields(obj)}:
+        raise ConfigError(f"unknown config key {dotted!r}")
+    setattr(obj, parts[-1], value)
+
+
+def load_config(cls, path: Optional[str] = None, overrides: Optional[list] = None):
+    """Load ``cls`` from a YAML/JSON file, then apply ``key.sub=value`` overrides.
+
+    Relative paths inside the file are kept as written (relative to the working
+    directory, like every path on a command line).
+    """
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            text = p.read_text()
+            data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
+        data = data or {}
+    cfg = from_dict(cls, data, "")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        key = key.lstrip("-")
+        apply_override(cfg, key, yaml.safe_load(raw) if raw != "" else None)
+    return cfg
+
+
+def save_config(cfg, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
