@@ -1,0 +1,53 @@
+"""Shared fixtures: the real fixture files, a tiny synthetic corpus, tiny LLMs.
+
+Session-scoped fixtures are built once per test process (pytest-xdist runs
+one process per core, `--dist loadfile` keeps a file's tests together).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+REALDATA = Path(__file__).parent / "data" / "realdata"
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """Real signer videos and .pose files (copied from ../shared/realdata, MIT)."""
+    return REALDATA
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A small synthetic corpus: DIR/{train,dev,test}.jsonl + mp4 + .pose."""
+    from slt_llm.data.synth import generate
+
+    out = tmp_path_factory.mktemp("corpus")
+    generate(out, n_train=24, n_dev=6, n_test=6, seed=0, dup_rate=0.3, size=96)
+    return out
+
+
+def _tiny_llm(tmp_path_factory, family: str) -> Path:
+    from slt_llm.models.tiny_llm import build_tiny_llm
+
+    out = tmp_path_factory.mktemp(f"llm_{family}")
+    # untrained (steps=0) for speed; the tokenizer is trained on a fixed text list
+    build_tiny_llm(out, family=family, texts=None, steps=0, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return _tiny_llm(tmp_path_factory, "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2(tmp_path_factory) -> Path:
+    return _tiny_llm(tmp_path_factory, "qwen2")
