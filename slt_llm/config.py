@@ -210,6 +210,31 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    """Coerce YAML scalars to the field's type (YAML 1.1 reads ``1e-4`` as a string)."""
+    if value is None:
+        return None
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)]
+        tp = inner[0] if len(inner) == 1 else tp
+    try:
+        if tp is float and isinstance(value, (str, int)) and not isinstance(value, bool):
+            return float(value)
+        if tp is int and isinstance(value, str):
+            return int(value)
+        if tp is bool and isinstance(value, str):
+            low = value.lower()
+            if low in ("true", "yes", "1", "on"):
+                return True
+            if low in ("false", "no", "0", "off"):
+                return False
+            raise ValueError(value)
+    except ValueError:
+        raise ConfigError(f"config key {key}: {value!r} is not a valid {tp.__name__}") from None
+    return value
+
+
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass ``cls`` from a (nested) dict; unknown keys are errors."""
     if data is None:
@@ -230,7 +255,7 @@ def from_dict(cls, data: dict, where: str = ""):
         if _is_dataclass_type(tp):
             kwargs[name] = from_dict(tp, value, f"{where}.{name}" if where else name)
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(tp, value, f"{where}.{name}" if where else name)
     return cls(**kwargs)
 
 
@@ -247,7 +272,8 @@ def apply_override(cfg, dotted: str, value: Any) -> None:
         obj = getattr(obj, p)
     if not dataclasses.is_dataclass(obj) or parts[-1] not in {f.name for f in dataclasses.fields(obj)}:
         raise ConfigError(f"unknown config key {dotted!r}")
-    setattr(obj, parts[-1], value)
+    hints = typing.get_type_hints(type(obj))
+    setattr(obj, parts[-1], _coerce(hints[parts[-1]], value, dotted))
 
 
 def load_config(cls, path: Optional[str] = None, overrides: Optional[list] = None):
