@@ -1,0 +1,227 @@
+"""`slt-llm demo` / `make demo`: the whole job on the built-in synthetic default.
+
+Steps (all under ``runs/demo/`` by default; each step leaves a ``.done`` marker
+and is skipped, or resumed from its last checkpoint, when the demo runs again):
+
+1. ``corpus/``   synthetic sign corpus (videos + exact .pose keypoints + manifests)
+2. ``llm/``      the tiny stand-in LLM: tokenizer + causal LM pre-trained on the
+                 training sentences and more sentences of the same grammar
+3. ``stage1/``   selective contrastive alignment with pair selection (reference
+                 run, trajectories, curriculum batches)
+4. ``stage2/``   translation training: stage-1 encoder -> projector -> LLM + LoRA,
+                 best-on-dev model exported; copied to ``model/``
+5. ``test_videos/`` -> ``translations.jsonl``: `slt-llm translate` over the test
+                 split's video folder
+6. ``metrics.json``: BLEU-1..4, ROUGE-L, chrF on the test split and stage-1
+                 video-to-text R@1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+
+from slt_llm.config import SLTConfig, Stage1Config, load_config
+
+
+def _config_path(name: str) -> str:
+    return str(resources.files("slt_llm") / "configs" / name)
+
+
+def _done(path: Path) -> bool:
+    return (path / ".done").exists()
+
+
+def _mark(path: Path, info: dict | None = None) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / ".done").write_text(json.dumps(info or {}, indent=1))
+
+
+def _step(n: int, title: str) -> float:
+    print(f"\n=== [{n}/6] {title}", flush=True)
+    return time.time()
+
+
+def run_demo(
+    out: str = "runs/demo",
+    *,
+    n_train: int = 600,
+    n_dev: int = 60,
+    n_test: int = 100,
+    seed: int = 0,
+    dup_rate: float = 0.3,
+    size: int = 96,
+    llm_steps: int = 1500,
+    stage1_overrides: list[str] | None = None,
+    stage2_overrides: list[str] | None = None,
+) -> dict:
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    corpus, llm_dir = root / "corpus", root / "llm"
+    stage1_dir, stage2_dir, model_dir = root / "stage1", root / "stage2", root / "model"
+    timings: dict[str, float] = {}
+    cache = str(root / "clip_cache")
+
+    t = _step(1, f"synthetic corpus -> {corpus}")
+    if not _done(corpus):
+        from slt_llm.data.synth import generate
+
+        if corpus.exists():
+            shutil.rmtree(corpus)
+        generate(corpus, n_train=n_train, n_dev=n_dev, n_test=n_test, seed=seed, dup_rate=dup_rate, size=size)
+        _mark(corpus)
+    else:
+        print("reusing the corpus")
+    timings["corpus_s"] = time.time() - t
+
+    t = _step(2, f"tiny stand-in LLM -> {llm_dir}")
+    if not _done(llm_dir):
+        from slt_llm.models import tiny_llm
+
+        tiny_llm.cli(["--corpus", str(corpus), "--out", str(llm_dir), "--family", "llama", "--steps", str(llm_steps)])
+        _mark(llm_dir)
+    else:
+        print("reusing the LLM")
+    timings["llm_s"] = time.time() - t
+
+    data_paths = [
+        f"data.train_manifest={corpus / 'train.jsonl'}",
+        f"data.dev_manifest={corpus / 'dev.jsonl'}",
+        f"data.cache_dir={cache}",
+        f"llm.path={llm_dir}",
+    ]
+
+    t = _step(3, f"stage 1: selective contrastive alignment (pair selection) -> {stage1_dir}")
+    if not _done(stage1_dir):
+        from slt_llm.training.stage1 import train_vlp
+
+        cfg1 = load_config(
+            Stage1Config,
+            _config_path("demo_stage1.yaml"),
+            data_paths + [f"train.run_dir={stage1_dir}"] + list(stage1_overrides or []),
+        )
+        resume = (stage1_dir / "checkpoints").exists()
+        train_vlp(cfg1, resume=resume) if resume else train_vlp(cfg1)
+        _mark(stage1_dir)
+    else:
+        print("reusing stage 1")
+    timings["stage1_s"] = time.time() - t
+
+    t = _step(4, f"stage 2: translation with LoRA from the stage-1 encoder -> {stage2_dir}")
+    if not _done(stage2_dir):
+        from slt_llm.training.stage2 import train_slt
+
+        cfg2 = load_config(
+            SLTConfig,
+            _config_path("demo_stage2.yaml"),
+            data_paths
+            + [f"train.run_dir={stage2_dir}", f"train.init_encoder={stage1_dir / 'model'}"]
+            + list(stage2_overrides or []),
+        )
+        resume = (stage2_dir / "checkpoints").exists()
+        train_slt(cfg2, resume=resume) if resume else train_slt(cfg2)
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(stage2_dir / "model", model_dir)
+        _mark(stage2_dir)
+    else:
+        print("reusing stage 2")
+    timings["stage2_s"] = time.time() - t
+
+    t = _step(5, "translate the test split's video folder")
+    test_videos = root / "test_videos"
+    test_videos.mkdir(exist_ok=True)
+    from slt_llm.data.manifest import read_manifest
+
+    test_samples = read_manifest(corpus / "test.jsonl")
+    for s in test_samples:
+        for src in (Path(s.video), Path(s.pose) if s.pose else None):
+            if src is None:
+                continue
+            link = test_videos / (s.id + "".join(src.suffixes[-1:]))
+            if not link.exists():
+                os.symlink(src.resolve(), link)
+    hyp = root / "translations.jsonl"
+    from slt_llm.inference import translate as translate_mod
+
+    status = translate_mod.cli(
+        ["--model", str(model_dir), "--input", str(test_videos), "--output", str(hyp), "--batch-size", "16"]
+    )
+    if status:
+        print(f"translate reported failures (exit {status}); see the error rows in {hyp}")
+    timings["translate_s"] = time.time() - t
+
+    t = _step(6, "evaluate")
+    from slt_llm import metrics as metrics_mod
+
+    metrics_json = root / "metrics.json"
+    metrics_mod.cli(["--hyp", str(hyp), "--ref", str(corpus / "test.jsonl"), "--json", str(metrics_json)])
+    result = json.loads(metrics_json.read_text())
+    from slt_llm.contrastive import retrieval
+
+    retr_json = root / "retrieval.json"
+    retrieval.cli(["--model", str(stage1_dir / "model"), "--manifest", str(corpus / "test.jsonl"), "--json", str(retr_json)])
+    retr = json.loads(retr_json.read_text())
+    result["retrieval"] = retr
+    result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    metrics_json.write_text(json.dumps(result, indent=1))
+    timings["eval_s"] = time.time() - t
+
+    _print_table(result, root)
+    return result
+
+
+def _fmt(x) -> str:
+    return f"{x:6.2f}" if isinstance(x, (int, float)) else str(x)
+
+
+def _print_table(result: dict, root: Path) -> None:
+    r = result.get("retrieval", {})
+    v2t = r.get("v2t", r)
+    rows = [
+        ("BLEU-1", result.get("bleu1")),
+        ("BLEU-2", result.get("bleu2")),
+        ("BLEU-3", result.get("bleu3")),
+        ("BLEU-4", result.get("bleu4")),
+        ("ROUGE-L", result.get("rouge_l")),
+        ("chrF", result.get("chrf")),
+        ("R@1 (v2t)", v2t.get("r1", v2t.get("R@1"))),
+    ]
+    print("\n  test split (synthetic default)")
+    print("  " + "-" * 24)
+    for name, value in rows:
+        print(f"  {name:<12}{_fmt(value)}")
+    print("  " + "-" * 24)
+    print(f"  model:        {root / 'model'}  (slt-llm translate --model {root / 'model'} --input DIR --output out.jsonl)")
+    print(f"  translations: {root / 'translations.jsonl'}")
+    print(f"  metrics:      {root / 'metrics.json'}")
+    print(f"  timings (s):  {result.get('timings_s')}")
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="slt-llm demo", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--n-train", type=int, default=600)
+    p.add_argument("--n-dev", type=int, default=60)
+    p.add_argument("--n-test", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--llm-steps", type=int, default=1500)
+    p.add_argument("--stage1", nargs="*", default=[], metavar="KEY=VALUE", help="stage-1 config overrides")
+    p.add_argument("--stage2", nargs="*", default=[], metavar="KEY=VALUE", help="stage-2 config overrides")
+    a = p.parse_args(argv)
+    run_demo(
+        a.out,
+        n_train=a.n_train,
+        n_dev=a.n_dev,
+        n_test=a.n_test,
+        seed=a.seed,
+        llm_steps=a.llm_steps,
+        stage1_overrides=a.stage1,
+        stage2_overrides=a.stage2,
+    )
+    return 0
