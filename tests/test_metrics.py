@@ -161,3 +161,37 @@ def test_hypothesis_reader_tolerates_partial_last_line_only(tmp_path):
     p.write_text('{"id": "a", "translation": "x"}\n{"id": "a", "translation": "y"}\n')
     with pytest.raises(InputError, match="more than once"):
         read_hypotheses(p)
+
+
+RECIPES = {"phoenix2014t": "German", "csl_daily": "Chinese", "how2sign": "English"}
+
+
+@pytest.mark.parametrize("dataset", sorted(RECIPES))
+def test_dataset_recipes_parse_and_validate_on_dev(dataset):
+    """The shipped recipes load as typed configs (unknown keys would fail), use
+    relative paths only, validate on dev, and never name the test split."""
+    from importlib import resources
+
+    from slt_llm.config import SLTConfig, Stage1Config, load_config, to_dict
+
+    root = resources.files("slt_llm") / "configs"
+    for stage, cls in (("stage1", Stage1Config), ("stage2", SLTConfig)):
+        path = root / f"{dataset}_{stage}.yaml"
+        cfg = load_config(cls, str(path), ["llm.load_in_4bit=true"] if stage == "stage2" else [])
+        assert cfg.data.train_manifest == f"data/{dataset}/train.jsonl"
+        assert cfg.data.dev_manifest == f"data/{dataset}/dev.jsonl"
+        assert cfg.data.test_manifest is None
+        assert cfg.llm.target_language == RECIPES[dataset]
+
+        def strings(d):
+            for v in d.values():
+                if isinstance(v, dict):
+                    yield from strings(v)
+                elif isinstance(v, str):
+                    yield v
+
+        for s in strings(to_dict(cfg)):
+            assert not s.startswith("/") and "test.jsonl" not in s, (path, s)
+        if stage == "stage2":
+            assert cfg.train.init_encoder == f"runs/{dataset}/stage1/model"
+            assert cfg.llm.use_lora and cfg.llm.load_in_4bit
