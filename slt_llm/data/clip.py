@@ -1,0 +1,240 @@
+"""``load_clip``: one video (file or frame folder) + its keypoints -> a ``Clip``.
+
+Steps and costs (T = sampled frames):
+
+1. Find the keypoints (``find_pose``): explicit ``pose``, else
+   ``<video stem>.pose`` beside the video, else ``pose_dir/<stem>.pose``,
+   else ``InputError`` telling the user to pass ``--pose`` or run
+   ``slt-llm extract``. Read them and fill gaps up to ``cfg.max_gap`` frames.
+2. Decode once (``slt_llm.data.video.load_frames``) at a working resolution
+   whose longer side is ``working_side(cfg)`` = max(8 * hand_size, full_size)
+   (512 px for the default 64-px hand crops). Signer hand boxes span roughly
+   0.2-0.3 of the frame's shorter side (football.mp4: ~0.3), so on a 16:9
+   video (shorter side 288 at 512) a hand box holds ~60-90 px: the 64-px crop
+   is a downscale, never an upsampled blur. Decoding at this size instead of
+   the source size also bounds memory: T x 512 x 288 x 3 bytes (~113 MB for
+   256 frames).
+3. Align keypoints to frames BY TIME: the frame at time ``t`` (seconds since
+   the video start, i.e. ``start + Frames.times``) takes the keypoint track at
+   ``u = t * pose_fps``: linear interpolation between frames floor(u) and
+   floor(u)+1 when both hold the point, else the nearer one. Beyond the
+   track's end the last keypoint frame is held, with confidence 0 once it is
+   more than ``HOLD_SECONDS`` (0.5 s) away. If more than half of the sampled
+   frames fall outside the track (+ 0.5 s), the pose file does not belong to
+   this video: ``InputError``. Real keypoint files often have a few frames
+   more or fewer than their video; this handles that.
+4. Keypoint pixels are in the pose file's width x height; they are rescaled to
+   the video's (upright) source size when the two differ.
+5. Hand boxes (source pixels) from the aligned keypoints
+   (``slt_llm.data.hands.hand_boxes``); crops from the working frames
+   (boxes x ``Frames.scale``); the full frame is downscaled and letterboxed
+   (zero bars, centred) to ``full_size``. If no hand box can be placed in any
+   frame: ``InputError`` (a video with no visible hands).
+
+``clip_to_tensors`` turns a Clip into the torch dict the dataset returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from slt_llm.config import ClipConfig
+from slt_llm.data.hands import crop_hands, hand_boxes
+from slt_llm.data.layout import Clip
+from slt_llm.data.pose import Keypoints, fill_gaps, normalize, read_pose
+from slt_llm.errors import InputError
+
+__all__ = ["load_clip", "find_pose", "align_keypoints", "frame_keypoints", "letterbox", "working_side",
+           "clip_to_tensors", "HOLD_SECONDS"]
+
+HOLD_SECONDS = 0.5  # beyond the keypoint track's end, hold the last frame this long, then conf 0
+MAX_UNCOVERED = 0.5  # share of sampled frames outside the track above which the pose is rejected
+
+
+def working_side(cfg: ClipConfig) -> int:
+    """Longer side (pixels) frames are decoded at: max(8 * hand_size, full_size)."""
+    return int(max(8 * cfg.hand_size, cfg.full_size))
+
+
+def find_pose(video, pose=None, pose_dir=None) -> Path:
+    """The keypoint file of ``video`` per the lookup order (see module docstring)."""
+    if pose is not None:
+        p = Path(pose)
+        if not p.is_file():
+            raise InputError(pose, "pose file not found")
+        return p
+    v = Path(video)
+    stem = v.name if v.is_dir() else v.stem
+    beside = v.parent / f"{stem}.pose"
+    if beside.is_file():
+        return beside
+    if pose_dir is not None:
+        cand = Path(pose_dir) / f"{stem}.pose"
+        if cand.is_file():
+            return cand
+    where = f"{beside}" + (f" or {Path(pose_dir) / (stem + '.pose')}" if pose_dir is not None else "")
+    raise InputError(video, f"no keypoints found (looked for {where}); pass --pose FILE, "
+                            f"or extract them with `slt-llm extract {video} --model FILE`")
+
+
+def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECONDS):
+    """Sample a keypoint track at frame times (seconds from the track's start).
+
+    Returns ``(xy (N,53,2), conf (N,53), covered bool (N,))``: linear
+    interpolation between the two neighbouring keypoint frames where both hold
+    the point (else the nearer frame); past the last frame the last frame is
+    held, its confidence 0 once more than ``hold`` seconds away (``covered``
+    false there). O(N * 53).
+    """
+    T = kp.num_frames
+    times = np.asarray(times, dtype=np.float64)
+    n = times.shape[0]
+    if T == 0:
+        return (np.zeros((n,) + kp.xy.shape[1:], np.float32), np.zeros((n, kp.xy.shape[1]), np.float32),
+                np.zeros(n, bool))
+    u = np.clip(times * float(kp.fps), 0.0, None)  # (N,)
+    i0 = np.minimum(np.floor(u).astype(np.int64), T - 1)
+    i1 = np.minimum(i0 + 1, T - 1)
+    w = np.clip(u - i0, 0.0, 1.0).astype(np.float32)  # 1 past the end, but then i0 == i1
+    c0, c1 = kp.conf[i0], kp.conf[i1]  # (N,53)
+    both = (c0 > 0) & (c1 > 0)
+    near1 = (w >= 0.5)[:, None]
+    xy_lin = (1 - w)[:, None, None] * kp.xy[i0] + w[:, None, None] * kp.xy[i1]
+    c_lin = (1 - w)[:, None] * c0 + w[:, None] * c1
+    xy_near = np.where(near1[..., None], kp.xy[i1], kp.xy[i0])
+    c_near = np.where(near1, c1, c0)
+    xy = np.where(both[..., None], xy_lin, xy_near).astype(np.float32)
+    conf = np.where(both, c_lin, c_near).astype(np.float32)
+    covered = u <= (T - 1) + hold * float(kp.fps)
+    conf[~covered] = 0.0
+    xy[conf <= 0] = 0.0
+    return xy, conf, covered
+
+
+def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
+    """Downscale (T,H,W,3) uint8 frames to fit ``size`` x ``size``, centred on black bars.
+
+    Returns uint8 (T, size, size, 3). One PIL bilinear resize per frame.
+    """
+    from PIL import Image
+
+    T, H, W = frames.shape[:3]
+    out = np.zeros((T, size, size, 3), np.uint8)
+    if T == 0 or H == 0 or W == 0:
+        return out
+    s = size / max(H, W)
+    nh, nw = max(1, round(H * s)), max(1, round(W * s))
+    y0, x0 = (size - nh) // 2, (size - nw) // 2
+    for t in range(T):
+        img = Image.fromarray(frames[t])
+        if (nw, nh) != (W, H):
+            img = img.resize((nw, nh), Image.BILINEAR)
+        out[t, y0 : y0 + nh, x0 : x0 + nw] = np.asarray(img)
+    return out
+
+
+def frame_keypoints(kp: Keypoints, fr, *, start: Optional[float] = None, pose_path=None):
+    """Keypoints aligned to decoded ``Frames`` by time, in the video's source pixels.
+
+    Returns ``(Keypoints (T,53) at the frames' rate, covered bool (T,))``;
+    raises ``InputError`` (naming ``pose_path``) when more than half of the
+    frames lie beyond the keypoint track (+ ``HOLD_SECONDS``).
+    """
+    t_abs = np.asarray(fr.times, np.float64) + (float(start) if start else 0.0)
+    xy, conf, covered = align_keypoints(kp, t_abs)
+    if t_abs.size and float((~covered).mean()) > MAX_UNCOVERED:
+        raise InputError(pose_path or kp.source or "<keypoints>",
+                         f"keypoints cover {kp.num_frames} frames ({kp.num_frames / kp.fps:.2f} s) but the "
+                         f"video runs to {t_abs[-1]:.2f} s: pose file does not match the video")
+    src_w, src_h = int(fr.src_width), int(fr.src_height)
+    kw, kh = (kp.width or src_w), (kp.height or src_h)
+    if (kw, kh) != (src_w, src_h):
+        xy = xy * np.array([src_w / kw, src_h / kh], np.float32)
+    akp = Keypoints(xy=xy, conf=conf, fps=float(fr.fps), layout=kp.layout, width=src_w, height=src_h,
+                    source=kp.source)
+    return akp, covered
+
+
+def load_clip(
+    video,
+    cfg: ClipConfig,
+    *,
+    pose: Union[None, str, Path, Keypoints] = None,
+    pose_dir=None,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+) -> Clip:
+    """Video + keypoints -> ``Clip`` (shapes in ``slt_llm.data.layout``).
+
+    ``pose`` may be a path or already-read ``Keypoints``. ``start``/``end``
+    (seconds) cut a segment of the video; the keypoint track is taken to
+    start at the video's time 0, so frame times are offset by ``start``.
+    Raises ``InputError`` for a missing/bad video or pose file, a pose file
+    that does not cover the video, or a clip where no hand can be placed.
+    """
+    from slt_llm.data.video import load_frames
+
+    if isinstance(pose, Keypoints):
+        kp, pose_path = pose, pose.source or "<keypoints>"
+    else:
+        pose_path = find_pose(video, pose, pose_dir)
+        kp = read_pose(pose_path)
+    kp = fill_gaps(kp, cfg.max_gap)
+
+    fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
+                     max_side=working_side(cfg), start=start, end=end, threads=cfg.decode_threads)
+    frames = np.asarray(fr.frames)
+    T = frames.shape[0]
+    if T == 0:
+        raise InputError(video, "no frames decoded")
+
+    akp, covered = frame_keypoints(kp, fr, start=start, pose_path=pose_path)
+    boxes = hand_boxes(akp, cfg)  # (T,2,4) source pixels
+    if np.isnan(boxes).all():
+        raise InputError(pose_path, "no hand can be placed in any frame (no hand, wrist or elbow keypoints)")
+    box_work = boxes * np.float32(fr.scale)  # working-frame pixels
+    hands = crop_hands(frames, box_work, cfg.hand_size)  # (T,2,h,h,3)
+    full = letterbox(frames, cfg.full_size)  # (T,f,f,3)
+
+    return Clip(
+        full=np.ascontiguousarray(full.transpose(0, 3, 1, 2)),
+        left=np.ascontiguousarray(hands[:, 0].transpose(0, 3, 1, 2)),
+        right=np.ascontiguousarray(hands[:, 1].transpose(0, 3, 1, 2)),
+        keypoints=normalize(akp),
+        boxes=boxes.astype(np.float32),
+        times=np.asarray(fr.times, np.float32),
+        fps=float(fr.fps),
+        source=str(video),
+        meta={
+            "pose": str(pose_path),
+            "layout": kp.layout,
+            "pose_frames": kp.num_frames,
+            "pose_fps": float(kp.fps),
+            "uncovered_frames": int((~covered).sum()),
+            "src_size": [akp.width, akp.height],
+            "work_size": [int(frames.shape[2]), int(frames.shape[1])],
+            "hand_frames": [int(np.isfinite(boxes[:, s, 0]).sum()) for s in range(2)],
+        },
+    )
+
+
+def clip_to_tensors(clip: Clip) -> dict:
+    """Clip -> dict of torch tensors (the fields of the batch contract, no copy).
+
+    full/left/right uint8 (T,3,S,S), keypoints float32 (T,53,3), boxes float32
+    (T,2,4) (NaN where no box: consumers that need finite values should use
+    ``torch.nan_to_num``), times float32 (T,).
+    """
+    import torch
+
+    return {
+        "full": torch.from_numpy(clip.full),
+        "left": torch.from_numpy(clip.left),
+        "right": torch.from_numpy(clip.right),
+        "keypoints": torch.from_numpy(clip.keypoints),
+        "boxes": torch.from_numpy(clip.boxes),
+        "times": torch.from_numpy(clip.times),
+    }
