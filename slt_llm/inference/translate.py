@@ -1,0 +1,566 @@
+"""``slt-llm translate``: resumable batch translation of a folder of videos or a manifest.
+
+    slt-llm translate --model DIR --input PATH --output FILE [--batch-size B]
+        [--num-beams N] [--max-new-tokens T] [--pose-dir DIR] [--device cpu|cuda]
+        [--num-workers W] [--extractor-model FILE] [--llm-path DIR]
+
+What happens, in order:
+
+1. The model folder is checked for completeness (``check_model_dir``) before
+   any video is opened: a missing file is one ``ConfigError`` line.
+2. Inputs are listed: a folder is searched recursively for videos of the
+   supported containers and frame folders (``slt_llm.data.video.find_inputs``,
+   stable sorted order; id = path relative to the folder without extension);
+   a ``.jsonl`` file is read as a manifest (``text`` optional).
+3. The output (JSONL, or CSV when the name ends in ``.csv``) is read if it
+   exists: ids already there are skipped (a partial last line left by a kill
+   is cut off first, so that input is redone; no id is ever written twice).
+4. Pending inputs are ordered by duration (cheap container probe) and cut into
+   batches of similar length; a DataLoader with ``num_workers`` processes
+   decodes and crops (``SLTDataset``) while the main process runs the model;
+   ``SLTModel.generate`` decodes with the KV cache (greedy or beam).
+5. After each batch its rows are appended, flushed and fsync'ed, so an
+   interruption (Ctrl-C, SIGKILL) loses at most the batch in flight. A sample
+   that cannot be read gets a row with ``error`` (the one-line reason) and the
+   run goes on; the exit status is 1 when any input failed.
+
+Under ``accelerate launch`` (or torchrun) with N processes each rank takes
+every N-th pending input and writes ``OUTPUT.part-R`` (same format); at the end
+rank 0 appends the shards' new rows to OUTPUT (ids already there are skipped,
+so a merge is idempotent) and removes the shards. Leftover shards of an
+interrupted run are merged first by the next run, whatever its process count.
+
+Costs: one container probe per pending input (metadata only) for the length
+ordering; decoding is the DataLoader's; memory is one batch of clips per worker
+(prefetch 2) plus the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from slt_llm.errors import ConfigError, InputError
+
+FIELDS = ("id", "path", "translation", "error")
+MODEL_FILES = ("slt_config.yaml", "encoder.safetensors", "projector.safetensors", "meta.json", "tokenizer")
+
+
+# --------------------------------------------------------------------- model folder
+def check_model_dir(model_dir: str | Path) -> None:
+    """Raise ``ConfigError`` naming what is missing when ``model_dir`` is not a
+    complete ``SLTModel.save_pretrained`` folder. Reads only small files
+    (meta.json); no weights are loaded. Uses the model module's own check too
+    when it provides one (``slt_llm.models.slt_model.check_model_dir``)."""
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise ConfigError(f"{d}: model folder not found")
+    missing = [name for name in MODEL_FILES if not (d / name).exists()]
+    if missing:
+        raise ConfigError(
+            f"{d}: incomplete model folder, missing {', '.join(missing)} "
+            "(expected the output of SLTModel.save_pretrained, e.g. RUN_DIR/model)"
+        )
+    try:
+        meta = json.loads((d / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise ConfigError(f"{d / 'meta.json'}: not valid JSON") from None
+    kind = str(meta.get("adapter", meta.get("adapter_kind", ""))).lower() if isinstance(meta, dict) else ""
+    if kind in ("lora", "qlora") and not (d / "adapter").is_dir():
+        raise ConfigError(f"{d}: incomplete model folder, meta.json says adapter {kind!r} but adapter/ is missing")
+    try:
+        from slt_llm.models import slt_model as _sm
+    except ImportError:
+        return
+    check = getattr(_sm, "check_model_dir", None)
+    if callable(check):
+        check(d)
+
+
+def clip_config_of(model_dir: str | Path, overrides: Optional[list] = None):
+    """The ``ClipConfig`` the model was trained with (``data.clip`` of the
+    folder's ``slt_config.yaml`` when recorded, else the defaults), plus
+    ``key=value`` overrides (e.g. ``max_frames=128``)."""
+    import yaml
+
+    from slt_llm.config import ClipConfig, from_dict
+
+    raw = yaml.safe_load((Path(model_dir) / "slt_config.yaml").read_text()) or {}
+    clip = None
+    if isinstance(raw, dict):
+        clip = (raw.get("data") or {}).get("clip") if isinstance(raw.get("data"), dict) else None
+        clip = clip if clip is not None else raw.get("clip")
+    cfg = from_dict(ClipConfig, clip or {}, "data.clip")
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key):
+            raise ConfigError(f"unknown clip option {key!r}")
+        setattr(cfg, key, yaml.safe_load(value))
+    return cfg
+
+
+# --------------------------------------------------------------------- inputs
+@dataclass
+class Item:
+    """One input: ``id`` (output key), ``sample`` (a manifest ``Sample``)."""
+
+    id: str
+    path: str
+    sample: object
+    length: float = 0.0
+
+
+@dataclass
+class Inputs:
+    items: list
+    errors: list = field(default_factory=list)  # InputError of unreadable manifest rows
+
+
+def list_inputs(path: str | Path) -> Inputs:
+    """Folder -> every video / frame folder under it (stable order); a file ->
+    a JSONL manifest (``require_text=False``; bad rows are reported, not fatal)."""
+    from slt_llm.data.manifest import Sample, read_manifest
+
+    p = Path(path)
+    if p.is_dir():
+        from slt_llm.data.video import find_inputs
+
+        found = [Path(f) for f in find_inputs(p)]
+        rel = [f.relative_to(p) if f.is_relative_to(p) else Path(f.name) for f in found]
+        stems = [str(r.with_suffix("")) if r.suffix and not (p / r).is_dir() else str(r) for r in rel]
+        counts: dict = {}
+        for s in stems:
+            counts[s] = counts.get(s, 0) + 1
+        items = []
+        for f, r, s in zip(found, rel, stems):
+            rid = (s if counts[s] == 1 else str(r)).replace(os.sep, "/")
+            items.append(Item(rid, str(f), Sample(id=rid, video=str(f.resolve()), text="")))
+        return Inputs(items)
+    if not p.exists():
+        raise InputError(p, "input not found (expected a folder of videos or a .jsonl manifest)")
+    if p.suffix.lower() != ".jsonl":
+        raise InputError(p, "input is a file but not a .jsonl manifest (pass a folder of videos or a manifest)")
+    man = read_manifest(p, require_text=False, on_error="skip")
+    items = [Item(s.id, s.video, s) for s in man]
+    return Inputs(items, list(getattr(man, "errors", [])))
+
+
+def estimate_seconds(path: str) -> float:
+    """Duration used to group inputs of similar length (0 when unknown).
+    Container metadata only (no decoding); frame folders: files / 25."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            return sum(1 for _ in p.iterdir()) / 25.0
+        import av
+
+        with av.open(str(p)) as c:
+            if c.duration:
+                return float(c.duration) / 1e6
+            vs = c.streams.video[0]
+            if vs.duration and vs.time_base:
+                return float(vs.duration * vs.time_base)
+    except Exception:  # unreadable: the dataset reports it; order does not matter
+        return 0.0
+    return 0.0
+
+
+def length_batches(items: list, batch_size: int) -> list:
+    """Indices into ``items`` cut into batches of similar duration (longest
+    first, so a memory problem shows up in the first batch)."""
+    order = sorted(range(len(items)), key=lambda i: (-items[i].length, i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# --------------------------------------------------------------------- output rows
+def _clean(s) -> Optional[str]:
+    return None if s is None else " ".join(str(s).split())
+
+
+class RowFile:
+    """Append-only JSONL/CSV of translate rows with crash-safe appends.
+
+    ``load()`` returns the rows already there (after cutting off a partial last
+    line); ``append(rows)`` writes, flushes and fsyncs.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        name = self.path.name.lower()
+        self.csv = name.endswith(".csv") or ".csv.part-" in name
+
+    def load(self) -> list:
+        p = self.path
+        if not p.exists():
+            return []
+        if p.is_dir():
+            raise InputError(p, "output is a folder; give a .jsonl or .csv file name")
+        data = p.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            with open(p, "r+b") as f:  # a partial row from a killed run: redo that input
+                f.truncate(cut)
+                f.flush()
+                os.fsync(f.fileno())
+            data = data[:cut]
+        text = data.decode("utf-8", errors="replace")
+        rows: list = []
+        if self.csv:
+            if not text.strip():
+                return []
+            reader = csv.DictReader(io.StringIO(text))
+            if reader.fieldnames is None or "id" not in reader.fieldnames:
+                raise InputError(p, "existing output has no 'id' column; not a translate output (move it away)")
+            for r in reader:
+                rows.append({k: (r.get(k) or None) for k in FIELDS})
+        else:
+            for n, line in enumerate(text.split("\n"), 1):
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    raise InputError(p, f"line {n} of the existing output is not JSON; not a translate output (move it away)") from None
+                if not isinstance(r, dict) or "id" not in r:
+                    raise InputError(p, f"line {n} of the existing output has no 'id'")
+                rows.append(r)
+        return rows
+
+    def append(self, rows: list) -> None:
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        buf = io.StringIO()
+        if self.csv:
+            w = csv.DictWriter(buf, fieldnames=list(FIELDS), lineterminator="\n")
+            if new:
+                w.writeheader()
+            for r in rows:
+                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS})
+        else:
+            for r in rows:
+                out = {"id": r["id"], "path": r.get("path"), "translation": r.get("translation")}
+                if r.get("error"):
+                    out["error"] = r["error"]
+                buf.write(json.dumps(out, ensure_ascii=False) + "\n")
+        with open(self.path, "a", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _shard_path(output: Path, rank: int) -> Path:
+    return output.with_name(f"{output.name}.part-{rank}")
+
+
+def merge_shards(output: Path) -> int:
+    """Append rows of every ``OUTPUT.part-*`` whose id is not yet in OUTPUT,
+    then delete the shards. Returns the number of rows added. Idempotent."""
+    shards = sorted(output.parent.glob(output.name + ".part-*")) if output.parent.exists() else []
+    if not shards:
+        return 0
+    final = RowFile(output)
+    seen = {str(r["id"]) for r in final.load()}
+    added = []
+    for s in shards:
+        for r in RowFile(s).load():
+            if str(r["id"]) not in seen:
+                seen.add(str(r["id"]))
+                added.append(r)
+    final.append(added)
+    for s in shards:
+        s.unlink()
+    return len(added)
+
+
+# --------------------------------------------------------------------- dataset
+class _ExtractingDataset:
+    """Wraps ``SLTDataset``: before loading a sample without keypoints, runs the
+    configured extractor into ``pose_cache`` (a .pose sidecar cache)."""
+
+    def __init__(self, base, samples, extractor_model: Optional[str], pose_dir: Optional[str], pose_cache: Optional[str]):
+        self.base, self.samples = base, samples
+        self.extractor_model, self.pose_dir, self.pose_cache = extractor_model, pose_dir, pose_cache
+
+    def __len__(self):
+        return len(self.base)
+
+    def _has_pose(self, s) -> bool:
+        v = Path(s.video)
+        stem = v.name if v.is_dir() else v.stem
+        cands = [Path(s.pose)] if s.pose else []
+        cands += [v.with_suffix(".pose") if not v.is_dir() else v.parent / (stem + ".pose")]
+        if self.pose_dir:
+            cands.append(Path(self.pose_dir) / (stem + ".pose"))
+        return any(c.is_file() for c in cands)
+
+    def __getitem__(self, i):
+        s = self.samples[i]
+        if self.extractor_model and not self._has_pose(s):
+            try:
+                from slt_llm.data import extract
+
+                s.pose = str(extract.ensure_pose(s.video, model=self.extractor_model, cache_dir=self.pose_cache))
+            except Exception as e:  # one bad file must not stop the run
+                msg = str(e) if isinstance(e, InputError) else f"{s.video}: keypoint extraction failed ({type(e).__name__}: {e})"
+                return {"error": _clean(msg), "id": s.id, "index": i}
+        return self.base[i]
+
+
+def _skipped(batch) -> list:
+    """(id, message) pairs of the items ``collate_clips`` dropped."""
+    out = []
+    for s in batch.get("skipped", []) or []:
+        if isinstance(s, dict):
+            out.append((str(s.get("id")), _clean(s.get("error") or s.get("message") or "could not be read")))
+        elif isinstance(s, (tuple, list)) and len(s) >= 2:
+            out.append((str(s[0]), _clean(s[1])))
+        else:
+            out.append((str(s), "could not be read"))
+    return out
+
+
+def _to_device(batch: dict, device) -> dict:
+    import torch
+
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+# --------------------------------------------------------------------- main loop
+def translate(
+    model_dir: str | Path,
+    input: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 8,
+    num_beams: int = 1,
+    max_new_tokens: int = 48,
+    pose_dir: Optional[str] = None,
+    device: Optional[str] = None,
+    num_workers: Optional[int] = None,
+    extractor_model: Optional[str] = None,
+    llm_path: Optional[str] = None,
+    clip_overrides: Optional[list] = None,
+    progress: bool = True,
+    model=None,
+    max_batches: Optional[int] = None,
+    on_batch: Optional[Callable[[int, list], None]] = None,
+) -> dict:
+    """Translate every input not yet in ``output``; returns a summary dict:
+    ``inputs``, ``already_done``, ``translated``, ``failed``, ``failed_ids``,
+    ``manifest_errors``, ``seconds``, ``videos_per_s``, ``output``.
+
+    ``model``: an already loaded ``SLTModel`` (skips loading; benchmarks and
+    tests). ``max_batches``/``on_batch``: stop after N batches / callback after
+    each written batch (tests simulate interruptions with them).
+    """
+    import torch
+
+    from slt_llm import distributed as dist_
+
+    if batch_size < 1 or num_beams < 1 or max_new_tokens < 1:
+        raise ConfigError("--batch-size, --num-beams and --max-new-tokens must be >= 1")
+    output = Path(output)
+    check_model_dir(model_dir)  # before any video is opened
+    if pose_dir is not None and not Path(pose_dir).is_dir():
+        raise InputError(pose_dir, "--pose-dir is not a folder")
+    if extractor_model is not None and not Path(extractor_model).is_file():
+        raise InputError(extractor_model, "extractor model file not found")
+    clip_cfg = clip_config_of(model_dir, clip_overrides)
+
+    world = dist_.world_size()
+    if world > 1 and not dist_.is_initialized():
+        from accelerate import PartialState
+
+        PartialState()  # joins the process group (gloo on CPU, nccl on GPU)
+    rank = dist_.rank()
+    if device is None:
+        device = f"cuda:{dist_.local_rank()}" if torch.cuda.is_available() else "cpu"
+    elif device == "cuda" and world > 1:
+        device = f"cuda:{dist_.local_rank()}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda but no CUDA device is available")
+
+    inputs = list_inputs(input)
+    if rank == 0:
+        merge_shards(output)  # leftovers of an interrupted multi-process run
+    dist_.barrier()
+    done = {str(r["id"]) for r in RowFile(output).load()} if output.exists() else set()
+    shard = RowFile(_shard_path(output, rank)) if world > 1 else RowFile(output)
+    if world > 1:
+        done |= {str(r["id"]) for r in shard.load()}
+    pending_all = [it for it in inputs.items if it.id not in done]
+    already = len(inputs.items) - len(pending_all)
+    mine = pending_all[rank::world]
+
+    if model is None and mine:
+        from slt_llm.models.slt_model import SLTModel
+
+        model = SLTModel.from_pretrained(str(model_dir), llm_path=llm_path, device=device)
+    if model is not None:
+        model.eval()
+
+    summary = {"inputs": len(inputs.items), "already_done": already, "translated": 0, "failed": 0,
+               "failed_ids": [], "manifest_errors": [str(e) for e in inputs.errors], "seconds": 0.0,
+               "videos_per_s": 0.0, "output": str(output)}
+    t0 = time.perf_counter()
+    if mine:
+        _run(mine, model, shard, summary, clip_cfg=clip_cfg, batch_size=batch_size, num_beams=num_beams,
+             max_new_tokens=max_new_tokens, pose_dir=pose_dir, device=device, num_workers=num_workers,
+             extractor_model=extractor_model, pose_cache=str(output.with_name(output.name + ".poses")),
+             progress=progress and rank == 0, max_batches=max_batches, on_batch=on_batch, world=world)
+    summary["seconds"] = time.perf_counter() - t0
+
+    if world > 1:
+        parts = dist_.all_gather_object({k: summary[k] for k in ("translated", "failed", "failed_ids", "seconds")})
+        summary["translated"] = sum(p["translated"] for p in parts)
+        summary["failed"] = sum(p["failed"] for p in parts)
+        summary["failed_ids"] = [i for p in parts for i in p["failed_ids"]]
+        summary["seconds"] = max(p["seconds"] for p in parts)
+        dist_.barrier()
+        if rank == 0 and max_batches is None:
+            merge_shards(output)
+        dist_.barrier()
+    n = summary["translated"] + summary["failed"]
+    summary["videos_per_s"] = n / summary["seconds"] if summary["seconds"] > 0 else 0.0
+    return summary
+
+
+def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, num_beams, max_new_tokens,
+         pose_dir, device, num_workers, extractor_model, pose_cache, progress, max_batches, on_batch, world):
+    from torch.utils.data import DataLoader
+
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+
+    for it in items:
+        it.length = estimate_seconds(it.path)
+    samples = [it.sample for it in items]
+    base = SLTDataset(samples, clip_cfg, on_error="skip", pose_dir=pose_dir)
+    ds = _ExtractingDataset(base, samples, extractor_model, pose_dir, pose_cache)
+    batches = length_batches(items, batch_size)
+    if max_batches is not None:
+        batches = batches[:max_batches]
+    if num_workers is None:
+        num_workers = min(4, max(1, (os.cpu_count() or 2) // max(1, world) - 1))
+    loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate_clips, num_workers=num_workers,
+                        pin_memory=str(device).startswith("cuda"),
+                        prefetch_factor=2 if num_workers > 0 else None, persistent_workers=False)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(b) for b in batches), unit="video", desc="translate", dynamic_ncols=True)
+    by_id = {it.id: it for it in items}
+    for bi, batch in enumerate(loader):
+        rows = [{"id": sid, "path": by_id[sid].path, "translation": None, "error": msg} for sid, msg in _skipped(batch)]
+        ids = [str(i) for i in (batch.get("ids") or [])]
+        if ids:
+            texts = _generate(model, batch, ids, device, num_beams, max_new_tokens)
+            for sid, t in zip(ids, texts):
+                if isinstance(t, Exception):
+                    rows.append({"id": sid, "path": by_id[sid].path, "translation": None,
+                                 "error": _clean(f"{by_id[sid].path}: generation failed ({type(t).__name__}: {t})")})
+                else:
+                    rows.append({"id": sid, "path": by_id[sid].path, "translation": _clean(t), "error": None})
+        sink.append(rows)
+        for r in rows:
+            if r["error"]:
+                summary["failed"] += 1
+                summary["failed_ids"].append(r["id"])
+            else:
+                summary["translated"] += 1
+        if bar is not None:
+            bar.update(len(rows))
+        if on_batch is not None:
+            on_batch(bi, rows)
+    if bar is not None:
+        bar.close()
+
+
+def _generate(model, batch, ids, device, num_beams, max_new_tokens) -> list:
+    """Batched generation; if the batch fails (e.g. out of memory), retry one
+    sample at a time so only the culprit gets an error row."""
+    import torch
+
+    with torch.inference_mode():
+        try:
+            out = model.generate(_to_device(batch, device), num_beams=num_beams, max_new_tokens=max_new_tokens)
+            if len(out) != len(ids):
+                raise RuntimeError(f"generate returned {len(out)} texts for {len(ids)} clips")
+            return list(out)
+        except Exception as e:
+            if len(ids) == 1:
+                return [e]
+            if str(device).startswith("cuda"):
+                torch.cuda.empty_cache()
+    res = []
+    for j in range(len(ids)):
+        one = _select(batch, j, len(ids))
+        res.extend(_generate(model, one, ids[j : j + 1], device, num_beams, max_new_tokens))
+    return res
+
+
+def _select(batch: dict, j: int, n: int) -> dict:
+    """Item ``j`` of a collated batch as a batch of one (tensors and lists
+    sliced on the batch dimension; padding stays, masked by ``frame_mask``)."""
+    import torch
+
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == n:
+            out[k] = v[j : j + 1]
+        elif isinstance(v, list) and len(v) == n:
+            out[k] = v[j : j + 1]
+        elif k == "skipped":
+            out[k] = []
+        else:
+            out[k] = v
+    return out
+
+
+# --------------------------------------------------------------------- CLI
+def cli(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="slt-llm translate", description="Translate a folder of sign videos (or a manifest) into a JSONL/CSV file; resumable.")
+    ap.add_argument("--model", required=True, help="model folder (SLTModel.save_pretrained, e.g. runs/demo/model)")
+    ap.add_argument("--input", required=True, help="folder of videos / frame folders (recursive) or a .jsonl manifest")
+    ap.add_argument("--output", required=True, help="output .jsonl (or .csv); existing rows are kept and skipped")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--num-beams", type=int, default=1, help="1 = greedy")
+    ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--pose-dir", default=None, help="folder of <video stem>.pose files (else sidecars next to the videos)")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    ap.add_argument("--num-workers", type=int, default=None, help="DataLoader decode workers (default: min(4, cores-1))")
+    ap.add_argument("--extractor-model", default=None, help="keypoint extractor model file, used for videos without .pose")
+    ap.add_argument("--llm-path", default=None, help="the base LLM folder, if it moved since training")
+    ap.add_argument("--clip", action="append", default=[], metavar="KEY=VALUE", help="override a clip option, e.g. --clip max_frames=128")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    s = translate(a.model, a.input, a.output, batch_size=a.batch_size, num_beams=a.num_beams,
+                  max_new_tokens=a.max_new_tokens, pose_dir=a.pose_dir, device=a.device,
+                  num_workers=a.num_workers, extractor_model=a.extractor_model, llm_path=a.llm_path,
+                  clip_overrides=a.clip, progress=not a.no_progress)
+    from slt_llm import distributed as dist_
+
+    failed = s["failed"] + len(s["manifest_errors"])
+    if dist_.is_main():
+        for e in s["manifest_errors"]:
+            print(f"skipped manifest row: {e}", file=sys.stderr)
+        line = (f"translate: {s['translated']} translated, {s['failed']} failed, {s['already_done']} already done "
+                f"(of {s['inputs']} inputs) in {s['seconds']:.1f}s ({s['videos_per_s']:.2f} videos/s) -> {s['output']}")
+        if failed:
+            line += f"; {failed} failed: see the rows with 'error'" + (" and the skipped manifest rows above" if s["manifest_errors"] else "")
+        print(line, file=sys.stderr if failed else sys.stdout, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli(sys.argv[1:]))
