@@ -1,0 +1,168 @@
+"""Video<->text retrieval of a stage-1 model: R@1/R@5/R@10 over the UNIQUE sentences of a split.
+
+``slt-llm retrieval --model DIR --manifest test.jsonl [--json OUT]``
+
+Definitions (a split with N videos and U <= N distinct sentences; repeated
+sentences are one retrieval target, so a corpus with duplicates is not scored
+against itself):
+
+- video-to-text (v2t): each video ranks the U sentences by cosine similarity;
+  it is right at k if ITS sentence is among the first k. Rank = 1 + the number
+  of OTHER sentences scoring >= its own (ties count against the model, so a
+  collapsed model scores 0, not 100).
+- text-to-video (t2v): each unique sentence ranks the N videos; it is right at
+  k if ANY of its videos is among the first k: rank = 1 + the number of videos
+  of other sentences scoring >= its best own video.
+
+R@k is the percentage (0-100) of queries right at k; k larger than the gallery
+is clipped (R@k = 100 then). Cost: O(N*U*E) similarities, computed in row
+blocks (memory O(block*U)).
+
+:func:`retrieval_metrics` is the maths on embeddings, :func:`evaluate_retrieval`
+embeds a dataset with a :class:`~slt_llm.models.vlp.VLPModel` (used by stage-1
+dev evaluation, the demo and the CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+KS = (1, 5, 10)
+
+
+def unique_sentences(texts: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+    """``(unique texts in first-seen order, video_text (N,) long)``: row i's sentence index."""
+    uniq: dict[str, int] = {}
+    ids = [uniq.setdefault(t, len(uniq)) for t in texts]
+    return list(uniq), torch.tensor(ids, dtype=torch.long)
+
+
+@torch.no_grad()
+def retrieval_metrics(video_emb: torch.Tensor, text_emb: torch.Tensor, video_text: torch.Tensor,
+                      ks: Sequence[int] = KS, block: int = 1024) -> dict:
+    """R@k both ways.
+
+    Args:
+        video_emb: (N, E) video embeddings (unit vectors; the dot product is the score).
+        text_emb: (U, E) embeddings of the unique sentences.
+        video_text: (N,) long, the sentence index of each video (every sentence must
+            have at least one video).
+    Returns ``{"v2t": {"r1",...}, "t2v": {...}, "num_videos": N, "num_sentences": U,
+    "v2t_median_rank": ...}`` with R@k in percent.
+    """
+    n, u = video_emb.shape[0], text_emb.shape[0]
+    video_text = video_text.long()
+    if n == 0 or u == 0:
+        raise ValueError("retrieval needs at least one video and one sentence")
+    v, t = video_emb.float(), text_emb.float()
+    v2t_rank = torch.empty(n, dtype=torch.long)
+    best_own = torch.full((u,), -float("inf"))  # t2v: best score of a sentence's own videos
+    for s in range(0, n, block):
+        sim = v[s:s + block] @ t.T  # (b, U)
+        own = video_text[s:s + block]
+        pos = sim.gather(1, own[:, None])  # (b,1)
+        v2t_rank[s:s + block] = (sim >= pos).sum(1)  # counts itself once: 1 + others >= own
+        best_own.scatter_reduce_(0, own, pos.squeeze(1), reduce="amax")
+    t2v_rank = torch.ones(u, dtype=torch.long)
+    for s in range(0, n, block):
+        sim = v[s:s + block] @ t.T  # (b, U)
+        other = video_text[s:s + block][:, None] != torch.arange(u)[None, :]  # (b, U)
+        t2v_rank += ((sim >= best_own[None, :]) & other).sum(0)
+    out = {"v2t": {}, "t2v": {}, "num_videos": int(n), "num_sentences": int(u)}
+    for k in ks:
+        out["v2t"][f"r{k}"] = 100.0 * float((v2t_rank <= k).float().mean())
+        out["t2v"][f"r{k}"] = 100.0 * float((t2v_rank <= k).float().mean())
+    out["v2t_median_rank"] = float(v2t_rank.float().median())
+    out["t2v_median_rank"] = float(t2v_rank.float().median())
+    return out
+
+
+@torch.no_grad()
+def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=None, batch_size: int = 16,
+                       device: str | torch.device = "cpu", num_workers: int = 0, pose_dir: Optional[str] = None,
+                       cache_dir: Optional[str] = None, text_cache_dir: Optional[str] = None,
+                       limit: Optional[int] = None) -> dict:
+    """Embed a split with a stage-1 ``model`` and score retrieval (see :func:`retrieval_metrics`).
+
+    ``samples_or_manifest``: a manifest path or a list of ``Sample``. Texts are
+    embedded by ``text_embedder`` (a :class:`TextEmbedder`), or by one built from
+    the LLM recorded in the model (cached under ``text_cache_dir`` when given).
+    Bad clips are skipped and counted (``"skipped"`` in the result).
+    Cost: one encoder pass per video + one LLM pass per uncached sentence.
+    """
+    from torch.utils.data import DataLoader
+
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.errors import InputError
+    from slt_llm.models.text_embed import TextEmbedder
+
+    ds = SLTDataset(samples_or_manifest, clip_cfg, on_error="skip", pose_dir=pose_dir, cache_dir=cache_dir)
+    if limit is not None:
+        ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
+    texts_all = [s.text for s in _samples_of(ds)]
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_clips)
+    video_emb, index = model.embed_videos(loader, device=device)
+    where = samples_or_manifest if isinstance(samples_or_manifest, (str, os.PathLike)) else "split"
+    if video_emb.shape[0] == 0:
+        raise InputError(where, "no readable video in this split")
+    if text_embedder is None:
+        if not model.llm_path:
+            raise InputError(where, "the stage-1 model records no LLM path to embed sentences with")
+        text_embedder = TextEmbedder(model.llm_path, pooling=model.vlp_cfg.pooling, dtype=model.llm_dtype,
+                                     cache_dir=text_cache_dir)
+    texts = [texts_all[i] for i in index.tolist()]
+    uniq, video_text = unique_sentences(texts)
+    text_emb = model.embed_texts(text_embedder.embed(uniq).to(device))
+    out = retrieval_metrics(video_emb, text_emb, video_text)
+    out["skipped"] = len(texts_all) - int(video_emb.shape[0])
+    return out
+
+
+def _samples_of(ds):
+    """The Sample list of an SLTDataset (or a Subset of one)."""
+    if isinstance(ds, torch.utils.data.Subset):
+        base = _samples_of(ds.dataset)
+        return [base[i] for i in ds.indices]
+    return list(ds.samples)
+
+
+def cli(argv: list[str]) -> int:
+    from slt_llm.config import ClipConfig, from_dict
+    from slt_llm.models.vlp import VLPModel
+
+    p = argparse.ArgumentParser(prog="slt-llm retrieval", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="stage-1 model folder (RUN_DIR/model)")
+    p.add_argument("--manifest", required=True, help="JSONL manifest of the split to score")
+    p.add_argument("--json", default=None, help="write the metrics here")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--llm", default=None, help="LLM folder for sentence embeddings (default: the one recorded)")
+    p.add_argument("--text-cache", default=None, help="text-embedding cache folder (default: none)")
+    p.add_argument("--pose-dir", default=None)
+    p.add_argument("--clip-cache", default=None, help="decoded-clip cache folder")
+    a = p.parse_args(argv)
+    cfg = VLPModel.read_config(a.model)
+    model = VLPModel.from_pretrained(a.model, device=a.device)
+    if a.llm:
+        model.llm_path = str(Path(a.llm).resolve())
+    clip_cfg = from_dict(ClipConfig, cfg.get("clip") or {}, "clip")
+    res = evaluate_retrieval(model, a.manifest, clip_cfg, batch_size=a.batch_size, device=a.device,
+                             pose_dir=a.pose_dir, cache_dir=a.clip_cache, text_cache_dir=a.text_cache)
+    for d in ("v2t", "t2v"):
+        print(f"{d}: " + "  ".join(f"R@{k[1:]}={v:.2f}" for k, v in res[d].items())
+              + f"  ({res['num_videos']} videos, {res['num_sentences']} unique sentences)")
+    if res["skipped"]:
+        print(f"skipped {res['skipped']} unreadable sample(s)")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(a.json).with_name(Path(a.json).name + ".tmp")
+        tmp.write_text(json.dumps(res, indent=1))
+        os.replace(tmp, a.json)
+    return 0

@@ -1,0 +1,223 @@
+"""The stage-1 model: hand-centric encoder + video/text heads + a learnable temperature.
+
+::
+
+    batch ─► HandCentricEncoder ─► tokens (B,T',dim), mask (B,T') ─► masked mean ─► (B,dim)
+          ─► video head (LayerNorm, Linear, GELU, Linear) ─► (B,E) ─► L2-normalise ─► v
+    cached frozen-LLM sentence embedding (B,H) ─► text head (same shape of MLP) ─► (B,E) ─► L2-normalise ─► t
+    logit_scale = log(1/temperature), learnable, clamped to [0, log 100] when used
+
+The LLM is never part of this module: its sentence embeddings come from
+:class:`slt_llm.models.text_embed.TextEmbedder` (computed once, cached). Cost of
+a forward pass: the encoder's, plus O(B*(dim*E + H*E)) for the heads.
+
+A stage-1 model folder (``save_pretrained``):
+
+- ``vlp_config.yaml``: ``encoder`` (EncoderConfig), ``vlp`` (VLPConfig),
+  ``clip`` (ClipConfig used in training), ``text_dim``, ``llm: {path, pooling, dtype}`` (the LLM whose text space the heads
+  were trained against: retrieval needs it to embed sentences);
+- ``encoder.safetensors``: the encoder's state dict (what stage 2 loads);
+- ``heads.safetensors``: ``video_head.*``, ``text_head.*``, ``logit_scale``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from slt_llm.config import EncoderConfig, VLPConfig, from_dict, to_dict
+from slt_llm.errors import ConfigError, InputError
+
+MAX_LOGIT_SCALE = math.log(100.0)
+BATCH_TENSOR_KEYS = ("full", "left", "right", "keypoints", "boxes", "times", "frame_mask", "lengths", "index")
+
+
+def _head(in_dim: int, out_dim: int) -> nn.Sequential:
+    """LayerNorm -> Linear(in, out) -> GELU -> Linear(out, out). The LayerNorm
+    matters on the text side: LLM hidden states have large, uneven scales."""
+    return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+
+
+def batch_to_device(batch: dict, device: torch.device | str) -> dict:
+    """Move the tensors of a collated batch to ``device`` (non-tensors kept as they are)."""
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """tokens (B,T,D), mask (B,T) bool -> (B,D): mean over the real tokens (a row with no
+    real token gives zeros, never NaN)."""
+    w = mask.to(tokens.dtype).unsqueeze(-1)  # (B,T,1)
+    return (tokens * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+class VLPModel(nn.Module):
+    """Encoder + heads + temperature. ``text_dim`` is the frozen LLM's hidden size.
+
+    ``llm_path``/``pooling``/``llm_dtype`` are recorded in the saved folder so a
+    stage-1 model can embed new sentences the same way it was trained.
+    """
+
+    def __init__(self, encoder_cfg: EncoderConfig, vlp_cfg: VLPConfig, text_dim: int, *,
+                 llm_path: Optional[str] = None, llm_dtype: str = "float32"):
+        super().__init__()
+        from slt_llm.models.encoder import HandCentricEncoder
+
+        if vlp_cfg.init_temperature <= 0:
+            raise ConfigError(f"vlp.init_temperature must be > 0, got {vlp_cfg.init_temperature}")
+        self.encoder_cfg = encoder_cfg
+        self.vlp_cfg = vlp_cfg
+        self.text_dim = int(text_dim)
+        self.llm_path = llm_path
+        self.llm_dtype = llm_dtype
+        self.clip_cfg = None  # the ClipConfig used in training (recorded in saved folders when set)
+        self.encoder = HandCentricEncoder(encoder_cfg)
+        self.video_head = _head(encoder_cfg.dim, vlp_cfg.embed_dim)
+        self.text_head = _head(self.text_dim, vlp_cfg.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / vlp_cfg.init_temperature)))
+
+    # ----------------------------------------------------------------- forward
+    def clamped_logit_scale(self) -> torch.Tensor:
+        """logit_scale clamped to [0, log 100] (CLIP's cap), differentiable inside the range."""
+        return self.logit_scale.clamp(0.0, MAX_LOGIT_SCALE)
+
+    @property
+    def temperature(self) -> float:
+        return float(torch.exp(-self.clamped_logit_scale()).item())
+
+    def encode_video(self, batch: dict) -> torch.Tensor:
+        """Collated clip batch -> (B, E) unit vectors."""
+        tokens, mask = self.encoder(batch)  # (B,T',dim), (B,T')
+        return F.normalize(self.video_head(masked_mean(tokens, mask)), dim=-1)
+
+    def encode_text(self, text_emb: torch.Tensor) -> torch.Tensor:
+        """(B, H) frozen-LLM sentence embeddings -> (B, E) unit vectors."""
+        return F.normalize(self.text_head(text_emb.to(self.logit_scale.dtype)), dim=-1)
+
+    def forward(self, batch: dict, text_emb: torch.Tensor):
+        """-> (video (B,E), text (B,E), logit_scale scalar)."""
+        return self.encode_video(batch), self.encode_text(text_emb), self.clamped_logit_scale()
+
+    # --------------------------------------------------------------- embedding
+    @torch.no_grad()
+    def embed_videos(self, loader: Iterable[dict], device: Optional[torch.device | str] = None):
+        """Embed every clip a loader yields (eval mode, no grad).
+
+        Returns ``(emb (N,E) float32 CPU, index (N,) long)`` where ``index`` is the
+        dataset position of each row (``batch["index"]``), in loader order; skipped
+        samples are simply absent. Cost: one encoder pass per clip.
+        """
+        device = device or next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        embs, idx = [], []
+        try:
+            for batch in loader:
+                if batch is None or int(batch["index"].numel()) == 0:
+                    continue
+                b = batch_to_device(batch, device)
+                embs.append(self.encode_video(b).float().cpu())
+                idx.append(batch["index"].long().cpu())
+        finally:
+            self.train(was_training)
+        if not embs:
+            return torch.zeros(0, self.vlp_cfg.embed_dim), torch.zeros(0, dtype=torch.long)
+        return torch.cat(embs), torch.cat(idx)
+
+    @torch.no_grad()
+    def embed_texts(self, text_embs: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """(U, H) cached LLM embeddings -> (U, E) float32 CPU unit vectors (eval mode, no grad)."""
+        device = self.logit_scale.device
+        was_training = self.training
+        self.eval()
+        try:
+            out = [self.encode_text(text_embs[s:s + batch_size].to(device)).float().cpu()
+                   for s in range(0, text_embs.shape[0], batch_size)]
+        finally:
+            self.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0, self.vlp_cfg.embed_dim)
+
+    # ---------------------------------------------------------------- save/load
+    def heads_state_dict(self) -> dict:
+        sd = {f"video_head.{k}": v for k, v in self.video_head.state_dict().items()}
+        sd.update({f"text_head.{k}": v for k, v in self.text_head.state_dict().items()})
+        sd["logit_scale"] = self.logit_scale.detach().reshape(1)
+        return sd
+
+    def save_pretrained(self, out_dir: str | os.PathLike, *, pooling: Optional[str] = None,
+                        clip_cfg=None) -> Path:
+        """Write the stage-1 model folder (see module docstring); returns its path.
+        ``clip_cfg`` (a ClipConfig, default ``self.clip_cfg``) is recorded as ``clip`` so
+        retrieval decodes clips the way training did. Files are written to temp names and
+        renamed, so a reader never sees half a folder."""
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        cfg = {
+            "encoder": to_dict(self.encoder_cfg),
+            "vlp": to_dict(self.vlp_cfg),
+            "text_dim": self.text_dim,
+            "llm": {"path": self.llm_path, "pooling": pooling or self.vlp_cfg.pooling, "dtype": self.llm_dtype},
+        }
+        clip_cfg = clip_cfg if clip_cfg is not None else self.clip_cfg
+        if clip_cfg is not None:
+            cfg["clip"] = to_dict(clip_cfg)
+        enc = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
+        heads = {k: v.detach().cpu().contiguous() for k, v in self.heads_state_dict().items()}
+        for name, sd in (("encoder.safetensors", enc), ("heads.safetensors", heads)):
+            save_file(sd, str(out / (name + ".tmp")))
+            os.replace(out / (name + ".tmp"), out / name)
+        (out / "vlp_config.yaml.tmp").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        os.replace(out / "vlp_config.yaml.tmp", out / "vlp_config.yaml")
+        return out
+
+    @classmethod
+    def read_config(cls, model_dir: str | os.PathLike) -> dict:
+        p = Path(model_dir) / "vlp_config.yaml"
+        if not p.is_file():
+            raise InputError(model_dir, "not a stage-1 model folder (no vlp_config.yaml); "
+                                        "expected the output of `slt-llm vlp` (RUN_DIR/model)")
+        try:
+            cfg = yaml.safe_load(p.read_text())
+            return {"encoder": from_dict(EncoderConfig, cfg["encoder"], "encoder"),
+                    "vlp": from_dict(VLPConfig, cfg["vlp"], "vlp"),
+                    "text_dim": int(cfg["text_dim"]), "llm": dict(cfg.get("llm") or {}),
+                    "clip": cfg.get("clip")}
+        except (yaml.YAMLError, KeyError, TypeError, ValueError, ConfigError) as e:
+            raise InputError(p, f"unreadable stage-1 model config ({str(e).splitlines()[0]})") from None
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | os.PathLike, device: str | torch.device = "cpu") -> "VLPModel":
+        """Rebuild a model saved by :meth:`save_pretrained` (safetensors only, nothing unpickled)."""
+        from safetensors.torch import load_file
+
+        cfg = cls.read_config(model_dir)
+        model = cls(cfg["encoder"], cfg["vlp"], cfg["text_dim"], llm_path=cfg["llm"].get("path"),
+                    llm_dtype=cfg["llm"].get("dtype", "float32"))
+        if cfg["clip"]:
+            from slt_llm.config import ClipConfig
+
+            model.clip_cfg = from_dict(ClipConfig, cfg["clip"], "clip")
+        d = Path(model_dir)
+        for name in ("encoder.safetensors", "heads.safetensors"):
+            if not (d / name).is_file():
+                raise InputError(d / name, "missing from the stage-1 model folder")
+        try:
+            model.encoder.load_state_dict(load_file(str(d / "encoder.safetensors")))
+            heads = load_file(str(d / "heads.safetensors"))
+            model.video_head.load_state_dict({k[len("video_head."):]: v for k, v in heads.items()
+                                              if k.startswith("video_head.")})
+            model.text_head.load_state_dict({k[len("text_head."):]: v for k, v in heads.items()
+                                             if k.startswith("text_head.")})
+            with torch.no_grad():
+                model.logit_scale.copy_(heads["logit_scale"].reshape(()))
+        except (RuntimeError, KeyError) as e:
+            raise InputError(d, f"weights do not match vlp_config.yaml ({str(e).splitlines()[0][:200]})") from None
+        return model.to(device)
