@@ -1,0 +1,220 @@
+"""JSONL manifests: one sample per line.
+
+A row is a JSON object::
+
+    {"id": "train_0001", "video": "videos/train_0001.mp4", "text": "the man buys a car",
+     "pose": "videos/train_0001.pose", "signer": "s1", "start": 1.5, "end": 4.0}
+
+``id`` and ``video`` are required; ``text`` is required unless the reader is
+told otherwise (``require_text=False``, e.g. for translation input);
+``pose``, ``signer``, ``start``/``end`` (seconds, for clips cut from a longer
+video) are optional. Any other keys are kept in ``Sample.extra`` and written
+back unchanged (the synthetic corpus stores its gloss sequence there).
+
+Paths (``video``, ``pose``) are relative to the manifest's folder unless
+absolute. A relative path may not leave that folder through ``..`` (an
+absolute path is allowed: the user chose it). ``read_manifest`` returns
+``Sample`` objects with absolute, normalised paths; ``write_manifest`` writes
+paths relative to the manifest's folder when they lie inside it.
+
+Cost: reading is O(rows) JSON parsing plus path normalisation (no file-system
+access besides reading the manifest itself); existence of the video/pose files
+is checked later, per sample, by the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from slt_llm.errors import InputError
+
+KNOWN_KEYS = ("id", "video", "text", "pose", "signer", "start", "end")
+
+
+@dataclass
+class Sample:
+    """One manifest row with absolute paths.
+
+    ``video`` is a video file or a frame folder; ``text`` is the target
+    sentence (``""`` when the manifest has none and text was not required);
+    ``start``/``end`` are seconds inside ``video`` (None = from the start / to
+    the end); ``extra`` holds the row's other keys.
+    """
+
+    id: str
+    video: str
+    text: str = ""
+    pose: Optional[str] = None
+    signer: Optional[str] = None
+    start: Optional[float] = None
+    end: Optional[float] = None
+    extra: dict = field(default_factory=dict)
+
+
+class Manifest(list):
+    """``list[Sample]`` read from a manifest, with ``.errors`` and ``.path``.
+
+    ``errors`` is a list of ``InputError`` for the rows that were skipped
+    (empty unless ``on_error="skip"`` was used); each message names the
+    manifest file and the line number.
+    """
+
+    def __init__(self, samples: Iterable[Sample] = (), errors: Optional[list] = None, path: str = ""):
+        super().__init__(samples)
+        self.errors: list[InputError] = list(errors or [])
+        self.path = path
+
+
+def _resolve(base: Path, value, key: str, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(where, f"{key!r} must be a non-empty string path")
+    p = Path(value)
+    if p.is_absolute():
+        return os.path.normpath(str(p))
+    norm = os.path.normpath(value)
+    if norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
+        raise InputError(where, f"{key} path {value!r} leaves the manifest's folder through '..'")
+    return os.path.normpath(str(base / norm))
+
+
+def _seconds(value, key: str, where: str) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise InputError(where, f"{key} must be a number of seconds, got {value!r}") from None
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise InputError(where, f"{key} must be a finite, non-negative number of seconds, got {value!r}")
+    return value
+
+
+def parse_row(row, base: Path, where: str, *, require_text: bool = True) -> Sample:
+    """One decoded JSON row -> ``Sample`` (raises ``InputError(where, ...)``)."""
+    if not isinstance(row, dict):
+        raise InputError(where, f"expected a JSON object, got {type(row).__name__}")
+    for key in ("id", "video"):
+        if key not in row or row[key] is None or (isinstance(row[key], str) and not row[key].strip()):
+            raise InputError(where, f"missing {key!r}")
+    sid = row["id"]
+    if isinstance(sid, bool) or not isinstance(sid, (str, int)):
+        raise InputError(where, f"'id' must be a string, got {sid!r}")
+    sid = str(sid)
+    video = _resolve(base, row["video"], "video", where)
+    pose = _resolve(base, row["pose"], "pose", where) if row.get("pose") is not None else None
+    text = row.get("text")
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise InputError(where, f"'text' must be a string, got {type(text).__name__}")
+    if require_text and not text.strip():
+        raise InputError(where, f"empty sentence for id {sid!r}")
+    start = _seconds(row.get("start"), "start", where)
+    end = _seconds(row.get("end"), "end", where)
+    if start is not None and end is not None and start >= end:
+        raise InputError(where, f"start ({start}) must be before end ({end}) for id {sid!r}")
+    signer = row.get("signer")
+    extra = {k: v for k, v in row.items() if k not in KNOWN_KEYS}
+    return Sample(
+        id=sid, video=video, text=text, pose=pose,
+        signer=None if signer is None else str(signer), start=start, end=end, extra=extra,
+    )
+
+
+def read_manifest(path, *, require_text: bool = True, on_error: str = "raise") -> Manifest:
+    """Read a JSONL manifest into a ``Manifest`` (a ``list[Sample]``).
+
+    on_error: ``"raise"`` stops at the first bad row with an ``InputError``
+    whose message is ``"<manifest>:<line>: <problem>"``; ``"skip"`` leaves bad
+    rows out and records those errors in the result's ``.errors``. Blank lines
+    are ignored. Bad rows: invalid JSON, missing id/video, a duplicate id (the
+    later row is the bad one), a relative path leaving the manifest's folder
+    through ``..``, an empty sentence (when ``require_text``), start >= end.
+    A missing or unreadable manifest file always raises.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "manifest not found" if not path.exists() else "manifest is not a file")
+    base = path.resolve().parent
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(path, "manifest is not UTF-8 text") from None
+    out = Manifest(path=str(path))
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(where, f"invalid JSON ({e.msg} at column {e.colno})") from None
+            sample = parse_row(row, base, where, require_text=require_text)
+            if sample.id in seen:
+                raise InputError(where, f"duplicate id {sample.id!r} (first on line {seen[sample.id]})")
+            seen[sample.id] = lineno
+            out.append(sample)
+        except InputError as err:
+            if on_error == "raise":
+                raise
+            out.errors.append(err)
+    return out
+
+
+def _rel(p: Optional[str], base: Path) -> Optional[str]:
+    if p is None:
+        return None
+    ap = Path(os.path.abspath(p))
+    try:
+        return ap.relative_to(base).as_posix()
+    except ValueError:
+        return str(ap)
+
+
+def sample_to_row(sample: Sample, base) -> dict:
+    """``Sample`` -> JSON row with paths relative to ``base`` when inside it."""
+    base = Path(os.path.abspath(base))
+    row: dict = {"id": sample.id, "video": _rel(sample.video, base), "text": sample.text}
+    if sample.pose is not None:
+        row["pose"] = _rel(sample.pose, base)
+    if sample.signer is not None:
+        row["signer"] = sample.signer
+    if sample.start is not None:
+        row["start"] = float(sample.start)
+    if sample.end is not None:
+        row["end"] = float(sample.end)
+    for k, v in sample.extra.items():
+        if k not in row:
+            row[k] = v
+    return row
+
+
+def write_manifest(path, samples: Iterable[Sample]) -> Path:
+    """Write samples as JSONL, atomically (temp file in the same folder + rename).
+
+    Paths inside the manifest's folder are written relative to it, others
+    absolute. Sample paths that are relative are taken relative to the current
+    directory. Returns the manifest path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.resolve().parent
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for s in samples:
+            f.write(json.dumps(sample_to_row(s, base), ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
