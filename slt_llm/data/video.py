@@ -1,0 +1,764 @@
+"""Video files and frame folders -> uint8 RGB frames sampled by time.
+
+Public API (contract in docs/ARCHITECTURE.md, "Video"):
+
+``probe_video(path) -> VideoInfo``
+    Container/stream metadata plus the display rotation (decodes one frame).
+``read_video(path, *, fps=None, max_fps=30.0, max_frames=None, max_side=None,
+start=None, end=None, threads=0) -> Frames``
+    PyAV decoding with FFmpeg threads, sampling by presentation time,
+    seek/stop for clips, frame cap, resize in swscale, rotation applied.
+``read_frame_folder(path, *, fps=25.0, max_frames=None, max_side=None, ...) -> Frames``
+    PNG/JPG frames sorted naturally (``2.png`` before ``10.png``).
+``load_frames(path, **kw) -> Frames``
+    Folder -> ``read_frame_folder``, file -> ``read_video``.
+``find_inputs(folder) -> list[Path]``
+    Video files and frame folders under a folder, in a stable order.
+
+Sampling policy (the same for files and folders)
+------------------------------------------------
+* Time of a frame = ``pts * time_base`` minus the stream's start time, so
+  variable-frame-rate video is sampled by real time, never by frame index.
+* The target rate is ``fps`` if given, else the native rate; either way at most
+  ``max_fps``. The time axis is cut into slots of ``1/rate`` seconds centred on
+  ``t_first + k/rate``; in each slot the frame nearest its centre is kept.
+  When the target is at or above the native rate every frame is kept (never
+  duplicated).
+* ``max_frames``: the clip is subsampled *uniformly over its whole duration*,
+  never truncated (the end of a sentence matters). For video the sampling rate
+  is lowered to ``(max_frames - 1) / span`` where ``span`` is the expected time
+  between the first and last frame (container metadata); if the metadata
+  underestimated the length and more frames came out, they are subsampled by
+  index with ``np.linspace`` to exactly ``max_frames``. Frame folders know
+  their length, so they use the index subsample directly.
+* Only kept frames are converted (``frame.reformat`` to RGB at the output
+  size, inside swscale); dropped frames are decoded (unavoidable with
+  inter-frame codecs) but never converted.
+
+Output (``Frames``): ``frames`` uint8 (T, H, W, 3), upright; ``times``
+float64 (T,) seconds from the clip start (``start`` if given, else the first
+frame); ``fps`` the effective rate ``min(target, native) * T / T_before_cap``;
+``src_width``/``src_height`` the upright source size; ``scale`` = output width
+/ source width (height differs by < 0.5 px of rounding); ``t0`` the absolute
+time (seconds in the source) of ``times == 0``, so ``t0 + times`` are
+positions in the source video (use that to align keypoints of a whole video
+with a clip cut by ``start``/``end``).
+
+Cost: decoding dominates (every frame up to ``end`` is decoded, from the
+keyframe before ``start``); conversion costs O(kept frames x output pixels).
+Memory: T x H x W x 3 bytes for the output plus FFmpeg's frame-thread buffers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from slt_llm.errors import InputError
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+# frames closer than this (seconds) to start/end are treated as on the boundary
+_TIME_EPS = 1e-4
+
+
+@dataclass
+class VideoInfo:
+    """Metadata of a video file. ``width``/``height`` are upright (display)
+    size, i.e. after ``rotation``; ``coded_width``/``coded_height`` as stored.
+    ``rotation``: counter-clockwise degrees the display matrix turns the coded
+    picture (0, 90, 180, -90; FFmpeg's ``av_display_rotation_get``).
+    ``num_frames`` is the container's count when it has one, else
+    ``round(duration * fps)`` (an estimate; edit lists can make decoding yield
+    a few frames fewer)."""
+
+    path: str
+    fps: float
+    num_frames: int
+    duration: float
+    width: int
+    height: int
+    rotation: int
+    codec: str
+    coded_width: int = 0
+    coded_height: int = 0
+    pix_fmt: str = ""
+    has_audio: bool = False
+
+
+@dataclass
+class Frames:
+    """Decoded frames: see the module docstring for every field."""
+
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    times: np.ndarray  # float64 (T,)
+    fps: float
+    src_width: int
+    src_height: int
+    scale: float
+    t0: float = 0.0
+    native_fps: float = 0.0
+    rotation: int = 0
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+
+# ---------------------------------------------------------------- helpers
+def is_video_file(path) -> bool:
+    """True for an existing-or-not path whose suffix is a video extension."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+
+
+_NUM = re.compile(r"(\d+)")
+
+
+def natural_key(name: str):
+    """Sort key: digit runs compare as numbers (``images2`` < ``images10``)."""
+    parts = _NUM.split(name)
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts]
+
+
+def _out_size(w: int, h: int, max_side: Optional[int]) -> tuple[int, int]:
+    """Output (w, h) keeping aspect with the longest side <= max_side; never upscales."""
+    if max_side is None or max(w, h) <= max_side:
+        return w, h
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    s = max_side / max(w, h)
+    return max(1, int(round(w * s))), max(1, int(round(h * s)))
+
+
+def _uniform_indices(n: int, k: int) -> np.ndarray:
+    """k indices spread uniformly over range(n), first and last included."""
+    if k >= n:
+        return np.arange(n)
+    if k == 1:
+        return np.array([n // 2])
+    return np.round(np.linspace(0, n - 1, k)).astype(np.int64)
+
+
+class _SlotSampler:
+    """Streaming nearest-to-grid selection by time (see module docstring).
+
+    ``offer(t, item)`` returns the ``(dist, t, item)`` that is now final (the
+    best of a slot that just closed) or None; ``flush(end)`` returns the last
+    one. With ``rate=None`` every item is kept. O(1) per frame; holds at most
+    one pending item (an unconverted decoder frame).
+    """
+
+    def __init__(self, rate: Optional[float], trim_tail: bool = True):
+        self.rate = rate
+        self.trim_tail = trim_tail
+        self.origin: Optional[float] = None
+        self.slot = -1
+        self.best = None  # (dist, t, item)
+
+    def offer(self, t: float, item):
+        if self.rate is None:
+            out, self.best = self.best, (0.0, t, item)
+            return out
+        if self.origin is None:
+            self.origin = t
+        x = (t - self.origin) * self.rate
+        slot = int(math.floor(x + 0.5))
+        dist = abs(x - slot)
+        out = None
+        if slot != self.slot:
+            out = self.best
+            self.slot, self.best = slot, (dist, t, item)
+        elif dist < self.best[0]:
+            self.best = (dist, t, item)
+        return out
+
+    def flush(self, end: Optional[float] = None):
+        """The pending item, unless its grid point lies at or after ``end``
+        (the end of the last frame's display, ``t_last + 1/native``): only
+        grid points inside the clip count (10 -> 5 fps on 20 frames gives 10
+        frames, not 11). Never drops the only item."""
+        out, self.best = self.best, None
+        if out is not None and self.rate is not None and self.trim_tail and end is not None and self.slot > 0:
+            if self.origin + self.slot / self.rate >= end - 1e-6:
+                return None
+        return out
+
+
+# ----------------------------------------------------------- rotation
+def _display_matrix(frame) -> Optional[tuple[int, int, int, int]]:
+    """(a, b, c, d) of the frame's DISPLAYMATRIX side data, each -1/0/1, or None."""
+    try:
+        for sd in frame.side_data.keys():
+            if str(getattr(sd, "type", "")).endswith("DISPLAYMATRIX"):
+                raw = bytes(sd)
+                if len(raw) != 36:
+                    return None
+                m = np.frombuffer(raw, dtype="<i4").astype(np.float64)
+                a, b, c, d = (m[0], m[1], m[3], m[4])
+                norm = max(abs(a), abs(b), abs(c), abs(d))
+                if norm == 0:
+                    return None
+                return tuple(int(round(v / norm)) for v in (a, b, c, d))
+    except Exception:  # side-data API differences across PyAV builds
+        return None
+    return None
+
+
+def _matrix_from_rotation(rot: int) -> tuple[int, int, int, int]:
+    # av_display_rotation_set: [cos, -sin; sin, cos], counter-clockwise
+    r = math.radians(rot)
+    return (int(round(math.cos(r))), int(round(-math.sin(r))), int(round(math.sin(r))), int(round(math.cos(r))))
+
+
+def _orientation(frame, stream) -> tuple[tuple[int, int, int, int], int]:
+    """The display transform as an axis-aligned matrix (a, b, c, d) and the
+    rotation in degrees (counter-clockwise, FFmpeg convention). Sources, in
+    order: the frame's display matrix side data, ``frame.rotation``, the
+    legacy ``rotate`` stream tag (clockwise degrees). Angles are rounded to a
+    multiple of 90 (non-right-angle rotations are not supported)."""
+    rot = 0
+    try:
+        rot = int(round(float(frame.rotation)))
+    except Exception:
+        rot = 0
+    if rot == 0:
+        tag = (stream.metadata or {}).get("rotate")
+        if tag:
+            try:
+                rot = -int(round(float(tag)))
+            except ValueError:
+                rot = 0
+    rot = int(round(rot / 90.0)) * 90
+    rot = ((rot + 180) % 360) - 180  # -> [-180, 180)
+    m = _display_matrix(frame)
+    if m is None or not _axis_aligned(m):
+        m = _matrix_from_rotation(rot)
+    return m, rot
+
+
+def _axis_aligned(m) -> bool:
+    a, b, c, d = m
+    return (a != 0 and d != 0 and b == 0 and c == 0) or (a == 0 and d == 0 and b != 0 and c != 0)
+
+
+def _swaps_axes(m) -> bool:
+    """True when the display transform exchanges width and height (m = (a, b, c, d))."""
+    return m[0] == 0 and m[2] != 0
+
+
+def _apply_orientation(arr: np.ndarray, m) -> np.ndarray:
+    """Apply display matrix (a, b, c, d) to images (..., H, W, C).
+
+    FFmpeg maps a source point (p, q) (x right, y down) to
+    (p', q') = (a p + c q, b p + d q). Cost: one copy of ``arr`` unless the
+    matrix is the identity.
+    """
+    a, b, c, d = m
+    if (a, b, c, d) == (1, 0, 0, 1):
+        return arr
+    h_ax, w_ax = arr.ndim - 3, arr.ndim - 2
+    if a == 0:  # axes swap: p' = c q, q' = b p
+        axes = list(range(arr.ndim))
+        axes[h_ax], axes[w_ax] = w_ax, h_ax
+        out = arr.transpose(axes)
+        if c < 0:
+            out = np.flip(out, axis=w_ax)
+        if b < 0:
+            out = np.flip(out, axis=h_ax)
+    else:  # p' = a p, q' = d q
+        out = arr
+        if a < 0:
+            out = np.flip(out, axis=w_ax)
+        if d < 0:
+            out = np.flip(out, axis=h_ax)
+    return np.ascontiguousarray(out)
+
+
+# ---------------------------------------------------------------- opening
+_MAGIC = (
+    (4, b"ftyp"),  # mp4 / mov / m4v
+    (4, b"moov"),
+    (4, b"mdat"),
+    (4, b"free"),
+    (4, b"wide"),
+    (0, b"\x1a\x45\xdf\xa3"),  # matroska / webm
+    (0, b"RIFF"),  # avi
+)
+
+
+def _looks_like_container(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return any(head[off : off + len(sig)] == sig for off, sig in _MAGIC)
+
+
+def _ffmpeg_reason(e: Exception) -> str:
+    msg = getattr(e, "strerror", None) or str(e)
+    return str(msg).split(":")[0].strip() or type(e).__name__
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "is a directory, not a video file (frame folders go through read_frame_folder/load_frames)")
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file (0 bytes)")
+
+
+def _open(path: Path):
+    """Open a container, turning FFmpeg failures into InputError."""
+    import av
+
+    _check_file(path)
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        if _looks_like_container(path):
+            raise InputError(path, f"truncated or corrupt video (FFmpeg could not read it: {_ffmpeg_reason(e)})") from None
+        raise InputError(path, f"not a video file (FFmpeg could not read it: {_ffmpeg_reason(e)})") from None
+    if not container.streams.video:
+        kinds = [s.type for s in container.streams]
+        container.close()
+        what = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))) or "no streams"
+        raise InputError(path, f"no video stream (the file has: {what})")
+    return container
+
+
+def _native_fps(stream) -> float:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            r = float(rate)
+            if 0 < r < 1000:
+                return r
+    return 25.0
+
+
+def _stream_start(stream) -> float:
+    if stream.start_time is not None and stream.time_base:
+        return float(stream.start_time * stream.time_base)
+    return 0.0
+
+
+def _duration(container, stream) -> Optional[float]:
+    """Stream length in seconds from metadata (None when unknown)."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return float(container.duration) / 1_000_000 - max(0.0, _stream_start(stream) - (container.start_time or 0) / 1_000_000)
+    if stream.frames:
+        return stream.frames / _native_fps(stream)
+    return None
+
+
+def _set_threads(stream, threads: int) -> None:
+    cc = stream.codec_context
+    if threads == 1:
+        cc.thread_count = 1
+        return
+    cc.thread_type = "AUTO"  # frame + slice threads
+    cc.thread_count = max(0, int(threads))  # 0: FFmpeg picks (number of cores)
+
+
+def _frame_time(frame, stream, prev: Optional[float], native: float) -> float:
+    if frame.pts is not None:
+        return float(frame.pts * stream.time_base) - _stream_start(stream)
+    return 0.0 if prev is None else prev + 1.0 / native
+
+
+# ------------------------------------------------------------------ probe
+def probe_video(path) -> VideoInfo:
+    """Metadata of a video file. Cost: opens the file and decodes its first
+    frame (to read the display rotation). Raises InputError on bad files."""
+    import av
+
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        native = _native_fps(stream)
+        dur = _duration(container, stream)
+        n = int(stream.frames or 0)
+        if n <= 0 and dur is not None:
+            n = int(round(dur * native))
+        m, rot = (1, 0, 0, 1), 0
+        try:
+            for frame in container.decode(stream):
+                m, rot = _orientation(frame, stream)
+                break
+        except av.error.FFmpegError as e:
+            raise InputError(path, f"corrupt video data (FFmpeg: {_ffmpeg_reason(e)})") from None
+        cw, ch = stream.codec_context.width, stream.codec_context.height
+        w, h = (ch, cw) if _swaps_axes(m) else (cw, ch)
+        return VideoInfo(
+            path=str(path),
+            fps=native,
+            num_frames=n,
+            duration=float(dur) if dur is not None else n / native,
+            width=w,
+            height=h,
+            rotation=rot,
+            codec=stream.codec_context.name,
+            coded_width=cw,
+            coded_height=ch,
+            pix_fmt=stream.codec_context.pix_fmt or "",
+            has_audio=bool(container.streams.audio),
+        )
+    finally:
+        container.close()
+
+
+# ------------------------------------------------------------------- video
+def _check_args(fps, max_fps, max_frames, start, end):
+    if fps is not None and not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if max_fps is not None and not max_fps > 0:
+        raise ValueError(f"max_fps must be > 0, got {max_fps}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if start is not None and start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    if start is not None and end is not None and end <= start:
+        raise ValueError(f"end ({end}) must be after start ({start})")
+
+
+def _target_rate(fps, max_fps, native) -> float:
+    rate = float(fps) if fps is not None else native
+    if max_fps is not None:
+        rate = min(rate, float(max_fps))
+    return rate
+
+
+def read_video(
+    path,
+    *,
+    fps: Optional[float] = None,
+    max_fps: Optional[float] = 30.0,
+    max_frames: Optional[int] = None,
+    max_side: Optional[int] = None,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    threads: int = 0,
+) -> Frames:
+    """Decode a video file into upright RGB frames sampled by time.
+
+    Args:
+        fps: target rate (None: native); always capped at ``max_fps``.
+        max_frames: cap; uniform subsample over the whole clip (module docstring).
+        max_side: longest output side in pixels (downscale only), done by swscale.
+        start, end: seconds in the source (0 = first frame); frames with
+            ``start <= t < end`` are kept. Seeks to the keyframe before ``start``.
+        threads: FFmpeg decoding threads; 0 = automatic, 1 = no threading.
+
+    Returns ``Frames`` (frames uint8 (T,H,W,3), times float64 (T,)).
+    Raises ``InputError`` for missing/empty/corrupt/non-video files and for a
+    range that decodes no frame. Cost: see the module docstring.
+    """
+    import av
+
+    _check_args(fps, max_fps, max_frames, start, end)
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        _set_threads(stream, threads)
+        native = _native_fps(stream)
+        rate = _target_rate(fps, max_fps, native)
+        dur = _duration(container, stream)
+
+        # expected span of the clip (first..last frame), to spread max_frames over it
+        lo = start or 0.0
+        hi = dur if dur is not None else None
+        if end is not None:
+            hi = end if hi is None else min(hi, end)
+        by_cap = False  # rate lowered to spread max_frames over the clip
+        if max_frames is not None and hi is not None:
+            span = hi - lo - 1.0 / native
+            if span > 0 and max_frames > 1 and span * min(rate, native) + 1 > max_frames:
+                rate, by_cap = min(rate, (max_frames - 1) / span), True
+
+        if start is not None and start > 0:
+            offset = int((start + _stream_start(stream)) / stream.time_base)
+            try:
+                container.seek(offset, stream=stream, backward=True, any_frame=False)
+            except av.error.FFmpegError:
+                container.seek(0, stream=stream)
+
+        # at or above the native rate every frame is kept (VFR included)
+        capped = rate < native * (1 - 1e-6)
+        sampler = _SlotSampler(rate if capped else None, trim_tail=not by_cap)
+        out_arrays: list[np.ndarray] = []
+        times: list[float] = []
+        m, rot = (1, 0, 0, 1), 0
+        size = None  # coded (w, h) to convert to
+        prev_t: Optional[float] = None
+        last_in_range: Optional[float] = None
+        t_clip0 = start if start is not None else None
+
+        def convert(t: float, frame) -> None:
+            nonlocal m, rot, size
+            if size is None:
+                m, rot = _orientation(frame, stream)
+                cw, ch = frame.width, frame.height
+                uw, uh = (ch, cw) if _swaps_axes(m) else (cw, ch)
+                ow, oh = _out_size(uw, uh, max_side)
+                size = (oh, ow) if _swaps_axes(m) else (ow, oh)
+            arr = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+            out_arrays.append(arr)
+            times.append(t)
+
+        try:
+            for frame in container.decode(stream):
+                t = _frame_time(frame, stream, prev_t, native)
+                if prev_t is not None and t <= prev_t:  # non-monotonic / duplicate pts
+                    continue
+                prev_t = t
+                if start is not None and t < start - _TIME_EPS:
+                    continue
+                if end is not None and t >= end - _TIME_EPS:
+                    break
+                last_in_range = t
+                done = sampler.offer(t, frame)
+                if done is not None:
+                    convert(done[1], done[2])
+        except av.error.FFmpegError as e:
+            if not out_arrays and sampler.best is None:
+                raise InputError(path, f"corrupt video data (FFmpeg: {_ffmpeg_reason(e)})") from None
+            # truncated tail: keep what decoded, record it
+            container_error = _ffmpeg_reason(e)
+        else:
+            container_error = None
+        last = sampler.flush(None if last_in_range is None else last_in_range + 1.0 / native)
+        if last is not None:
+            convert(last[1], last[2])
+        if not out_arrays:
+            if start is not None or end is not None:
+                length = f"{dur:.2f}s" if dur is not None else "unknown length"
+                raise InputError(
+                    path,
+                    f"no frames decoded between start={start if start is not None else 0:g}s and "
+                    f"end={f'{end:g}s' if end is not None else 'the end'} (video is {length})",
+                )
+            raise InputError(path, "no frames could be decoded")
+
+        n_sampled = len(out_arrays)
+        if max_frames is not None and n_sampled > max_frames:
+            idx = _uniform_indices(n_sampled, max_frames)
+            out_arrays = [out_arrays[i] for i in idx]
+            times = [times[i] for i in idx]
+        frames = np.stack(out_arrays)  # (T, h, w, 3) coded orientation
+        frames = _apply_orientation(frames, m)
+        t_arr = np.asarray(times, dtype=np.float64)
+        t0 = float(t_clip0) if t_clip0 is not None else float(t_arr[0])
+        t_arr = t_arr - t0
+        cw, ch = stream.codec_context.width, stream.codec_context.height
+        src_w, src_h = (ch, cw) if _swaps_axes(m) else (cw, ch)
+        eff = (rate if capped else native) * len(t_arr) / n_sampled
+        meta = {"codec": stream.codec_context.name, "decoded_error": container_error}
+        return Frames(
+            frames=frames,
+            times=t_arr,
+            fps=float(eff),
+            src_width=int(src_w),
+            src_height=int(src_h),
+            scale=float(frames.shape[2]) / float(src_w),
+            t0=t0,
+            native_fps=native,
+            rotation=rot,
+            source=str(path),
+            meta=meta,
+        )
+    finally:
+        container.close()
+
+
+# ------------------------------------------------------------ frame folders
+def list_images(path) -> list[Path]:
+    """Image files (.png/.jpg/.jpeg) directly in ``path``, naturally sorted."""
+    path = Path(path)
+    return sorted((p for p in path.iterdir() if p.is_file() and _is_image(p)), key=lambda p: natural_key(p.name))
+
+
+def _load_image(p: Path, size: Optional[tuple[int, int]]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            if size is not None and im.format == "JPEG":
+                im.draft("RGB", size)  # DCT-domain downscale (cheap) before resize
+            im = im.convert("RGB")
+            if size is not None and im.size != size:
+                im = im.resize(size, Image.BILINEAR, reducing_gap=2.0)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise InputError(p, f"not a readable image ({type(e).__name__})") from None
+
+
+def read_frame_folder(
+    path,
+    *,
+    fps: float = 25.0,
+    max_frames: Optional[int] = None,
+    max_side: Optional[int] = None,
+    target_fps: Optional[float] = None,
+    max_fps: Optional[float] = None,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+) -> Frames:
+    """Read a folder of PNG/JPG frames (natural order) as a clip.
+
+    ``fps`` is the folder's frame rate (PHOENIX-2014T and CSL-Daily: 25);
+    frame i is at time i / fps. Optional ``target_fps``/``max_fps`` resample
+    by time and ``start``/``end`` cut a range, with the same policy as
+    ``read_video``; ``max_frames`` subsamples uniformly over the whole clip.
+    Only kept images are opened; JPEGs are downscaled in the decoder
+    (``Image.draft``) when ``max_side`` asks for a smaller size.
+    Returns ``Frames``; raises ``InputError`` for a missing or empty folder,
+    an unreadable image, or images of different sizes.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    _check_args(target_fps, max_fps, max_frames, start, end)
+    if not path.exists():
+        raise InputError(path, "folder not found")
+    if not path.is_dir():
+        raise InputError(path, "not a folder of frames")
+    images = list_images(path)
+    if not images:
+        raise InputError(path, "empty frame folder (no .png/.jpg/.jpeg images)")
+    all_t = np.arange(len(images), dtype=np.float64) / fps
+    idx = np.arange(len(images))
+    if start is not None:
+        idx = idx[all_t[idx] >= start - _TIME_EPS]
+    if end is not None:
+        idx = idx[all_t[idx] < end - _TIME_EPS]
+    if idx.size == 0:
+        raise InputError(path, f"no frames between start={start or 0:g}s and end={end}s ({len(images)} frames at {fps:g} fps)")
+    rate = _target_rate(target_fps, max_fps, fps)
+    if rate < fps:
+        sampler = _SlotSampler(rate)
+        sel = []
+        for i in idx:
+            done = sampler.offer(float(all_t[i]), int(i))
+            if done is not None:
+                sel.append(done[2])
+        last = sampler.flush(float(all_t[idx[-1]]) + 1.0 / fps)
+        if last is not None:
+            sel.append(last[2])
+        idx = np.asarray(sel, dtype=np.int64)
+    n_sampled = idx.size
+    if max_frames is not None and n_sampled > max_frames:
+        idx = idx[_uniform_indices(n_sampled, max_frames)]
+
+    try:
+        with Image.open(images[idx[0]]) as im:
+            src_w, src_h = im.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise InputError(images[idx[0]], f"not a readable image ({type(e).__name__})") from None
+    ow, oh = _out_size(src_w, src_h, max_side)
+    size = None if (ow, oh) == (src_w, src_h) else (ow, oh)
+    out = np.empty((idx.size, oh, ow, 3), dtype=np.uint8)
+    for k, i in enumerate(idx):
+        arr = _load_image(images[i], size)
+        if arr.shape != out.shape[1:]:
+            raise InputError(images[i], f"image size {arr.shape[1]}x{arr.shape[0]} differs from the folder's first kept frame {src_w}x{src_h}")
+        out[k] = arr
+    t = all_t[idx]
+    t0 = float(start) if start is not None else 0.0
+    return Frames(
+        frames=out,
+        times=t - t0,
+        fps=float(min(rate, fps) * idx.size / n_sampled),
+        src_width=int(src_w),
+        src_height=int(src_h),
+        scale=ow / src_w,
+        t0=t0,
+        native_fps=float(fps),
+        rotation=0,
+        source=str(path),
+        meta={"num_images": len(images)},
+    )
+
+
+# ---------------------------------------------------------------- dispatch
+def load_frames(
+    path,
+    *,
+    fps: Optional[float] = None,
+    max_fps: Optional[float] = 30.0,
+    max_frames: Optional[int] = None,
+    max_side: Optional[int] = None,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    threads: int = 0,
+    folder_fps: float = 25.0,
+) -> Frames:
+    """A frame folder -> ``read_frame_folder`` (its rate is ``folder_fps``,
+    resampled to ``fps``/``max_fps`` like a video); anything else ->
+    ``read_video``. Same arguments and policy for both."""
+    p = Path(path)
+    if p.is_dir():
+        return read_frame_folder(
+            p, fps=folder_fps, max_frames=max_frames, max_side=max_side,
+            target_fps=fps, max_fps=max_fps, start=start, end=end,
+        )
+    return read_video(
+        p, fps=fps, max_fps=max_fps, max_frames=max_frames, max_side=max_side,
+        start=start, end=end, threads=threads,
+    )
+
+
+def find_inputs(folder) -> list[Path]:
+    """Video files and frame folders under ``folder`` (recursive), sorted
+    naturally by relative path. A frame folder is a folder that holds images
+    and no subfolder holding images (so PHOENIX-2014T's ``<id>/1/`` layout
+    yields the inner folder). Hidden files and folders are skipped."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(root, "not a folder")
+    found: list[Path] = []
+    has_images: dict[Path, bool] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        d = Path(dirpath)
+        imgs = False
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            p = d / name
+            if is_video_file(p):
+                found.append(p)
+            elif _is_image(p):
+                imgs = True
+        has_images[d] = imgs
+    image_dirs = {d for d, v in has_images.items() if v}
+    for d in image_dirs:
+        if d == root:
+            continue  # the root itself is the input, not one of many
+        if not any(o != d and d in o.parents for o in image_dirs):
+            found.append(d)
+    if root in image_dirs and not any(o != root for o in image_dirs) and not any(is_video_file(p) for p in found):
+        found.append(root)
+    return sorted(found, key=lambda p: natural_key(str(p.relative_to(root))))
