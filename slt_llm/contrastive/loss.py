@@ -1,0 +1,301 @@
+"""Selective symmetric InfoNCE with a global (all-gathered) batch and a false-negative mask.
+
+Maths
+-----
+With W ranks each holding a local batch of b pairs (global batch B = W*b),
+rank r holds video features v_a and text features t_a for its local rows
+a = 0..b-1 (global position g(a) = r*b + a). Both are L2-normalised inside the
+loss. After the all-gather every rank sees the global columns V, T (B, d).
+With the scale s = clamp(logit_scale, max=max_logit_scale) (= 1/temperature),
+and F the false-negative relation (a boolean matrix, never true on the
+positive), the local loss is
+
+    L_r = 1/2 * mean_a [ -s<v_a,t_g(a)> + log sum_{c: not F[a,c]} exp(s<v_a,t_c>) ]
+        + 1/2 * mean_a [ -s<t_a,v_g(a)> + log sum_{c: not F[a,c]} exp(s<t_a,v_c>) ]
+
+i.e. cross-entropy over the global columns with labels offset by r*b, with
+masked (known false-negative) columns removed from the denominator of both
+directions (the relation is symmetric, see ``FalseNegatives``). The mean of L_r
+over ranks equals the single-process loss over the concatenated batch, and
+because ``gather_features`` sums the column gradients of every rank back to the
+owner, the gradients averaged over ranks (what DDP / DeepSpeed do) equal the
+single-process gradients (tests/test_contrastive_loss.py checks both).
+
+Cost per rank: two (b, B) float32 logit matrices (+ their softmax in the
+backward), i.e. about 4*b*B*4 bytes, and two gathered (B, d) feature matrices;
+compute O(b*B*d). The all-gather moves B*d floats forward and all-reduces B*d
+floats backward.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from slt_llm.errors import ConfigError, InputError
+
+
+# ----------------------------------------------------------------- all-gather
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather along dim 0 whose backward sums the incoming gradients of all
+    ranks (all_reduce, supported by gloo and NCCL) and returns the caller's slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, rank: int, world_size: int):
+        ctx.rank, ctx.n = rank, x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(world_size)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n], None, None
+
+
+def gather_features(x: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Autograd-aware all-gather: (b, ...) on every rank -> (W*b, ...), rank order.
+
+    Every rank must pass the same b (the batch samplers guarantee equal slices).
+    The backward sums, over all ranks, the gradient each rank's loss sends to
+    these rows and hands it to the owner, so a loss computed on local rows
+    against global columns back-propagates exactly. Identity when world_size==1.
+    """
+    if world_size == 1:
+        return x
+    if not (dist.is_available() and dist.is_initialized()):
+        raise ConfigError(f"gather_features: world_size={world_size} but torch.distributed is not initialised")
+    return _GatherWithGrad.apply(x, rank, world_size)
+
+
+def gather_index(index: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Plain all-gather of an integer index tensor (b,) -> (W*b,) (no gradient)."""
+    if world_size == 1:
+        return index
+    parts = [torch.empty_like(index) for _ in range(world_size)]
+    dist.all_gather(parts, index.contiguous())
+    return torch.cat(parts)
+
+
+# ------------------------------------------------------------ false negatives
+def _csr(keys: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(keys, kind="stable")
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(ptr, keys + 1, 1)
+    return np.cumsum(ptr), values[order]
+
+
+class FalseNegatives:
+    """Known false-negative relation over dataset indices 0..N-1 (symmetric).
+
+    Samples i != j are false negatives of each other when
+      * ``cluster_ids[i] == cluster_ids[j]`` (identical sentences after
+        normalisation: each cluster is one normalised sentence), or
+      * the unordered cluster pair {cluster_ids[i], cluster_ids[j]} is in
+        ``cluster_pairs`` (near-duplicate sentences, e.g. chrF above a threshold), or
+      * the unordered sample pair {i, j} is in ``sample_pairs`` (e.g. high-to-high
+        similarity trajectories).
+    A sample is never a false negative of itself (that is the positive).
+
+    Storage: O(N + P) int64; ``mask`` costs O(len(rows)*len(cols)*log P).
+    """
+
+    def __init__(
+        self,
+        cluster_ids: Sequence[int] | np.ndarray,
+        cluster_pairs: Optional[np.ndarray] = None,
+        sample_pairs: Optional[np.ndarray] = None,
+    ):
+        self.cluster_ids = np.asarray(cluster_ids, dtype=np.int64).reshape(-1)
+        self.num_samples = int(self.cluster_ids.shape[0])
+        self.num_clusters = int(self.cluster_ids.max()) + 1 if self.num_samples else 0
+        self.cluster_pairs = self._canon(cluster_pairs, self.num_clusters, "cluster_pairs")
+        self.sample_pairs = self._canon(sample_pairs, self.num_samples, "sample_pairs")
+        self._cluster_keys = self._keys(self.cluster_pairs, self.num_clusters)
+        self._sample_keys = self._keys(self.sample_pairs, self.num_samples)
+        self._partners_csr = None
+
+    @staticmethod
+    def _canon(pairs, n: int, what: str) -> np.ndarray:
+        if pairs is None or len(pairs) == 0:
+            return np.zeros((0, 2), dtype=np.int64)
+        p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        if p.min() < 0 or p.max() >= n:
+            raise ConfigError(f"FalseNegatives: {what} index out of range [0, {n})")
+        p = np.sort(p, axis=1)
+        p = p[p[:, 0] != p[:, 1]]
+        return np.unique(p, axis=0) if len(p) else p
+
+    @staticmethod
+    def _keys(pairs: np.ndarray, n: int) -> np.ndarray:
+        return np.sort(pairs[:, 0] * max(n, 1) + pairs[:, 1]) if len(pairs) else np.zeros(0, np.int64)
+
+    @staticmethod
+    def _lookup(keys: np.ndarray, a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+        if len(keys) == 0:
+            return np.zeros(np.broadcast(a, b).shape, dtype=bool)
+        q = np.minimum(a, b) * max(n, 1) + np.maximum(a, b)
+        pos = np.searchsorted(keys, q).clip(max=len(keys) - 1)
+        return keys[pos] == q
+
+    def pair_mask(self, a, b) -> np.ndarray:
+        """Elementwise (broadcasting) numpy bool: are samples a and b false negatives?"""
+        a = np.asarray(a, dtype=np.int64)
+        b = np.asarray(b, dtype=np.int64)
+        ca, cb = self.cluster_ids[a], self.cluster_ids[b]
+        m = ca == cb
+        m |= self._lookup(self._cluster_keys, ca, cb, self.num_clusters)
+        m |= self._lookup(self._sample_keys, a, b, self.num_samples)
+        return m & (a != b)
+
+    def mask(self, rows_index, cols_index) -> torch.Tensor:
+        """(len(rows), len(cols)) torch bool: True where (row, col) is a known false negative."""
+        r = rows_index.detach().cpu().numpy() if torch.is_tensor(rows_index) else np.asarray(rows_index)
+        c = cols_index.detach().cpu().numpy() if torch.is_tensor(cols_index) else np.asarray(cols_index)
+        return torch.from_numpy(self.pair_mask(r.reshape(-1, 1), c.reshape(1, -1)))
+
+    def partners(self, i: int) -> np.ndarray:
+        """Sorted int64 array of every sample that is a false negative of sample i.
+        The first call builds CSR tables in O(N + sum over near-dup cluster pairs of
+        the two cluster sizes + P); later calls are O(answer)."""
+        if self._partners_csr is None:
+            self._partners_csr = (
+                _csr(self.cluster_ids, np.arange(self.num_samples), self.num_clusters),
+                _csr(
+                    np.concatenate([self.cluster_pairs[:, 0], self.cluster_pairs[:, 1]]),
+                    np.concatenate([self.cluster_pairs[:, 1], self.cluster_pairs[:, 0]]),
+                    self.num_clusters,
+                ),
+                _csr(
+                    np.concatenate([self.sample_pairs[:, 0], self.sample_pairs[:, 1]]),
+                    np.concatenate([self.sample_pairs[:, 1], self.sample_pairs[:, 0]]),
+                    self.num_samples,
+                ),
+            )
+        (mp, mv), (cp, cv), (sp, sv) = self._partners_csr
+        c = self.cluster_ids[i]
+        parts = [mv[mp[c] : mp[c + 1]], sv[sp[i] : sp[i + 1]]]
+        for c2 in cv[cp[c] : cp[c + 1]]:
+            parts.append(mv[mp[c2] : mp[c2 + 1]])
+        out = np.unique(np.concatenate(parts))
+        return out[out != i]
+
+    # -- persistence
+    def save(self, path: str | Path) -> None:
+        np.savez(path, cluster_ids=self.cluster_ids, cluster_pairs=self.cluster_pairs, sample_pairs=self.sample_pairs)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FalseNegatives":
+        try:
+            with np.load(path) as z:
+                return cls(z["cluster_ids"], z["cluster_pairs"], z["sample_pairs"])
+        except (OSError, KeyError, ValueError) as e:
+            raise InputError(path, f"not a false-negatives .npz ({e})") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"FalseNegatives(N={self.num_samples}, clusters={self.num_clusters}, "
+            f"near_dup_cluster_pairs={len(self.cluster_pairs)}, sample_pairs={len(self.sample_pairs)})"
+        )
+
+
+# ------------------------------------------------------------------------ loss
+class SelectiveInfoNCE(nn.Module):
+    """Symmetric InfoNCE over the global batch with a false-negative mask (see module doc).
+
+    Args:
+        rank, world_size: this process's place (explicit, as in open_clip's ClipLoss).
+        false_negatives: optional ``FalseNegatives``; used when ``index`` is given.
+        init_temperature: if set, the module owns a learnable ``log_scale``
+            parameter (CLIP parametrisation: scale = exp(log_scale), initial
+            1/init_temperature); otherwise the caller passes ``logit_scale``.
+        max_logit_scale: the scale is clamped to at most this (CLIP: 100).
+        normalize: L2-normalise the features inside (default True).
+
+    forward(video (b,d), text (b,d), logit_scale=None, *, index=None (b,) int
+    dataset indices of the local rows, fn_mask=None (b, W*b) bool,
+    false_negatives=None) -> scalar loss (this rank's L_r).
+
+    ``logit_scale`` is the multiplier s = 1/temperature (already exponentiated,
+    a tensor so it can be learned), as in open_clip. The mask is ``fn_mask``
+    when given, else looked up from ``false_negatives.mask(index, gathered
+    index)``; the positive entry is always unmasked. Cost: see module doc.
+    """
+
+    def __init__(
+        self,
+        rank: int = 0,
+        world_size: int = 1,
+        *,
+        false_negatives: Optional[FalseNegatives] = None,
+        init_temperature: Optional[float] = None,
+        max_logit_scale: float = 100.0,
+        normalize: bool = True,
+    ):
+        super().__init__()
+        if world_size < 1 or not (0 <= rank < world_size):
+            raise ConfigError(f"SelectiveInfoNCE: bad rank {rank} / world_size {world_size}")
+        self.rank, self.world_size = rank, world_size
+        self.false_negatives = false_negatives
+        self.max_logit_scale = float(max_logit_scale)
+        self.normalize = normalize
+        if init_temperature is not None:
+            self.log_scale = nn.Parameter(torch.tensor(float(np.log(1.0 / init_temperature))))
+        else:
+            self.log_scale = None
+        self.last_stats: dict = {}
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        text: torch.Tensor,
+        logit_scale: Optional[torch.Tensor] = None,
+        *,
+        index: Optional[torch.Tensor] = None,
+        fn_mask: Optional[torch.Tensor] = None,
+        false_negatives: Optional[FalseNegatives] = None,
+    ) -> torch.Tensor:
+        if video.shape != text.shape or video.dim() != 2:
+            raise ConfigError(f"SelectiveInfoNCE: video {tuple(video.shape)} and text {tuple(text.shape)} must both be (b, d)")
+        if logit_scale is None:
+            if self.log_scale is None:
+                raise ConfigError("SelectiveInfoNCE: pass logit_scale or build the loss with init_temperature")
+            logit_scale = self.log_scale.exp()
+        b = video.shape[0]
+        if video.dtype in (torch.float16, torch.bfloat16):  # logits in float32 under mixed precision
+            video, text = video.float(), text.float()
+        if self.normalize:
+            video = F.normalize(video, dim=-1)
+            text = F.normalize(text, dim=-1)
+        all_video = gather_features(video, self.rank, self.world_size)  # (B, d)
+        all_text = gather_features(text, self.rank, self.world_size)  # (B, d)
+        scale = torch.as_tensor(logit_scale, device=video.device).to(video.dtype).clamp(max=self.max_logit_scale)
+        logits_v2t = scale * video @ all_text.t()  # (b, B)
+        logits_t2v = scale * text @ all_video.t()  # (b, B)
+        labels = torch.arange(b, device=video.device) + self.rank * b
+
+        fn = false_negatives if false_negatives is not None else self.false_negatives
+        if fn_mask is None and fn is not None and index is not None:
+            all_index = gather_index(index.to(video.device), self.world_size)
+            fn_mask = fn.mask(index, all_index).to(video.device)
+        n_masked = 0
+        if fn_mask is not None:
+            fn_mask = fn_mask.to(device=video.device, dtype=torch.bool)
+            if fn_mask.shape != logits_v2t.shape:
+                raise ConfigError(f"SelectiveInfoNCE: fn_mask {tuple(fn_mask.shape)} != logits {tuple(logits_v2t.shape)}")
+            fn_mask = fn_mask.clone()
+            fn_mask[torch.arange(b), labels] = False  # never mask the positive
+            n_masked = int(fn_mask.sum())
+            if n_masked:
+                logits_v2t = logits_v2t.masked_fill(fn_mask, float("-inf"))
+                logits_t2v = logits_t2v.masked_fill(fn_mask, float("-inf"))
+        loss = 0.5 * (F.cross_entropy(logits_v2t, labels) + F.cross_entropy(logits_t2v, labels))
+        self.last_stats = {"masked": n_masked, "global_batch": int(all_text.shape[0])}
+        return loss

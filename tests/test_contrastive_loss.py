@@ -1,0 +1,166 @@
+"""SelectiveInfoNCE: brute-force reference, false-negative mask, and 2-process gloo parity."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from slt_llm.contrastive.loss import FalseNegatives, SelectiveInfoNCE, gather_features
+from slt_llm.errors import ConfigError
+
+B, D, W = 8, 6, 2
+
+
+def _problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    xv = torch.randn(B, D, generator=g, dtype=torch.float64)
+    xt = torch.randn(B, D, generator=g, dtype=torch.float64)
+    proj = torch.randn(D, D, generator=g, dtype=torch.float64) / math.sqrt(D)
+    index = torch.tensor([5, 0, 9, 3, 7, 1, 8, 2])  # dataset indices of the global batch
+    # clusters: 0 and 9 share a sentence; 3's cluster is a near-dup of 7's; (8, 1) is an hh pair
+    cluster_ids = np.arange(10)
+    cluster_ids[9] = 0
+    fn = FalseNegatives(cluster_ids, cluster_pairs=np.array([[7, 3]]), sample_pairs=np.array([[8, 1]]))
+    return xv, xt, proj, index, fn
+
+
+def _brute_loss(v, t, scale, mask):
+    """Explicit per-row sums in float64; mask[a, c] True removes column c from row a."""
+    v = v / v.norm(dim=1, keepdim=True)
+    t = t / t.norm(dim=1, keepdim=True)
+    n = v.shape[0]
+    total = 0.0
+    for a in range(n):
+        for x, y in ((v, t), (t, v)):
+            den = sum(math.exp(scale * float(x[a] @ y[c])) for c in range(n) if c == a or not mask[a][c])
+            total += -scale * float(x[a] @ y[a]) + math.log(den)
+    return total / (2 * n)
+
+
+def test_false_negative_mask_matches_definition():
+    _, _, _, index, fn = _problem()
+    m = fn.mask(index, index).numpy()
+    idx = index.tolist()
+    cid = fn.cluster_ids
+    for a, i in enumerate(idx):
+        for c, j in enumerate(idx):
+            expect = i != j and (
+                cid[i] == cid[j] or {cid[i], cid[j]} == {3, 7} or {i, j} == {1, 8}
+            )
+            assert m[a, c] == expect, (i, j)
+    assert m.sum() == 6  # (0,9), (3,7), (1,8), each both ways
+    assert sorted(fn.partners(0).tolist()) == [9] and fn.partners(3).tolist() == [7]
+    assert fn.partners(4).size == 0
+
+
+def test_loss_equals_bruteforce_with_and_without_mask():
+    xv, xt, _, index, fn = _problem()
+    loss = SelectiveInfoNCE()
+    scale = torch.tensor(7.5, dtype=torch.float64)
+    plain = loss(xv, xt, scale)
+    assert plain.item() == pytest.approx(_brute_loss(xv, xt, 7.5, np.zeros((B, B), bool)), rel=1e-5)
+    masked = loss(xv, xt, scale, index=index, false_negatives=fn)
+    assert loss.last_stats["masked"] == 6
+    ref = _brute_loss(xv, xt, 7.5, fn.mask(index, index).numpy())
+    assert masked.item() == pytest.approx(ref, rel=1e-5)
+    assert masked.item() < plain.item()  # fewer negatives in the denominators
+    # a mask on the positive itself is ignored
+    full = torch.ones(B, B, dtype=torch.bool)
+    only_pos = loss(xv, xt, scale, fn_mask=full)
+    assert only_pos.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_scale_is_clamped_and_module_can_own_temperature():
+    xv, xt, *_ = _problem()
+    loss = SelectiveInfoNCE(init_temperature=0.07)
+    assert loss.log_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-5)
+    out = loss(xv, xt)
+    out.backward()
+    assert loss.log_scale.grad is not None and loss.log_scale.grad.abs() > 0
+    s = torch.tensor(500.0, requires_grad=True)
+    a = SelectiveInfoNCE(max_logit_scale=100.0)(xv, xt, s)
+    b = SelectiveInfoNCE(max_logit_scale=100.0)(xv, xt, torch.tensor(100.0))
+    assert a.item() == pytest.approx(b.item(), rel=1e-6)
+    a.backward()
+    assert s.grad.item() == 0.0
+    with pytest.raises(ConfigError):
+        SelectiveInfoNCE()(xv, xt)
+    with pytest.raises(ConfigError):
+        SelectiveInfoNCE(rank=2, world_size=2)
+
+
+def _run_single():
+    xv, xt, proj, index, fn = _problem()
+    xv.requires_grad_(True)
+    xt.requires_grad_(True)
+    proj = proj.clone().requires_grad_(True)
+    scale = torch.tensor(9.0, dtype=torch.float64, requires_grad=True)
+    loss = SelectiveInfoNCE()(xv @ proj, xt @ proj, scale, index=index, false_negatives=fn)
+    loss.backward()
+    return loss.detach(), xv.grad, xt.grad, proj.grad, scale.grad
+
+
+def _worker(rank, port, out_dir):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=W)
+    try:
+        xv, xt, proj, index, fn = _problem()
+        b = B // W
+        sl = slice(rank * b, (rank + 1) * b)
+        xv_l = xv[sl].clone().requires_grad_(True)
+        xt_l = xt[sl].clone().requires_grad_(True)
+        proj = proj.clone().requires_grad_(True)
+        scale = torch.tensor(9.0, dtype=torch.float64, requires_grad=True)
+        crit = SelectiveInfoNCE(rank, W, false_negatives=fn)
+        loss = crit(xv_l @ proj, xt_l @ proj, scale, index=index[sl])
+        loss.backward()
+        # what DDP / DeepSpeed do with parameter gradients: average over ranks
+        for g in (proj.grad, scale.grad):
+            dist.all_reduce(g)
+            g /= W
+        mean_loss = loss.detach().clone()
+        dist.all_reduce(mean_loss)
+        mean_loss /= W
+        # the gather itself: forward order and identity of the local slice
+        gathered = gather_features(xv_l.detach(), rank, W)
+        torch.save(
+            dict(loss=mean_loss, xv=xv_l.grad, xt=xt_l.grad, proj=proj.grad, scale=scale.grad,
+                 gathered=gathered, masked=crit.last_stats["masked"]),
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_gather_parity(tmp_path):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=W, join=True)
+    loss, gxv, gxt, gproj, gscale = _run_single()
+    res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(W)]
+    xv, *_ = _problem()
+    b = B // W
+    for r, out in enumerate(res):
+        torch.testing.assert_close(out["gathered"], xv)
+        torch.testing.assert_close(out["loss"], loss)
+        torch.testing.assert_close(out["proj"], gproj)
+        torch.testing.assert_close(out["scale"], gscale)
+        # an input lives on one rank only, so its share of the averaged loss is grad / W
+        torch.testing.assert_close(out["xv"] / W, gxv[r * b : (r + 1) * b])
+        torch.testing.assert_close(out["xt"] / W, gxt[r * b : (r + 1) * b])
+    # the rank-local masks cover the whole global mask (6 entries) between them
+    assert sum(o["masked"] for o in res) == 6
+    assert gscale.abs() > 0 and gproj.abs().sum() > 0
