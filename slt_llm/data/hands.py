@@ -14,7 +14,8 @@
    extent is 0.74-1.0 forearm lengths (median ~0.75).
 3. Otherwise from the wrist alone: centre = wrist, extent = the median extent
    of that hand's keypoint boxes in the clip (or 0.1 x the shorter side).
-4. Otherwise NaN.
+4. Otherwise NaN; also NaN when the box does not overlap the frame at all
+   (an arm hanging out of the shot).
 
 Box side = ``hand_scale`` x extent, clamped to [min_box, max_box] x the
 frame's shorter side; then centre and side are smoothed over time by a
@@ -118,6 +119,10 @@ def hand_boxes(kp, cfg: ClipConfig) -> np.ndarray:
         boxes[:, s] = np.stack(
             [centre[:, 0] - half, centre[:, 1] - half, centre[:, 0] + half, centre[:, 1] + half], axis=1
         )
+    # a box that does not overlap the frame at all (e.g. an arm hanging out of
+    # the shot) holds nothing to crop: no box
+    outside = (boxes[..., 2] <= 0) | (boxes[..., 3] <= 0) | (boxes[..., 0] >= kp.width) | (boxes[..., 1] >= kp.height)
+    boxes[outside] = np.nan
     return smooth_boxes(boxes, cfg.smooth_window)
 
 

@@ -1,0 +1,231 @@
+"""Keypoint extraction: a pluggable backend interface and a ``.pose`` sidecar cache.
+
+    slt-llm extract INPUT --model FILE [--backend mediapipe] [--out-dir DIR] [--overwrite]
+
+INPUT is a video file, a frame folder, or a folder of videos (every video file
+in it, not recursive). Each video gets a ``<stem>.pose`` sidecar beside it (or
+in ``--out-dir``), in the MediaPipe Holistic layout written by
+``slt_llm.data.pose.write_pose_holistic``; ``load_clip`` finds it there.
+A sidecar newer than its video is reused, not re-extracted.
+
+Backends implement ``KeypointExtractor.extract(video) -> Extraction`` (xy
+(T,543,2) source pixels, conf (T,543), fps, width, height; Holistic point
+order ``slt_llm.data.pose.HOLISTIC_POINTS``) and are registered with
+``register_extractor(name, factory)``; ``make_extractor(name, **kw)`` builds
+one. The built-in ``mediapipe`` backend runs MediaPipe's Tasks
+HolisticLandmarker: it needs ``pip install mediapipe`` and a model file the
+user downloads (``holistic_landmarker.task`` from Google's MediaPipe models
+page, https://ai.google.dev/edge/mediapipe/solutions/vision/holistic_landmarker);
+nothing is downloaded here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from slt_llm.data.pose import NUM_HOLISTIC, read_pose, write_pose_holistic
+from slt_llm.errors import ConfigError, InputError, SLTError
+
+__all__ = [
+    "Extraction",
+    "KeypointExtractor",
+    "MediaPipeExtractor",
+    "register_extractor",
+    "make_extractor",
+    "EXTRACTORS",
+    "sidecar_path",
+    "ensure_pose",
+    "cli",
+]
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+@dataclass
+class Extraction:
+    """Keypoints of one video in MediaPipe Holistic layout.
+
+    xy float32 (T, 543, 2) source pixels; conf float32 (T, 543), 0 = missing;
+    fps of the keypoint track; width, height of the (upright) source video.
+    """
+
+    xy: np.ndarray
+    conf: np.ndarray
+    fps: float
+    width: int
+    height: int
+
+    def __iter__(self):  # allows ``xy, conf, fps, w, h = extractor.extract(v)``
+        return iter((self.xy, self.conf, self.fps, self.width, self.height))
+
+
+class KeypointExtractor:
+    """Interface: ``extract(video_path) -> Extraction``. ``name`` is written in logs."""
+
+    name = "base"
+
+    def extract(self, video_path) -> Extraction:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+EXTRACTORS: dict[str, Callable[..., KeypointExtractor]] = {}
+
+
+def register_extractor(name: str, factory: Callable[..., KeypointExtractor]) -> None:
+    """Register a backend factory: ``factory(model=..., **kw) -> KeypointExtractor``."""
+    EXTRACTORS[name] = factory
+
+
+def make_extractor(name: str, **kw) -> KeypointExtractor:
+    if name not in EXTRACTORS:
+        raise ConfigError(f"unknown keypoint extractor {name!r} (known: {', '.join(sorted(EXTRACTORS))})")
+    return EXTRACTORS[name](**kw)
+
+
+# ---------------------------------------------------------------- mediapipe
+class MediaPipeExtractor(KeypointExtractor):
+    """MediaPipe Tasks HolisticLandmarker in VIDEO mode, one person.
+
+    ``model``: path to ``holistic_landmarker.task``. Frames are decoded at
+    the native rate and full size (PyAV); each goes through the landmarker
+    once (CPU cost ~ tens of ms per frame). Normalised landmarks are scaled to
+    source pixels; pose points take MediaPipe's visibility as confidence,
+    face/hand points confidence 1 when the part is detected, else 0 (missing).
+    MediaPipe's left/right hands are the signer's, as in Holistic files.
+    """
+
+    name = "mediapipe"
+
+    def __init__(self, model=None, **kw):
+        if model is None:
+            raise ConfigError(
+                "the mediapipe extractor needs --model PATH to a MediaPipe holistic_landmarker.task file "
+                "(download it from https://ai.google.dev/edge/mediapipe/solutions/vision/holistic_landmarker)")
+        if not Path(model).is_file():
+            raise InputError(model, "MediaPipe model file not found (download holistic_landmarker.task from "
+                                    "https://ai.google.dev/edge/mediapipe/solutions/vision/holistic_landmarker)")
+        try:
+            import mediapipe  # noqa: F401
+            from mediapipe.tasks.python import vision  # noqa: F401
+        except ImportError:
+            raise ConfigError("keypoint extraction with MediaPipe needs the mediapipe package: "
+                              "pip install mediapipe") from None
+        self.model = str(model)
+        self.options = kw
+
+    def extract(self, video_path) -> Extraction:
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        from slt_llm.data.video import load_frames
+
+        fr = load_frames(video_path, fps=None, max_fps=None)
+        W, H = int(fr.src_width), int(fr.src_height)
+        T = fr.frames.shape[0]
+        xy = np.zeros((T, NUM_HOLISTIC, 2), np.float32)
+        conf = np.zeros((T, NUM_HOLISTIC), np.float32)
+        opts = vision.HolisticLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=self.model), running_mode=vision.RunningMode.VIDEO)
+        parts = (("pose_landmarks", 0, 33), ("face_landmarks", 33, 468),
+                 ("left_hand_landmarks", 501, 21), ("right_hand_landmarks", 522, 21))
+        fw, fh = fr.frames.shape[2], fr.frames.shape[1]
+        with vision.HolisticLandmarker.create_from_options(opts) as lm:
+            for t in range(T):
+                image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(fr.frames[t]))
+                res = lm.detect_for_video(image, int(round(fr.times[t] * 1000)))
+                for attr, off, n in parts:
+                    pts = getattr(res, attr, None) or []
+                    if pts and isinstance(pts[0], (list, tuple)):
+                        pts = pts[0]
+                    for i, p in enumerate(pts[:n]):
+                        xy[t, off + i] = (p.x * fw / fr.scale, p.y * fh / fr.scale)
+                        vis = getattr(p, "visibility", None)
+                        conf[t, off + i] = float(vis) if (attr == "pose_landmarks" and vis is not None) else 1.0
+        return Extraction(xy=xy, conf=np.clip(conf, 0, 1), fps=float(fr.fps), width=W, height=H)
+
+
+register_extractor("mediapipe", MediaPipeExtractor)
+
+
+# -------------------------------------------------------------------- cache
+def sidecar_path(video, out_dir=None) -> Path:
+    """``<stem>.pose`` beside the video (or frame folder), or in ``out_dir``."""
+    v = Path(video)
+    stem = v.name if v.is_dir() else v.stem
+    return (Path(out_dir) if out_dir is not None else v.parent) / f"{stem}.pose"
+
+
+def _newest_mtime(video: Path) -> float:
+    if video.is_dir():
+        return max([video.stat().st_mtime] + [p.stat().st_mtime for p in video.iterdir()])
+    return video.stat().st_mtime
+
+
+def ensure_pose(video, extractor: KeypointExtractor, cache=True, *, out_dir=None) -> Path:
+    """Path of the video's keypoint sidecar, extracting it first if needed.
+
+    With ``cache`` true an existing sidecar that reads back (``read_pose``)
+    and is not older than the video is reused; otherwise the extractor runs
+    and its result is written with ``write_pose_holistic`` (atomically).
+    Raises ``InputError`` for a missing video or an extraction of the wrong
+    shape.
+    """
+    video = Path(video)
+    if not video.exists():
+        raise InputError(video, "video not found")
+    out = sidecar_path(video, out_dir)
+    if cache and out.is_file() and out.stat().st_mtime >= _newest_mtime(video):
+        try:
+            read_pose(out)
+            return out
+        except InputError:
+            pass  # unreadable cache: extract again
+    res = extractor.extract(video)
+    xy, conf, fps, width, height = res
+    xy, conf = np.asarray(xy, np.float32), np.asarray(conf, np.float32)
+    if xy.ndim != 3 or xy.shape[1:] != (NUM_HOLISTIC, 2) or conf.shape != xy.shape[:2]:
+        raise InputError(video, f"extractor {getattr(extractor, 'name', '?')} returned xy {xy.shape}, "
+                                f"conf {conf.shape}; expected (T, {NUM_HOLISTIC}, 2) and (T, {NUM_HOLISTIC})")
+    if xy.shape[0] == 0:
+        raise InputError(video, "no frames to extract keypoints from")
+    return write_pose_holistic(out, xy, conf, fps, width, height)
+
+
+def _inputs(path: Path) -> list[Path]:
+    if path.is_dir():
+        vids = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        return vids or [path]  # no video files: the folder is a frame folder
+    return [path]
+
+
+def cli(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="slt-llm extract", description="extract keypoints into .pose sidecars")
+    ap.add_argument("input", help="video file, frame folder, or folder of videos")
+    ap.add_argument("--model", help="backend model file (mediapipe: holistic_landmarker.task)")
+    ap.add_argument("--backend", default="mediapipe", help=f"extractor ({', '.join(sorted(EXTRACTORS))})")
+    ap.add_argument("--out-dir", help="write <stem>.pose here instead of beside each video")
+    ap.add_argument("--overwrite", action="store_true", help="extract even when a sidecar exists")
+    a = ap.parse_args(argv)
+    src = Path(a.input)
+    if not src.exists():
+        raise InputError(src, "input not found")
+    extractor = make_extractor(a.backend, model=a.model)
+    videos = _inputs(src)
+    failed = 0
+    for v in videos:
+        try:
+            out = ensure_pose(v, extractor, cache=not a.overwrite, out_dir=a.out_dir)
+            print(f"{v} -> {out}")
+        except SLTError as e:
+            if len(videos) == 1:
+                raise
+            failed += 1
+            print(f"skipped: {e}")
+    if len(videos) > 1:
+        print(f"{len(videos) - failed}/{len(videos)} videos have keypoints" + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0
