@@ -1,0 +1,238 @@
+"""The LLM half of the SLT model: any local decoder-only ``AutoModelForCausalLM``.
+
+``load_llm(cfg)`` checks the directory (exists, is a causal decoder-only LM,
+remote code only when asked, a tokenizer with an eos token) BEFORE loading any
+weights, then loads the model and wires LoRA / QLoRA in one place,
+:func:`prepare_llm` (the shape of peft ``examples/sft/utils.py::
+create_and_prepare_model``):
+
+* QLoRA (``load_in_4bit``): NF4 + double quantization through bitsandbytes,
+  ``bnb_4bit_compute_dtype`` and ``bnb_4bit_quant_storage`` from config (the
+  storage dtype lets ZeRO-3 shard the packed 4-bit weights), then
+  ``prepare_model_for_kbit_training``. That helper upcasts EVERY non-4-bit
+  weight to fp32; we keep that for the norms (tiny, numerically sensitive)
+  but put the frozen input embeddings and lm_head back to the compute dtype
+  (with a 32k vocabulary and hidden 2048 that is 2 x 65 M parameters: 262 MB
+  saved in bf16 vs fp32; see docs/perf/memory.md). lm_head casts its input
+  to its own dtype; SLTModel upcasts logits to fp32 for the loss.
+* LoRA on the explicit ``cfg.lora_targets`` (a target that matches no module
+  is a ConfigError), base frozen, adapters fp32.
+* Gradient checkpointing switchable (``use_reentrant=False``; input grads on,
+  since inputs_embeds come from the projector).
+
+Adapter facts are recorded by :func:`adapter_metadata`, never guessed from a
+folder name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from slt_llm.config import LLMConfig
+from slt_llm.distributed import print0
+from slt_llm.errors import ConfigError
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+ENCODER_ONLY = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "albert", "deberta", "deberta-v2",
+                "camembert", "mpnet", "ernie", "modernbert"}
+
+
+def to_dtype(name: str, what: str = "llm.dtype") -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ConfigError(f"{what}: unknown dtype {name!r} (choose float32, bfloat16 or float16)")
+    return DTYPES[name]
+
+
+def check_llm_dir(path, *, trust_remote_code: bool = False):
+    """Cheap checks on an LLM directory (reads config.json only); returns the
+    ``AutoConfig``. ConfigError: missing dir / config, remote code not allowed,
+    not a decoder-only causal LM."""
+    if path is None:
+        raise ConfigError("llm.path is not set (a local AutoModelForCausalLM directory)")
+    p = Path(path)
+    if not p.is_dir():
+        raise ConfigError(f"{p}: LLM directory not found")
+    if not (p / "config.json").is_file():
+        raise ConfigError(f"{p}: not a Hugging Face model directory (no config.json)")
+    try:
+        raw = json.loads((p / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p / 'config.json'}: not valid JSON ({e})") from None
+    if raw.get("auto_map") and not trust_remote_code:
+        raise ConfigError(f"{p}: the model needs custom code (auto_map in config.json); set llm.trust_remote_code=true if you trust it")
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    try:
+        config = AutoConfig.from_pretrained(str(p), trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{p}: cannot read the model config ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    model_type = getattr(config, "model_type", "")
+    causal_names = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    archs = list(getattr(config, "architectures", None) or [])
+    is_causal = (
+        not getattr(config, "is_encoder_decoder", False)
+        and model_type not in ENCODER_ONLY
+        and (model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or (trust_remote_code and raw.get("auto_map")))
+        and (not archs or any(a in causal_names or a.endswith("ForCausalLM") for a in archs))
+    )
+    if not is_causal:
+        raise ConfigError(
+            f"{p}: not a decoder-only causal LM (model_type={model_type!r}, architectures={archs}); "
+            "llm.path needs an AutoModelForCausalLM such as Llama, Qwen2 or Gemma"
+        )
+    return config
+
+
+def load_tokenizer(path, *, trust_remote_code: bool = False):
+    """AutoTokenizer from ``path``; needs an eos token; pad falls back to eos."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"{path}: cannot load the tokenizer ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if tok.eos_token is None or tok.eos_token_id is None:
+        raise ConfigError(f"{path}: the tokenizer has no eos token (needed to end translations)")
+    if tok.pad_token is None:
+        print0(f"note: {path}: tokenizer has no pad token; using eos ({tok.eos_token!r}) for padding")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def adapter_kind(cfg: LLMConfig) -> str:
+    if not cfg.use_lora:
+        return "none"
+    return "qlora" if cfg.load_in_4bit else "lora"
+
+
+def adapter_metadata(cfg: LLMConfig) -> dict:
+    """What an adapter is (recorded in meta.json; never inferred from names)."""
+    return {
+        "adapter": adapter_kind(cfg),
+        "base_model": str(cfg.path) if cfg.path else None,
+        "lora_targets": list(cfg.lora_targets),
+        "lora_r": cfg.lora_r,
+        "lora_alpha": cfg.lora_alpha,
+        "load_in_4bit": bool(cfg.load_in_4bit),
+        "bnb_4bit_quant_type": "nf4" if cfg.load_in_4bit else None,
+        "bnb_4bit_compute_dtype": cfg.bnb_4bit_compute_dtype if cfg.load_in_4bit else None,
+        "bnb_4bit_quant_storage": cfg.bnb_4bit_quant_storage if cfg.load_in_4bit else None,
+        "dtype": cfg.dtype,
+    }
+
+
+def bnb_config(cfg: LLMConfig):
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=to_dtype(cfg.bnb_4bit_compute_dtype, "llm.bnb_4bit_compute_dtype"),
+        bnb_4bit_quant_storage=to_dtype(cfg.bnb_4bit_quant_storage, "llm.bnb_4bit_quant_storage"),
+    )
+
+
+def _cast_input_hook(module, args):
+    x = args[0]
+    w = module.weight
+    if x.dtype != w.dtype and w.dtype.is_floating_point:
+        return (x.to(w.dtype),) + tuple(args[1:])
+    return None
+
+
+def _check_targets(model, targets: list) -> None:
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in targets if t not in names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"llm.lora_targets: {missing} match no module of this model (linear layers: {linear})")
+
+
+def prepare_llm(model, cfg: LLMConfig, *, for_training: bool = True, adapter_dir=None):
+    """ALL LoRA/QLoRA wiring. ``model`` is a freshly loaded HF causal LM
+    (4-bit already when ``cfg.load_in_4bit``). Returns the (PEFT) model with
+    the base frozen and only LoRA parameters trainable (none if use_lora is
+    off or for inference). ``adapter_dir``: load a saved PEFT adapter instead
+    of creating new LoRA layers."""
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    gc = bool(cfg.gradient_checkpointing and for_training)
+    if cfg.load_in_4bit and for_training:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=gc, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+        # Deliberate: norms stay fp32 (from the helper); frozen embeddings and
+        # lm_head go back to the compute dtype (they are the largest non-4-bit
+        # tensors and never receive gradients).
+        keep = to_dtype(cfg.bnb_4bit_compute_dtype, "llm.bnb_4bit_compute_dtype")
+        for mod in {model.get_input_embeddings(), model.get_output_embeddings()}:
+            if mod is not None and mod.weight.__class__.__name__ != "Params4bit":
+                mod.weight.data = mod.weight.data.to(keep)
+    elif gc:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if gc:
+        model.enable_input_require_grads()
+        model.config.use_cache = False
+    out_emb = model.get_output_embeddings()
+    if out_emb is not None and not getattr(out_emb, "_slt_cast_hook", False):
+        out_emb.register_forward_pre_hook(_cast_input_hook)
+        out_emb._slt_cast_hook = True
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=for_training)
+    elif cfg.use_lora and for_training:
+        _check_targets(model, list(cfg.lora_targets))
+        lcfg = LoraConfig(
+            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.lora_targets), bias="none", task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lcfg)
+    if for_training:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        print0(f"llm: {adapter_kind(cfg)} trainable params {trainable:,} / {total:,} ({100.0 * trainable / max(total, 1):.3f}%)")
+    return model
+
+
+def load_llm(cfg: LLMConfig, *, for_training: bool = True, device=None, adapter_dir=None, tokenizer_dir=None):
+    """Load a local causal LM + tokenizer and wire LoRA/QLoRA (see module doc).
+
+    Returns ``(model, tokenizer)``. Cheap checks run first (ConfigError):
+    missing/invalid dir, encoder-only or encoder-decoder config, remote code
+    without ``trust_remote_code``, tokenizer without eos. ``adapter_dir``
+    loads a saved PEFT adapter; ``tokenizer_dir`` overrides where the
+    tokenizer comes from. Cost: the weights once in ``cfg.dtype`` (or NF4:
+    ~0.5 byte/param + ~0.5% quantization state)."""
+    from transformers import AutoModelForCausalLM
+
+    check_llm_dir(cfg.path, trust_remote_code=cfg.trust_remote_code)
+    tokenizer = load_tokenizer(tokenizer_dir or cfg.path, trust_remote_code=cfg.trust_remote_code)
+    kwargs = {"trust_remote_code": cfg.trust_remote_code}
+    if cfg.load_in_4bit:
+        kwargs["quantization_config"] = bnb_config(cfg)
+        kwargs["dtype"] = to_dtype(cfg.bnb_4bit_compute_dtype, "llm.bnb_4bit_compute_dtype")
+        kwargs["device_map"] = {"": str(device) if device is not None else "cpu"}
+    else:
+        kwargs["dtype"] = to_dtype(cfg.dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(cfg.path), **kwargs)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{cfg.path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if device is not None and not cfg.load_in_4bit:
+        model = model.to(device)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model = prepare_llm(model, cfg, for_training=for_training, adapter_dir=adapter_dir)
+    if not for_training:
+        model.eval()
+    return model, tokenizer

@@ -1,0 +1,318 @@
+"""SLTModel: HandCentricEncoder -> Projector -> decoder-only LLM (+ LoRA/QLoRA).
+
+Sequence of sample i (P prompt tokens, n_i valid video tokens, A tokens of
+``after_video``, Y_i target tokens + eos):
+
+    [ prompt(language) | video_1..n_i | after_video | target_i </s> ]
+      labels -100 ...................................  target ids + eos
+
+Training right-pads to the longest sequence; ``forward`` returns
+``loss_sum`` (summed token cross-entropy over target tokens, fp32),
+``num_tokens`` (int tensor) and ``loss`` = loss_sum / num_tokens, so training
+code can normalise over ranks and accumulation steps. ``generate`` left-pads
+``inputs_embeds`` + attention_mask and calls ``llm.generate`` (KV cache,
+greedy or beam). Prompt ids are tokenised once (cached); their embeddings are
+looked up once per call.
+
+Cost per sample: encoder (see encoder.py) + projector on n_i tokens + one LLM
+pass over P + n_i + A + Y_i positions; logits (B, L, vocab) in the LLM dtype.
+
+A model folder (``save_pretrained``): ``slt_config.yaml`` (encoder,
+projector, llm sections), ``encoder.safetensors``, ``projector.safetensors``,
+``adapter/`` (PEFT) or ``llm/`` (merged export), ``tokenizer/``,
+``meta.json`` (adapter kind, base model, versions). safetensors only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+from slt_llm.config import EncoderConfig, LLMConfig, ProjectorConfig, SLTConfig, from_dict, to_dict
+from slt_llm.errors import ConfigError
+from slt_llm.models.encoder import HandCentricEncoder, build_encoder
+from slt_llm.models.llm import adapter_metadata, load_llm
+from slt_llm.models.projector import Projector
+
+MODEL_FORMAT = "slt_llm.model/1"
+# Encoder fields that do not change the weights' meaning or shapes.
+_ENCODER_NON_ARCH = {"dropout", "backbone_weights"}
+
+
+def _versions() -> dict:
+    import peft
+    import transformers
+
+    import slt_llm
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "slt_llm": getattr(slt_llm, "__version__", "0")}
+
+
+def encoder_arch(cfg: EncoderConfig) -> dict:
+    d = to_dict(cfg)
+    return {k: v for k, v in d.items() if k not in _ENCODER_NON_ARCH}
+
+
+def _load_safetensors(module: nn.Module, path: Path, what: str) -> None:
+    from safetensors.torch import load_file
+
+    sd = load_file(str(path))
+    own = module.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    bad = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    if missing or unexpected or bad:
+        raise ConfigError(
+            f"{path}: {what} weights do not fit this config (checkpoint from a different config?): "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}, shape mismatch {bad[:3]}"
+        )
+    module.load_state_dict(sd, strict=True)
+
+
+def _save_safetensors(module: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(path))
+
+
+class SLTModel(nn.Module):
+    """encoder + projector + llm. ``llm`` is a (PEFT) HF causal LM as returned
+    by :func:`slt_llm.models.llm.load_llm`; build everything from a config
+    with :meth:`build`."""
+
+    def __init__(self, encoder_cfg: EncoderConfig, projector_cfg: ProjectorConfig, llm_cfg: LLMConfig, llm, tokenizer,
+                 *, encoder: Optional[HandCentricEncoder] = None):
+        super().__init__()
+        self.encoder_cfg, self.projector_cfg, self.llm_cfg = encoder_cfg, projector_cfg, llm_cfg
+        self.encoder = encoder if encoder is not None else build_encoder(encoder_cfg)
+        hidden = llm.get_input_embeddings().weight.shape[-1]
+        self.projector = Projector(projector_cfg, encoder_cfg.dim, hidden)
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.meta_extra: dict = {}
+        prompt = llm_cfg.prompt.format(language=llm_cfg.target_language)
+        # prompt ids cached once (bos where the tokenizer adds one)
+        self.register_buffer("prompt_ids", torch.tensor(tokenizer(prompt, add_special_tokens=True)["input_ids"], dtype=torch.long), persistent=False)
+        self.register_buffer("after_ids", torch.tensor(tokenizer(llm_cfg.after_video, add_special_tokens=False)["input_ids"], dtype=torch.long), persistent=False)
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, cfg: SLTConfig, *, for_training: bool = True, device=None) -> "SLTModel":
+        """Load the LLM from ``cfg.llm.path`` (LoRA/QLoRA per cfg.llm), build a
+        fresh encoder (+ backbone weights if configured) and projector."""
+        llm, tok = load_llm(cfg.llm, for_training=for_training, device=device)
+        model = cls(cfg.encoder, cfg.projector, cfg.llm, llm, tok)
+        if device is not None:
+            model.encoder.to(device)
+            model.projector.to(device)
+        return model
+
+    @property
+    def embed_dtype(self) -> torch.dtype:
+        return self.llm.get_input_embeddings().weight.dtype
+
+    def trainable_groups(self) -> dict:
+        """{"encoder": [...], "projector": [...], "lora": [...]} trainable params (for per-group LRs)."""
+        return {
+            "encoder": [p for p in self.encoder.parameters() if p.requires_grad],
+            "projector": [p for p in self.projector.parameters() if p.requires_grad],
+            "lora": [p for p in self.llm.parameters() if p.requires_grad],
+        }
+
+    # -------------------------------------------------------------- sequences
+    def _embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(ids)
+
+    def visual_embeds(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,T',hidden) projected video tokens in the LLM embedding dtype, token_mask (B,T')."""
+        tokens, mask = self.encoder(batch)
+        return self.projector(tokens).to(self.embed_dtype), mask
+
+    def _target_ids(self, texts: list) -> list:
+        enc = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        eos = self.tokenizer.eos_token_id
+        return [list(x) + [eos] for x in enc]
+
+    def _sequences(self, batch: dict, texts: Optional[list]):
+        """Per-sample embedding sequences (list of (L_i,hidden)) and label lists."""
+        vis, vmask = self.visual_embeds(batch)
+        dev = vis.device
+        prompt = self._embed_ids(self.prompt_ids.to(dev))  # (P,hidden) once per call
+        after = self._embed_ids(self.after_ids.to(dev))  # (A,hidden)
+        seqs, labels = [], []
+        targets = self._target_ids(texts) if texts is not None else None
+        for i in range(vis.shape[0]):
+            parts = [prompt, vis[i][vmask[i]], after]
+            lab = [-100] * (prompt.shape[0] + int(vmask[i].sum()) + after.shape[0])
+            if targets is not None:
+                tid = torch.tensor(targets[i], dtype=torch.long, device=dev)
+                parts.append(self._embed_ids(tid))
+                lab += targets[i]
+            seqs.append(torch.cat(parts, 0))
+            labels.append(lab)
+        return seqs, labels
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, batch: dict) -> dict:
+        """Teacher-forced loss on target tokens of ``batch["texts"]``."""
+        texts = batch["texts"]
+        seqs, labels = self._sequences(batch, texts)
+        B, L = len(seqs), max(s.shape[0] for s in seqs)
+        hidden = seqs[0].shape[-1]
+        dev = seqs[0].device
+        embeds = seqs[0].new_zeros(B, L, hidden)
+        attn = torch.zeros(B, L, dtype=torch.long, device=dev)
+        lab = torch.full((B, L), -100, dtype=torch.long, device=dev)
+        for i, (s, l) in enumerate(zip(seqs, labels)):  # right padding
+            embeds[i, : s.shape[0]] = s
+            attn[i, : s.shape[0]] = 1
+            lab[i, : s.shape[0]] = torch.tensor(l, dtype=torch.long, device=dev)
+        logits = self.llm(inputs_embeds=embeds, attention_mask=attn, use_cache=False).logits  # (B,L,V)
+        tgt = lab[:, 1:]
+        loss_sum = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                   ignore_index=-100, reduction="sum")
+        num = (tgt != -100).sum()
+        return {"loss_sum": loss_sum, "num_tokens": num, "loss": loss_sum / num.clamp(min=1), "logits": logits}
+
+    # --------------------------------------------------------------- generate
+    @torch.no_grad()
+    def generate(self, batch: dict, num_beams: int = 1, max_new_tokens: int = 48, **kw) -> list:
+        """Translate a batch -> list of B strings (left-padded inputs_embeds,
+        KV cache on). Extra ``kw`` go to ``llm.generate``."""
+        was_training = self.training
+        self.eval()
+        try:
+            seqs, _ = self._sequences(batch, None)
+            B, L = len(seqs), max(s.shape[0] for s in seqs)
+            dev = seqs[0].device
+            embeds = seqs[0].new_zeros(B, L, seqs[0].shape[-1])
+            attn = torch.zeros(B, L, dtype=torch.long, device=dev)
+            for i, s in enumerate(seqs):  # left padding
+                embeds[i, L - s.shape[0]:] = s
+                attn[i, L - s.shape[0]:] = 1
+            tok = self.tokenizer
+            gen_kw = dict(max_new_tokens=max_new_tokens, num_beams=num_beams, do_sample=False, use_cache=True,
+                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+            if num_beams > 1:
+                gen_kw["early_stopping"] = True
+            gen_kw.update(kw)
+            out = self.llm.generate(inputs_embeds=embeds, attention_mask=attn, **gen_kw)
+            return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+        finally:
+            self.train(was_training)
+
+    # ---------------------------------------------------------------- stage 1
+    def load_encoder_from(self, folder) -> None:
+        """Load ``encoder.safetensors`` from a stage-1 model folder (with
+        ``vlp_config.yaml``); ConfigError if its encoder config differs."""
+        folder = Path(folder)
+        cfg_path, w_path = folder / "vlp_config.yaml", folder / "encoder.safetensors"
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise ConfigError(f"{folder}: not a stage-1 model folder (missing {p.name})")
+        try:
+            raw = yaml.safe_load(cfg_path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        theirs = from_dict(EncoderConfig, raw.get("encoder") or {}, "encoder")
+        a, b = encoder_arch(theirs), encoder_arch(self.encoder_cfg)
+        if a != b:
+            diff = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+            raise ConfigError(f"{folder}: checkpoint from a different config (encoder {diff}: checkpoint vs this model)")
+        _load_safetensors(self.encoder, w_path, "encoder")
+
+    # ------------------------------------------------------------- save/load
+    def save_pretrained(self, folder) -> Path:
+        """Write the model folder (see module doc). Only adapter weights of
+        the LLM are written (the base is recorded by path)."""
+        from peft import PeftModel
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "slt_config.yaml").write_text(yaml.safe_dump(
+            {"encoder": to_dict(self.encoder_cfg), "projector": to_dict(self.projector_cfg), "llm": to_dict(self.llm_cfg)},
+            sort_keys=False))
+        _save_safetensors(self.encoder, folder / "encoder.safetensors")
+        _save_safetensors(self.projector, folder / "projector.safetensors")
+        meta = {"format": MODEL_FORMAT, **adapter_metadata(self.llm_cfg), "versions": _versions(), **self.meta_extra}
+        if isinstance(self.llm, PeftModel):
+            self.llm.save_pretrained(str(folder / "adapter"), safe_serialization=True)
+        elif meta["adapter"] != "merged":
+            meta["adapter"] = "none"
+        self.tokenizer.save_pretrained(str(folder / "tokenizer"))
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder, llm_path=None, device="cpu", load_in_4bit: Optional[bool] = None,
+                        for_training: bool = False) -> "SLTModel":
+        """Rebuild a saved model. Base LLM from ``llm_path`` or the recorded
+        path (merged exports carry their own ``llm/``). ``load_in_4bit``
+        overrides the recorded choice (None keeps it). Folder checks run
+        before anything heavy (:func:`check_model_dir`)."""
+        folder = Path(folder)
+        info = check_model_dir(folder, llm_path=llm_path)
+        enc_cfg, proj_cfg, llm_cfg, meta = info["encoder"], info["projector"], info["llm"], info["meta"]
+        llm_cfg = dataclasses.replace(llm_cfg, path=str(info["llm_path"]))
+        if meta["adapter"] == "merged":
+            llm_cfg = dataclasses.replace(llm_cfg, use_lora=False)
+        if load_in_4bit is not None:
+            llm_cfg = dataclasses.replace(llm_cfg, load_in_4bit=bool(load_in_4bit))
+        adapter_dir = folder / "adapter" if meta["adapter"] in ("lora", "qlora") else None
+        llm, tok = load_llm(llm_cfg, for_training=for_training, device=device if device != "cpu" else None,
+                            adapter_dir=adapter_dir, tokenizer_dir=folder / "tokenizer")
+        model = cls(enc_cfg, proj_cfg, llm_cfg, llm, tok, encoder=build_encoder(enc_cfg, load_weights=False))
+        if meta["adapter"] == "merged":
+            model.meta_extra = {"adapter": "merged", "merged_from": meta.get("merged_from")}
+        _load_safetensors(model.encoder, folder / "encoder.safetensors", "encoder")
+        _load_safetensors(model.projector, folder / "projector.safetensors", "projector")
+        model.encoder.to(device)
+        model.projector.to(device)
+        if not for_training:
+            model.eval()
+        return model
+
+
+def check_model_dir(folder, llm_path=None) -> dict:
+    """Cheap validation of a model folder (no weights loaded). Returns
+    {"encoder", "projector", "llm" (configs), "meta", "llm_path"}; ConfigError
+    naming what is missing otherwise."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: model folder not found")
+    need = ["slt_config.yaml", "meta.json", "encoder.safetensors", "projector.safetensors", "tokenizer"]
+    missing = [n for n in need if not (folder / n).exists()]
+    if missing:
+        raise ConfigError(f"{folder}: incomplete model folder (missing {', '.join(missing)})")
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        raw = yaml.safe_load((folder / "slt_config.yaml").read_text()) or {}
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{folder}: unreadable meta.json/slt_config.yaml ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or "adapter" not in meta:
+        raise ConfigError(f"{folder / 'meta.json'}: no 'adapter' entry (not written by SLTModel.save_pretrained)")
+    enc = from_dict(EncoderConfig, raw.get("encoder") or {}, "encoder")
+    proj = from_dict(ProjectorConfig, raw.get("projector") or {}, "projector")
+    llm = from_dict(LLMConfig, raw.get("llm") or {}, "llm")
+    kind = meta["adapter"]
+    if kind in ("lora", "qlora"):
+        ad = folder / "adapter"
+        if not (ad / "adapter_config.json").is_file() or not (ad / "adapter_model.safetensors").is_file():
+            raise ConfigError(f"{folder}: incomplete model folder (adapter/ lacks adapter_config.json or adapter_model.safetensors)")
+    if kind == "merged":
+        path = folder / "llm"
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{folder}: incomplete model folder (merged export without llm/config.json)")
+    else:
+        path = Path(llm_path) if llm_path else (Path(llm.path) if llm.path else None)
+        if path is None or not path.is_dir():
+            raise ConfigError(f"{folder}: base LLM {str(path)!r} not found; pass the base model directory (llm_path / --llm-path)")
+    return {"encoder": enc, "projector": proj, "llm": llm, "meta": meta, "llm_path": path}
