@@ -1,0 +1,345 @@
+"""PyTorch dataset over a manifest, collate with padding and masks, length-grouped batches.
+
+``SLTDataset(samples_or_manifest, clip_cfg, on_error="skip")[i]`` loads one
+clip with ``slt_llm.data.clip.load_clip`` and returns::
+
+    full      uint8   (T, 3, full_size, full_size)
+    left      uint8   (T, 3, hand_size, hand_size)
+    right     uint8   (T, 3, hand_size, hand_size)
+    keypoints float32 (T, 53, 3)
+    boxes     float32 (T, 2, 4)   (NaN where no box)
+    times     float32 (T,)
+    fps float, id str, text str, index int
+
+or, for a bad sample under ``on_error="skip"``, ``{"error": message, "id": ...,
+"index": ...}`` (the message names the file and the problem). Under
+``"raise"`` the ``InputError`` propagates. ``collate_clips`` drops error items
+(listing them in ``batch["skipped"]``) and pads the rest to the longest clip.
+
+Counting skipped samples: the dataset records failures in ``.errors``
+(index -> message) in the process that loaded them, so with
+``DataLoader(num_workers=0)`` ``ds.num_skipped`` is exact; with worker
+processes count ``batch["skipped"]`` in the main process instead (the
+collated batch always carries them). A sample that failed once in a process
+is not decoded again there.
+
+Cache (``cache_dir``): a decoded clip is stored as an uncompressed ``.npz``
+named by the SHA-256 of (absolute video path, its mtime and size, the pose
+file's path/mtime/size, start, end, the clip config). A changed file or
+config is a different key, so stale entries are never read. Cost per entry
+~ T * (3*full^2 + 6*hand^2) bytes (T=48 at the defaults: ~3.0 MB); a hit costs
+one file read instead of a decode + crop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from slt_llm.config import ClipConfig
+from slt_llm.data.manifest import Sample, read_manifest
+from slt_llm.errors import InputError
+
+CLIP_ARRAYS = ("full", "left", "right", "keypoints", "boxes", "times")
+CACHE_VERSION = 1
+
+
+def _stat_key(path: Path) -> list:
+    """(path, mtime_ns, size) of a file; for a folder, its entries' names, sizes and mtimes."""
+    st = path.stat()
+    if path.is_dir():
+        entries = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(path) if e.is_file())
+        digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+        return [str(path), digest]
+    return [str(path), st.st_mtime_ns, st.st_size]
+
+
+class SLTDataset(torch.utils.data.Dataset):
+    """Clips of a manifest (or a list of ``Sample``), skip-and-count or raise.
+
+    Args:
+        samples_or_manifest: a manifest path, or a sequence of ``Sample``.
+        clip_cfg: how videos become clips (``ClipConfig``).
+        on_error: ``"skip"`` (bad samples come back as error items, counted)
+            or ``"raise"`` (the ``InputError`` propagates).
+        pose_dir: where ``<video stem>.pose`` files are looked up when not
+            beside the video nor named in the manifest.
+        cache_dir: decoded clips are cached there as ``.npz`` (see module doc).
+        require_text: manifests must have a non-empty sentence per row
+            (False for translation input).
+
+    Bad manifest rows: under "skip" they are left out and listed in
+    ``manifest_errors``; under "raise" reading the manifest raises.
+    """
+
+    def __init__(
+        self,
+        samples_or_manifest: Union[str, os.PathLike, Sequence[Sample]],
+        clip_cfg: ClipConfig,
+        *,
+        on_error: str = "skip",
+        pose_dir=None,
+        cache_dir=None,
+        require_text: bool = True,
+    ):
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self.manifest_errors: list = []
+        self.source: Optional[str] = None
+        if isinstance(samples_or_manifest, (str, os.PathLike)):
+            self.source = str(samples_or_manifest)
+            m = read_manifest(samples_or_manifest, require_text=require_text, on_error=on_error)
+            self.samples = list(m)
+            self.manifest_errors = list(m.errors)
+        else:
+            self.samples = list(samples_or_manifest)
+        self.clip_cfg = clip_cfg
+        self.on_error = on_error
+        self.pose_dir = None if pose_dir is None else str(pose_dir)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.errors: dict[int, str] = {}  # index -> message, in this process
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def texts(self) -> list:
+        """The sentences, in dataset order."""
+        return [s.text for s in self.samples]
+
+    @property
+    def ids(self) -> list:
+        return [s.id for s in self.samples]
+
+    @property
+    def num_skipped(self) -> int:
+        """Samples that failed to load in this process (see module doc for workers)."""
+        return len(self.errors)
+
+    # ------------------------------------------------------------------ cache
+    def cache_key(self, i: int) -> str:
+        """SHA-256 hex key of sample i's decoded clip (raises InputError if its files are missing)."""
+        from slt_llm.data.clip import find_pose
+
+        s = self.samples[i]
+        video = Path(s.video)
+        if not video.exists():
+            raise InputError(video, "video not found")
+        pose = find_pose(video, s.pose, self.pose_dir)
+        payload = {
+            "v": CACHE_VERSION,
+            "video": _stat_key(video.resolve()),
+            "pose": _stat_key(Path(pose).resolve()),
+            "start": s.start,
+            "end": s.end,
+            "clip": dataclasses.asdict(self.clip_cfg),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def _cache_path(self, key: str) -> Path:
+        return self.cache_dir / key[:2] / f"{key}.npz"
+
+    def _cache_load(self, path: Path) -> Optional[dict]:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                out = {k: z[k] for k in CLIP_ARRAYS}
+                out["fps"] = float(z["fps"])
+            return out
+        except Exception:  # a truncated/corrupt entry: drop it and decode again
+            try:
+                path.unlink()
+            except OSError:
+                pass
+            return None
+
+    def _cache_save(self, path: Path, arrays: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **{k: arrays[k] for k in CLIP_ARRAYS}, fps=np.float64(arrays["fps"]))
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ loading
+    def load_arrays(self, i: int) -> dict:
+        """Sample i as numpy arrays (CLIP_ARRAYS + fps); raises InputError on bad input."""
+        from slt_llm.data.clip import load_clip
+
+        s = self.samples[i]
+        path = None
+        if self.cache_dir is not None:
+            path = self._cache_path(self.cache_key(i))
+            if path.is_file():
+                arrays = self._cache_load(path)
+                if arrays is not None:
+                    self.cache_hits += 1
+                    return arrays
+            self.cache_misses += 1
+        clip = load_clip(s.video, self.clip_cfg, pose=s.pose, pose_dir=self.pose_dir, start=s.start, end=s.end)
+        arrays = {k: getattr(clip, k) for k in CLIP_ARRAYS}
+        arrays["fps"] = float(clip.fps)
+        if path is not None:
+            self._cache_save(path, arrays)
+        return arrays
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        s = self.samples[i]
+        if i in self.errors:
+            return {"error": self.errors[i], "id": s.id, "index": i}
+        try:
+            arrays = self.load_arrays(i)
+        except InputError as err:
+            if self.on_error == "raise":
+                raise
+            self.errors[i] = str(err)
+            return {"error": str(err), "id": s.id, "index": i}
+        item = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in CLIP_ARRAYS}
+        item.update(fps=arrays["fps"], id=s.id, text=s.text, index=i)
+        return item
+
+    # ------------------------------------------------------------------ lengths
+    def estimated_lengths(self) -> list:
+        """Frames each sample will have after sampling, estimated from container
+        metadata (no decoding beyond one frame per file; frame folders: image count).
+        0 for samples whose video cannot be probed. Cost: one file open per sample."""
+        from slt_llm.data.video import list_images, probe_video
+
+        cfg = self.clip_cfg
+        out = []
+        for s in self.samples:
+            try:
+                p = Path(s.video)
+                if p.is_dir():
+                    native, dur = 25.0, len(list_images(p)) / 25.0
+                else:
+                    info = probe_video(p)
+                    native, dur = info.fps, info.duration
+                t0 = s.start or 0.0
+                t1 = min(s.end, dur) if s.end is not None else dur
+                rate = cfg.fps if cfg.fps else min(native, cfg.max_fps)
+                rate = min(rate, native)
+                n = int(math.floor(max(t1 - t0, 0.0) * rate + 0.5))
+                out.append(max(0, min(n, cfg.max_frames)))
+            except (InputError, OSError):
+                out.append(0)
+        return out
+
+
+# ---------------------------------------------------------------------- collate
+def collate_clips(items: list) -> dict:
+    """List of dataset items -> batch (the contract in ``slt_llm.data.layout``).
+
+    Error items are dropped and listed in ``skipped`` as (id, message). Clips
+    are zero-padded at the end to the longest T. Returns full/left/right uint8
+    (B,T,3,S,S), keypoints (B,T,53,3), boxes (B,T,2,4), times (B,T),
+    frame_mask bool (B,T), lengths long (B,), index long (B,), fps float64
+    (B,), ids, texts, skipped. If every item was bad, B = 0 (T = 0): training
+    code should skip the batch (``len(batch["ids"]) == 0``).
+    """
+    good = [it for it in items if "error" not in it]
+    skipped = [(it.get("id"), it["error"]) for it in items if "error" in it]
+    B = len(good)
+    if B == 0:
+        return {
+            "full": torch.zeros(0, 0, 3, 0, 0, dtype=torch.uint8),
+            "left": torch.zeros(0, 0, 3, 0, 0, dtype=torch.uint8),
+            "right": torch.zeros(0, 0, 3, 0, 0, dtype=torch.uint8),
+            "keypoints": torch.zeros(0, 0, 0, 3),
+            "boxes": torch.zeros(0, 0, 2, 4),
+            "times": torch.zeros(0, 0),
+            "frame_mask": torch.zeros(0, 0, dtype=torch.bool),
+            "lengths": torch.zeros(0, dtype=torch.long),
+            "index": torch.zeros(0, dtype=torch.long),
+            "fps": torch.zeros(0, dtype=torch.float64),
+            "ids": [], "texts": [], "skipped": skipped,
+        }
+    lengths = torch.tensor([int(it["full"].shape[0]) for it in good], dtype=torch.long)
+    T = int(lengths.max())
+    batch = {}
+    for k in CLIP_ARRAYS:
+        first = good[0][k]
+        out = torch.zeros((B, T) + tuple(first.shape[1:]), dtype=first.dtype)
+        for b, it in enumerate(good):
+            out[b, : it[k].shape[0]] = it[k]
+        batch[k] = out
+    batch["frame_mask"] = torch.arange(T)[None, :] < lengths[:, None]
+    batch["lengths"] = lengths
+    batch["index"] = torch.tensor([int(it["index"]) for it in good], dtype=torch.long)
+    batch["fps"] = torch.tensor([float(it.get("fps", 0.0)) for it in good], dtype=torch.float64)
+    batch["ids"] = [it["id"] for it in good]
+    batch["texts"] = [it.get("text", "") for it in good]
+    batch["skipped"] = skipped
+    return batch
+
+
+# ---------------------------------------------------------------------- batching
+class LengthGroupedBatchSampler(torch.utils.data.Sampler):
+    """Batches of indices with similar lengths (less padding).
+
+    shuffle=True (training): indices are permuted (seed + epoch), cut into
+    mega-batches of ``batch_size * group_mult``, each sorted by length
+    (longest first) and cut into batches; the batch order is then shuffled.
+    shuffle=False (inference): all indices sorted by length, longest first,
+    then cut into batches (the first batch shows the memory peak early).
+    Deterministic for (seed, epoch); call ``set_epoch(e)`` between epochs.
+    Cost: O(N log N) per epoch.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0,
+                 drop_last: bool = False, group_mult: int = 50):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = np.asarray(list(lengths), dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.seed = int(seed)
+        self.drop_last = drop_last
+        self.group_mult = max(1, int(group_mult))
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def batches(self) -> list:
+        n = len(self.lengths)
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            perm = rng.permutation(n)
+            mega = self.batch_size * self.group_mult
+            batches = []
+            for s in range(0, n, mega):
+                grp = perm[s:s + mega]
+                grp = grp[np.argsort(-self.lengths[grp], kind="stable")]
+                batches += [grp[j:j + self.batch_size] for j in range(0, len(grp), self.batch_size)]
+            if self.drop_last:
+                batches = [b for b in batches if len(b) == self.batch_size]
+            order = rng.permutation(len(batches))
+            return [batches[i].tolist() for i in order]
+        idx = np.argsort(-self.lengths, kind="stable")
+        batches = [idx[j:j + self.batch_size] for j in range(0, n, self.batch_size)]
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        return [b.tolist() for b in batches]
+
+    def __iter__(self) -> Iterator[list]:
+        return iter(self.batches())
+
+    def __len__(self) -> int:
+        n = len(self.lengths)
+        if not self.drop_last:
+            return math.ceil(n / self.batch_size)
+        if not self.shuffle:
+            return n // self.batch_size
+        return len(self.batches())
