@@ -102,10 +102,14 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
     from slt_llm.errors import InputError
     from slt_llm.models.text_embed import TextEmbedder
 
-    ds = SLTDataset(samples_or_manifest, clip_cfg, on_error="skip", pose_dir=pose_dir, cache_dir=cache_dir)
+    from slt_llm.data.manifest import read_manifest
+
+    samples = (read_manifest(samples_or_manifest) if isinstance(samples_or_manifest, (str, os.PathLike))
+               else list(samples_or_manifest))
     if limit is not None:
-        ds = torch.utils.data.Subset(ds, range(min(limit, len(ds))))
-    texts_all = [s.text for s in _samples_of(ds)]
+        samples = samples[:limit]
+    ds = SLTDataset(samples, clip_cfg, on_error="skip", pose_dir=pose_dir, cache_dir=cache_dir)
+    texts_all = [s.text for s in samples]
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_clips)
     video_emb, index = model.embed_videos(loader, device=device)
@@ -123,14 +127,6 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
     out = retrieval_metrics(video_emb, text_emb, video_text)
     out["skipped"] = len(texts_all) - int(video_emb.shape[0])
     return out
-
-
-def _samples_of(ds):
-    """The Sample list of an SLTDataset (or a Subset of one)."""
-    if isinstance(ds, torch.utils.data.Subset):
-        base = _samples_of(ds.dataset)
-        return [base[i] for i in ds.indices]
-    return list(ds.samples)
 
 
 def cli(argv: list[str]) -> int:

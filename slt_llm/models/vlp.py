@@ -5,7 +5,7 @@
     batch ─► HandCentricEncoder ─► tokens (B,T',dim), mask (B,T') ─► masked mean ─► (B,dim)
           ─► video head (LayerNorm, Linear, GELU, Linear) ─► (B,E) ─► L2-normalise ─► v
     cached frozen-LLM sentence embedding (B,H) ─► text head (same shape of MLP) ─► (B,E) ─► L2-normalise ─► t
-    logit_scale = log(1/temperature), learnable, clamped to [0, log 100] when used
+    logit_scale = log(1/temperature), learnable, clamped to [0, log 100]; forward returns exp() of it
 
 The LLM is never part of this module: its sentence embeddings come from
 :class:`slt_llm.models.text_embed.TextEmbedder` (computed once, cached). Cost of
@@ -101,8 +101,9 @@ class VLPModel(nn.Module):
         return F.normalize(self.text_head(text_emb.to(self.logit_scale.dtype)), dim=-1)
 
     def forward(self, batch: dict, text_emb: torch.Tensor):
-        """-> (video (B,E), text (B,E), logit_scale scalar)."""
-        return self.encode_video(batch), self.encode_text(text_emb), self.clamped_logit_scale()
+        """-> (video (B,E), text (B,E), scale = exp(clamped logit_scale) = 1/temperature, a scalar
+        tensor: the multiplier ``SelectiveInfoNCE`` takes as ``logit_scale``)."""
+        return self.encode_video(batch), self.encode_text(text_emb), self.clamped_logit_scale().exp()
 
     # --------------------------------------------------------------- embedding
     @torch.no_grad()

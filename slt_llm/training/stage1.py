@@ -111,19 +111,54 @@ def validate_config(cfg: Stage1Config) -> None:
                               f"(train.epochs={cfg.train.epochs})")
 
 
-def _texts_of(ds) -> list[str]:
-    return [s.text for s in ds.samples]
-
-
-def _prescan(ds, accelerator) -> list[int]:
+def _prescan(ds, rank: int = 0, world_size: int = 1) -> list[int]:
     """Indices of unreadable samples (each rank checks r, r+W, ...; results all-gathered)."""
-    r, w = accelerator.process_index, accelerator.num_processes
+    r, w = rank, world_size
     bad = []
     for i in range(r, len(ds), w):
         item = ds[i]
         if "error" in item:
             bad.append(i)
     return sorted(i for part in dist_utils.all_gather_object(bad) for i in part)
+
+
+def build_training_set(cfg: Stage1Config, rank: int = 0, world_size: int = 1):
+    """``(dataset, samples, bad)``: the training manifest as an SLTDataset with unreadable
+    samples removed (found by one sharded pre-scan; ``data.on_error=raise`` raises on the
+    first). Sample i of ``samples`` is dataset index i everywhere in stage 1."""
+    from slt_llm.data.dataset import SLTDataset
+    from slt_llm.data.manifest import read_manifest
+
+    dkw = dict(pose_dir=cfg.data.pose_dir, cache_dir=cfg.data.cache_dir)
+    samples = read_manifest(cfg.data.train_manifest)
+    ds = SLTDataset(samples, cfg.data.clip, on_error="skip", **dkw)
+    bad = _prescan(ds, rank, world_size)
+    if bad and cfg.data.on_error == "raise":
+        raise InputError(samples[bad[0]].video, ds[bad[0]].get("error", "unreadable sample"))
+    if bad:
+        bad_set = set(bad)
+        samples = [s for i, s in enumerate(samples) if i not in bad_set]
+        ds = SLTDataset(samples, cfg.data.clip, on_error="skip", **dkw)
+    return ds, samples, bad
+
+
+def text_cache_dir(cfg: Stage1Config) -> str:
+    """``vlp.text_cache_dir`` or ``RUN_DIR/text_cache``."""
+    return cfg.vlp.text_cache_dir or str(Path(cfg.train.run_dir) / "text_cache")
+
+
+def training_set_for_analysis(cfg: Stage1Config):
+    """``(texts (N,), dataset, text_idx (N,), text_llm (U,H))`` of a run's training set, in the
+    order stage 1 used (one process)."""
+    from slt_llm.contrastive.retrieval import unique_sentences
+    from slt_llm.models.text_embed import TextEmbedder
+
+    ds, samples, _ = build_training_set(cfg)
+    texts = [s.text for s in samples]
+    uniq, text_idx = unique_sentences(texts)
+    emb = TextEmbedder(cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, cache_dir=text_cache_dir(cfg),
+                       trust_remote_code=cfg.llm.trust_remote_code)
+    return texts, ds, text_idx, emb.embed(uniq)
 
 
 def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator):
@@ -202,6 +237,8 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     from slt_llm.training import common
 
     validate_config(cfg)
+    if not Path(cfg.llm.path).is_dir():
+        raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
     tc, sel = cfg.train, cfg.selection
     run_dir = Path(tc.run_dir)
     accelerator = common.setup_accelerator(tc, cfg.optim, log_tensorboard=False)
@@ -213,18 +250,11 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     common.seed_everything(tc.seed)
 
     # ---- data (bad samples found once, before training)
-    dkw = dict(pose_dir=cfg.data.pose_dir, cache_dir=cfg.data.cache_dir)
-    train_samples = read_manifest(cfg.data.train_manifest)
-    ds = SLTDataset(train_samples, cfg.data.clip, on_error="skip", **dkw)
-    bad = _prescan(ds, accelerator)
-    if bad and cfg.data.on_error == "raise":
-        item = ds[bad[0]]
-        raise InputError(train_samples[bad[0]].video, item.get("error", "unreadable sample"))
+    ds, train_samples, bad = build_training_set(cfg, rank, world)
     if bad:
-        bad_set = set(bad)
-        train_samples = [s for i, s in enumerate(train_samples) if i not in bad_set]
-        ds = SLTDataset(train_samples, cfg.data.clip, on_error="skip", **dkw)
         dist_utils.print0(f"stage 1: skipped {len(bad)} unreadable training sample(s)")
+    dkw = dict(pose_dir=cfg.data.pose_dir, cache_dir=cfg.data.cache_dir)
+    train_texts = [s.text for s in train_samples]
     n = len(ds)
     global_batch = tc.batch_size * world
     if global_batch > n:
@@ -233,10 +263,9 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     dev_samples = read_manifest(cfg.data.dev_manifest) if cfg.data.dev_manifest else []
 
     # ---- text side: the frozen LLM, once (cached)
-    cache_dir = cfg.vlp.text_cache_dir or str(run_dir / "text_cache")
-    ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, cache_dir=cache_dir,
+    ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, cache_dir=text_cache_dir(cfg),
                trust_remote_code=cfg.llm.trust_remote_code)
-    train_uniq, text_idx = unique_sentences(_texts_of(ds))
+    train_uniq, text_idx = unique_sentences(train_texts)
     dev_uniq = list(dict.fromkeys(s.text for s in dev_samples))
     embedder, all_text = _embed_texts_rank0_first(ekw, train_uniq + dev_uniq, accelerator)
     text_llm = all_text[:len(train_uniq)]  # (U_train, H)
@@ -273,7 +302,7 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     n_ref = sel.ref_epochs if sel.selection == "ps" else min(sel.ref_epochs, tc.epochs)
     text_fn = None
     if sel.selection in ("ps", "random_fn"):
-        text_fn = sel_mod.text_false_negatives(_texts_of(ds), sel)
+        text_fn = sel_mod.text_false_negatives(train_texts, sel)
     random_sampler = sel_mod.RandomGlobalBatchSampler(n, global_batch, rank=rank, world_size=world, seed=tc.seed)
     ps_sampler, ps_fn, selection_s = None, None, 0.0
 
@@ -293,7 +322,7 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
             if accelerator.is_main_process:
                 traj_mod.save_trajectories(traj, traj_path)
             accelerator.wait_for_everyone()
-        selector = sel_mod.PairSelector(traj, _texts_of(ds), sel, text_fn=text_fn)
+        selector = sel_mod.PairSelector(traj, train_texts, sel, text_fn=text_fn)
         ps_fn = selector.false_negatives
         ps_sampler = sel_mod.PairSelectionBatchSampler(selector, global_batch, rank=rank, world_size=world,
                                                        seed=tc.seed, num_epochs=tc.epochs - n_ref)
