@@ -17,7 +17,7 @@ Steps and costs (T = sampled frames):
 3. Align keypoints to frames BY TIME: the frame at time ``t`` (seconds since
    the video start, i.e. ``start + Frames.times``) takes the keypoint track at
    ``u = t * pose_fps``: linear interpolation between frames floor(u) and
-   floor(u)+1 when both hold the point, else the nearer one. Beyond the
+   floor(u)+1 when both hold the point, else the one that holds it. Beyond the
    track's end the last keypoint frame is held, with confidence 0 once it is
    more than ``HOLD_SECONDS`` (0.5 s) away. If more than half of the sampled
    frames fall outside the track (+ 0.5 s), the pose file does not belong to
@@ -85,7 +85,7 @@ def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECO
 
     Returns ``(xy (N,53,2), conf (N,53), covered bool (N,))``: linear
     interpolation between the two neighbouring keypoint frames where both hold
-    the point (else the nearer frame); past the last frame the last frame is
+    the point (else the one that holds it); past the last frame the last frame is
     held, its confidence 0 once more than ``hold`` seconds away (``covered``
     false there). O(N * 53).
     """
@@ -104,8 +104,10 @@ def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECO
     near1 = (w >= 0.5)[:, None]
     xy_lin = (1 - w)[:, None, None] * kp.xy[i0] + w[:, None, None] * kp.xy[i1]
     c_lin = (1 - w)[:, None] * c0 + w[:, None] * c1
-    xy_near = np.where(near1[..., None], kp.xy[i1], kp.xy[i0])
-    c_near = np.where(near1, c1, c0)
+    # one neighbour lacks the point: take the one that holds it (else the nearer)
+    pick1 = np.where((c0 > 0) != (c1 > 0), c1 > 0, near1)
+    xy_near = np.where(pick1[..., None], kp.xy[i1], kp.xy[i0])
+    c_near = np.where(pick1, c1, c0)
     xy = np.where(both[..., None], xy_lin, xy_near).astype(np.float32)
     conf = np.where(both, c_lin, c_near).astype(np.float32)
     covered = u <= (T - 1) + hold * float(kp.fps)

@@ -1,0 +1,129 @@
+"""load_clip on a real signer video: contract shapes, time alignment, frame-count mismatch, pose lookup."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from pose_format import Pose
+
+from slt_llm.config import ClipConfig
+from slt_llm.data.clip import align_keypoints, clip_to_tensors, load_clip
+from slt_llm.data.layout import NUM_JOINTS
+from slt_llm.data.pose import Keypoints, read_pose
+from slt_llm.errors import InputError
+
+
+def _cut_pose(src, dst, n_frames=None, scale=None):
+    """Copy a real .pose file keeping the first n_frames and/or scaling its pixel frame."""
+    pose = Pose.read(src.read_bytes())
+    if n_frames is not None:
+        pose.body.data = pose.body.data[:n_frames]
+        pose.body.confidence = pose.body.confidence[:n_frames]
+    if scale is not None:
+        pose.body.data = pose.body.data * scale
+        pose.header.dimensions.width = int(pose.header.dimensions.width * scale)
+        pose.header.dimensions.height = int(pose.header.dimensions.height * scale)
+    with open(dst, "wb") as fh:
+        pose.write(fh)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def football_clip(realdata):
+    cfg = ClipConfig(max_frames=256, full_size=64, hand_size=32)
+    return cfg, load_clip(realdata / "football.mp4", cfg, pose=realdata / "football_mediapipe_holistic.pose")
+
+
+def test_load_clip_shapes_follow_the_contract(football_clip):
+    cfg, clip = football_clip
+    T = clip.num_frames
+    assert T == 62  # the decodable frames of football.mp4 (its pose file also has 62)
+    assert clip.full.shape == (T, 3, 64, 64) and clip.full.dtype == np.uint8
+    assert clip.left.shape == clip.right.shape == (T, 3, 32, 32) and clip.left.dtype == np.uint8
+    assert clip.keypoints.shape == (T, NUM_JOINTS, 3) and clip.keypoints.dtype == np.float32
+    assert clip.boxes.shape == (T, 2, 4) and clip.boxes.dtype == np.float32
+    assert clip.times.shape == (T,) and clip.times.dtype == np.float32
+    assert np.all(np.diff(clip.times) > 0) and abs(clip.fps - 29.97) < 0.01
+    # the hands are real image content (skin on a dark shirt), not padding
+    assert clip.left.mean() > 40 and clip.right.mean() > 40
+    # letterboxed 16:9 frame: black bars top and bottom, picture in the middle
+    assert clip.full[:, :, :8].max() == 0 and clip.full[:, :, 20:44].mean() > 60
+    # normalised: shoulders at +-0.5 around the neck
+    k = clip.keypoints
+    np.testing.assert_allclose(np.median(k[:, 1, 0] - k[:, 2, 0]), 1.0, atol=0.05)
+    assert abs(np.median((k[:, 1, 1] + k[:, 2, 1]) / 2)) < 0.05
+    assert clip.meta["uncovered_frames"] == 0 and clip.meta["hand_frames"] == [62, 62]
+    t = clip_to_tensors(clip)
+    assert tuple(t["left"].shape) == (T, 3, 32, 32) and t["keypoints"].dtype.is_floating_point
+
+
+def test_align_keypoints_interpolates_by_time_and_holds_past_the_end():
+    T = 10
+    xy = np.zeros((T, NUM_JOINTS, 2), np.float32)
+    xy[..., 0] = np.arange(T, dtype=np.float32)[:, None] * 4.0  # x = 40 * seconds at 10 fps
+    conf = np.ones((T, NUM_JOINTS), np.float32)
+    conf[6, 3] = 0.0  # joint 3 missing at frame 6
+    kp = Keypoints(xy=xy, conf=conf, fps=10.0, layout="canonical", width=100, height=100)
+    times = np.array([0.0, 0.05, 0.125, 0.55, 0.9, 1.2, 1.5])
+    a, c, covered = align_keypoints(kp, times)
+    np.testing.assert_allclose(a[:5, 0, 0], 40.0 * times[:5], atol=1e-4)
+    np.testing.assert_allclose(a[5, 0, 0], 36.0)  # 0.3 s past the last frame: held
+    assert c[5, 0] == 1.0 and covered[5]
+    assert c[6, 0] == 0.0 and not covered[6]  # 0.6 s past: beyond HOLD_SECONDS
+    # t = 0.55 lies between frames 5 and 6 and joint 3 is missing at 6: nearest valid frame (5)
+    np.testing.assert_allclose(a[3, 3, 0], 20.0)
+
+
+def test_frame_count_mismatch_and_resolution_mismatch(tmp_path, realdata, football_clip):
+    cfg, ref = football_clip
+    video = realdata / "football.mp4"
+    src = realdata / "football_mediapipe_holistic.pose"
+    # keypoints end early (40 of 62 frames): later frames hold, then lose their keypoints
+    short = load_clip(video, cfg, pose=_cut_pose(src, tmp_path / "short.pose", n_frames=40))
+    assert short.num_frames == ref.num_frames
+    fps = short.meta["pose_fps"]
+    late = short.times.astype(np.float64) * fps > 39 + 0.5 * fps
+    assert late.sum() == short.meta["uncovered_frames"] > 0
+    assert (short.keypoints[late] == 0).all() and np.isnan(short.boxes[late]).all()
+    assert (short.left[late] == 0).all()
+    np.testing.assert_allclose(short.boxes[:35], ref.boxes[:35], atol=1e-3)  # covered frames unchanged
+    np.testing.assert_array_equal(short.left[:35], ref.left[:35])
+    # keypoints covering far less than the video: refused, naming the pose file
+    with pytest.raises(InputError, match="tiny.pose.*does not match the video"):
+        load_clip(video, cfg, pose=_cut_pose(src, tmp_path / "tiny.pose", n_frames=10))
+    # keypoints in a 2x larger pixel frame are rescaled to the video's
+    big = load_clip(video, cfg, pose=_cut_pose(src, tmp_path / "big.pose", scale=2.0))
+    np.testing.assert_allclose(big.boxes, ref.boxes, atol=0.05)
+    np.testing.assert_array_equal(big.left, ref.left)
+
+
+def test_mmpose_keypoints_and_subsampling(realdata):
+    cfg = ClipConfig(max_frames=16, full_size=48, hand_size=24)
+    clip = load_clip(realdata / "football.mp4", cfg, pose=realdata / "football_mmpose_wholebody.pose")
+    assert clip.num_frames == 16 and clip.left.shape == (16, 3, 24, 24)
+    assert clip.times[0] == 0 and clip.times[-1] > 1.9  # spread over the whole clip
+    assert np.isfinite(clip.boxes).all()
+
+
+def test_pose_lookup_order_and_missing_pose(tmp_path, realdata):
+    cfg = ClipConfig(max_frames=8, full_size=32, hand_size=16)
+    video = tmp_path / "sign.mp4"
+    shutil.copy(realdata / "football.mp4", video)
+    with pytest.raises(InputError) as e:
+        load_clip(video, cfg)
+    assert str(e.value).startswith(str(video)) and "slt-llm extract" in str(e.value) and "--pose" in str(e.value)
+    pose_dir = tmp_path / "poses"
+    pose_dir.mkdir()
+    shutil.copy(realdata / "football_mmpose_wholebody.pose", pose_dir / "sign.pose")
+    assert load_clip(video, cfg, pose_dir=pose_dir).meta["layout"] == "coco_wholebody_133"
+    shutil.copy(realdata / "football_mediapipe_holistic.pose", tmp_path / "sign.pose")  # beside wins
+    assert load_clip(video, cfg, pose_dir=pose_dir).meta["layout"] == "mediapipe_holistic"
+    explicit = load_clip(video, cfg, pose=pose_dir / "sign.pose", pose_dir=pose_dir)
+    assert explicit.meta["layout"] == "coco_wholebody_133"
+    with pytest.raises(InputError, match="nope.pose: pose file not found"):
+        load_clip(video, cfg, pose=tmp_path / "nope.pose")
+    # already-read keypoints are accepted too
+    kp = read_pose(realdata / "football_mediapipe_holistic.pose")
+    assert load_clip(video, cfg, pose=kp).num_frames == 8
