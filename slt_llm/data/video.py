@@ -25,19 +25,24 @@ Sampling policy (the same for files and folders)
   When the target is at or above the native rate every frame is kept (never
   duplicated).
 * ``max_frames``: the clip is subsampled *uniformly over its whole duration*,
-  never truncated (the end of a sentence matters). For video the sampling rate
-  is lowered to ``(max_frames - 1) / span`` where ``span`` is the expected time
-  between the first and last frame (container metadata); if the metadata
-  underestimated the length and more frames came out, they are subsampled by
-  index with ``np.linspace`` to exactly ``max_frames``. Frame folders know
-  their length, so they use the index subsample directly.
+  never truncated (the end of a sentence matters). For video, when the
+  sampled clip would exceed ``max_frames``, the sampling rate is lowered so
+  that a grid of ``2 * (max_frames - 1) + 1`` points runs from the first to
+  the expected last frame (``span`` from container metadata); the sampled
+  frames are then subsampled by index (``np.linspace``, first and last kept)
+  to exactly ``max_frames``: every second grid point when the metadata is
+  right, a near-uniform pick when it is off by a few frames. So at most
+  ~2 x max_frames frames are converted (small, after resize), never the whole
+  video. Frame folders know their length and use the index subsample
+  directly.
 * Only kept frames are converted (``frame.reformat`` to RGB at the output
   size, inside swscale); dropped frames are decoded (unavoidable with
   inter-frame codecs) but never converted.
 
 Output (``Frames``): ``frames`` uint8 (T, H, W, 3), upright; ``times``
 float64 (T,) seconds from the clip start (``start`` if given, else the first
-frame); ``fps`` the effective rate ``min(target, native) * T / T_before_cap``;
+frame); ``fps`` the effective rate (``min(target, native)``, times ``(T-1)/(n-1)``
+when ``max_frames`` kept T of n sampled frames);
 ``src_width``/``src_height`` the upright source size; ``scale`` = output width
 / source width (height differs by < 0.5 px of rounding); ``t0`` the absolute
 time (seconds in the source) of ``times == 0``, so ``t0 + times`` are
@@ -67,6 +72,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 # frames closer than this (seconds) to start/end are treated as on the boundary
 _TIME_EPS = 1e-4
+# max_frames: sample a grid this many times denser, then subsample by index
+_OVERSAMPLE = 2
 
 
 @dataclass
@@ -153,6 +160,14 @@ def _uniform_indices(n: int, k: int) -> np.ndarray:
     if k == 1:
         return np.array([n // 2])
     return np.round(np.linspace(0, n - 1, k)).astype(np.int64)
+
+
+def _effective_fps(rate: float, kept: int, sampled: int) -> float:
+    """Rate after the max_frames subsample: ``kept`` of ``sampled`` frames
+    spread over the same span."""
+    if sampled <= 1 or kept <= 1:
+        return float(rate) if kept == sampled else float(rate) / max(1, sampled)
+    return float(rate) * (kept - 1) / (sampled - 1)
 
 
 class _SlotSampler:
@@ -494,7 +509,13 @@ def read_video(
         if max_frames is not None and hi is not None:
             span = hi - lo - 1.0 / native
             if span > 0 and max_frames > 1 and span * min(rate, native) + 1 > max_frames:
-                rate, by_cap = min(rate, (max_frames - 1) / span), True
+                # a grid of n_slots points from the first to the expected last
+                # frame, _OVERSAMPLE times denser than max_frames: a slightly
+                # wrong metadata duration still yields >= max_frames, and when
+                # it is right the index subsample below takes every
+                # _OVERSAMPLE-th slot, an exactly uniform grid
+                n_slots = _OVERSAMPLE * (max_frames - 1) + 1
+                rate, by_cap = min(rate, (n_slots - 1) / span), True
 
         if start is not None and start > 0:
             offset = int((start + _stream_start(stream)) / stream.time_base)
@@ -512,6 +533,7 @@ def read_video(
         size = None  # coded (w, h) to convert to
         prev_t: Optional[float] = None
         last_in_range: Optional[float] = None
+        first_in_range: Optional[float] = None
         t_clip0 = start if start is not None else None
 
         def convert(t: float, frame) -> None:
@@ -537,6 +559,8 @@ def read_video(
                 if end is not None and t >= end - _TIME_EPS:
                     break
                 last_in_range = t
+                if first_in_range is None:
+                    first_in_range = t
                 done = sampler.offer(t, frame)
                 if done is not None:
                     convert(done[1], done[2])
@@ -568,11 +592,11 @@ def read_video(
         frames = np.stack(out_arrays)  # (T, h, w, 3) coded orientation
         frames = _apply_orientation(frames, m)
         t_arr = np.asarray(times, dtype=np.float64)
-        t0 = float(t_clip0) if t_clip0 is not None else float(t_arr[0])
+        t0 = float(t_clip0) if t_clip0 is not None else float(first_in_range)
         t_arr = t_arr - t0
         cw, ch = stream.codec_context.width, stream.codec_context.height
         src_w, src_h = (ch, cw) if _swaps_axes(m) else (cw, ch)
-        eff = (rate if capped else native) * len(t_arr) / n_sampled
+        eff = _effective_fps(rate if capped else native, len(t_arr), n_sampled)
         meta = {"codec": stream.codec_context.name, "decoded_error": container_error}
         return Frames(
             frames=frames,
@@ -690,7 +714,7 @@ def read_frame_folder(
     return Frames(
         frames=out,
         times=t - t0,
-        fps=float(min(rate, fps) * idx.size / n_sampled),
+        fps=_effective_fps(min(rate, fps), idx.size, n_sampled),
         src_width=int(src_w),
         src_height=int(src_h),
         scale=ow / src_w,
