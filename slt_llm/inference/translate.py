@@ -48,61 +48,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from slt_llm.errors import ConfigError, InputError
+from slt_llm.errors import ConfigError, InputError, SLTError
 
 FIELDS = ("id", "path", "translation", "error")
-MODEL_FILES = ("slt_config.yaml", "encoder.safetensors", "projector.safetensors", "meta.json", "tokenizer")
 
 
 # --------------------------------------------------------------------- model folder
-def check_model_dir(model_dir: str | Path) -> None:
+def check_model_dir(model_dir: str | Path, llm_path: Optional[str] = None) -> dict:
     """Raise ``ConfigError`` naming what is missing when ``model_dir`` is not a
-    complete ``SLTModel.save_pretrained`` folder. Reads only small files
-    (meta.json); no weights are loaded. Uses the model module's own check too
-    when it provides one (``slt_llm.models.slt_model.check_model_dir``)."""
-    d = Path(model_dir)
-    if not d.is_dir():
-        raise ConfigError(f"{d}: model folder not found")
-    missing = [name for name in MODEL_FILES if not (d / name).exists()]
-    if missing:
-        raise ConfigError(
-            f"{d}: incomplete model folder, missing {', '.join(missing)} "
-            "(expected the output of SLTModel.save_pretrained, e.g. RUN_DIR/model)"
-        )
-    try:
-        meta = json.loads((d / "meta.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        raise ConfigError(f"{d / 'meta.json'}: not valid JSON") from None
-    kind = str(meta.get("adapter", meta.get("adapter_kind", ""))).lower() if isinstance(meta, dict) else ""
-    if kind in ("lora", "qlora") and not (d / "adapter").is_dir():
-        raise ConfigError(f"{d}: incomplete model folder, meta.json says adapter {kind!r} but adapter/ is missing")
-    try:
-        from slt_llm.models import slt_model as _sm
-    except ImportError:
-        return
-    check = getattr(_sm, "check_model_dir", None)
-    if callable(check):
-        check(d)
+    complete ``SLTModel.save_pretrained`` folder (or its base LLM is not
+    found). Reads only small files; no weights are loaded. Delegates to
+    ``slt_llm.models.slt_model.check_model_dir``."""
+    from slt_llm.models.slt_model import check_model_dir as _check
+
+    return _check(Path(model_dir), llm_path=llm_path)
 
 
-def clip_config_of(model_dir: str | Path, overrides: Optional[list] = None):
-    """The ``ClipConfig`` the model was trained with (``data.clip`` of the
-    folder's ``slt_config.yaml`` when recorded, else the defaults), plus
-    ``key=value`` overrides (e.g. ``max_frames=128``)."""
+def clip_config_of(model_dir: str | Path, overrides: Optional[list] = None, *, warn: bool = False):
+    """The ``ClipConfig`` the model was trained with, plus ``key=value``
+    overrides (e.g. ``max_frames=128``). Looked up in the folder's
+    ``slt_config.yaml`` (``data.clip`` or ``clip``), then ``meta.json``
+    (``clip``, which training writes through ``SLTModel.meta_extra``); the
+    defaults otherwise (with a warning when ``warn``)."""
     import yaml
 
     from slt_llm.config import ClipConfig, from_dict
 
-    raw = yaml.safe_load((Path(model_dir) / "slt_config.yaml").read_text()) or {}
+    d = Path(model_dir)
     clip = None
+    raw = yaml.safe_load((d / "slt_config.yaml").read_text()) or {}
     if isinstance(raw, dict):
-        clip = (raw.get("data") or {}).get("clip") if isinstance(raw.get("data"), dict) else None
+        data = raw.get("data")
+        clip = data.get("clip") if isinstance(data, dict) else None
         clip = clip if clip is not None else raw.get("clip")
+    if clip is None and (d / "meta.json").is_file():
+        meta = json.loads((d / "meta.json").read_text())
+        clip = meta.get("clip") if isinstance(meta, dict) else None
+    if clip is None and warn:
+        print(f"translate: warning: {d} records no clip settings; using the ClipConfig defaults "
+              "(pass --clip KEY=VALUE to match training)", file=sys.stderr)
     cfg = from_dict(ClipConfig, clip or {}, "data.clip")
     for item in overrides or []:
-        key, _, value = item.partition("=")
-        if not hasattr(cfg, key):
-            raise ConfigError(f"unknown clip option {key!r}")
+        key, sep, value = item.partition("=")
+        if not sep or not hasattr(cfg, key):
+            raise ConfigError(f"bad clip option {item!r} (KEY=VALUE with KEY one of {', '.join(ClipConfig.__dataclass_fields__)})")
         setattr(cfg, key, yaml.safe_load(value))
     return cfg
 
@@ -290,6 +279,7 @@ class _ExtractingDataset:
     def __init__(self, base, samples, extractor_model: Optional[str], pose_dir: Optional[str], pose_cache: Optional[str]):
         self.base, self.samples = base, samples
         self.extractor_model, self.pose_dir, self.pose_cache = extractor_model, pose_dir, pose_cache
+        self._extractor = None
 
     def __len__(self):
         return len(self.base)
@@ -309,9 +299,11 @@ class _ExtractingDataset:
             try:
                 from slt_llm.data import extract
 
-                s.pose = str(extract.ensure_pose(s.video, model=self.extractor_model, cache_dir=self.pose_cache))
+                if self._extractor is None:  # one per DataLoader worker
+                    self._extractor = extract.make_extractor("mediapipe", model=self.extractor_model)
+                s.pose = str(extract.ensure_pose(s.video, self._extractor, out_dir=self.pose_cache))
             except Exception as e:  # one bad file must not stop the run
-                msg = str(e) if isinstance(e, InputError) else f"{s.video}: keypoint extraction failed ({type(e).__name__}: {e})"
+                msg = str(e) if isinstance(e, SLTError) else f"{s.video}: keypoint extraction failed ({type(e).__name__}: {e})"
                 return {"error": _clean(msg), "id": s.id, "index": i}
         return self.base[i]
 
@@ -370,12 +362,12 @@ def translate(
     if batch_size < 1 or num_beams < 1 or max_new_tokens < 1:
         raise ConfigError("--batch-size, --num-beams and --max-new-tokens must be >= 1")
     output = Path(output)
-    check_model_dir(model_dir)  # before any video is opened
+    check_model_dir(model_dir, llm_path)  # before any video is opened
     if pose_dir is not None and not Path(pose_dir).is_dir():
         raise InputError(pose_dir, "--pose-dir is not a folder")
     if extractor_model is not None and not Path(extractor_model).is_file():
         raise InputError(extractor_model, "extractor model file not found")
-    clip_cfg = clip_config_of(model_dir, clip_overrides)
+    clip_cfg = clip_config_of(model_dir, clip_overrides, warn=dist_.is_main())
 
     world = dist_.world_size()
     if world > 1 and not dist_.is_initialized():
@@ -416,7 +408,7 @@ def translate(
     if mine:
         _run(mine, model, shard, summary, clip_cfg=clip_cfg, batch_size=batch_size, num_beams=num_beams,
              max_new_tokens=max_new_tokens, pose_dir=pose_dir, device=device, num_workers=num_workers,
-             extractor_model=extractor_model, pose_cache=str(output.with_name(output.name + ".poses")),
+             extractor_model=extractor_model, pose_cache=pose_dir or str(output.with_name(output.name + ".poses")),
              progress=progress and rank == 0, max_batches=max_batches, on_batch=on_batch, world=world)
     summary["seconds"] = time.perf_counter() - t0
 
@@ -444,6 +436,8 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
     for it in items:
         it.length = estimate_seconds(it.path)
     samples = [it.sample for it in items]
+    if extractor_model:
+        Path(pose_cache).mkdir(parents=True, exist_ok=True)
     base = SLTDataset(samples, clip_cfg, on_error="skip", pose_dir=pose_dir)
     ds = _ExtractingDataset(base, samples, extractor_model, pose_dir, pose_cache)
     batches = length_batches(items, batch_size)
