@@ -37,7 +37,7 @@ from slt_llm.distributed import print0
 from slt_llm.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+          "float16": torch.float16, "fp16": torch.float16, "uint8": torch.uint8}
 ENCODER_ONLY = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "albert", "deberta", "deberta-v2",
                 "camembert", "mpnet", "ernie", "modernbert"}
 

@@ -245,7 +245,10 @@ class SLTModel(nn.Module):
         meta = {"format": MODEL_FORMAT, **adapter_metadata(self.llm_cfg), "versions": _versions(), **self.meta_extra}
         if isinstance(self.llm, PeftModel):
             self.llm.save_pretrained(str(folder / "adapter"), safe_serialization=True)
-        elif meta["adapter"] != "merged":
+        elif meta["adapter"] == "merged":
+            self.llm.save_pretrained(str(folder / "llm"), safe_serialization=True)
+            self.tokenizer.save_pretrained(str(folder / "llm"))
+        else:
             meta["adapter"] = "none"
         self.tokenizer.save_pretrained(str(folder / "tokenizer"))
         (folder / "meta.json").write_text(json.dumps(meta, indent=2))

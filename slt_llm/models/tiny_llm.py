@@ -227,16 +227,13 @@ def corpus_texts(corpus, *, extra: int = 4000, seed: int = 0) -> tuple[list, lis
     corpus = Path(corpus)
     train = read_texts(corpus / "train.jsonl")
     more: list = []
-    if extra > 0:
+    if extra > 0 and (corpus / "corpus.json").is_file():  # synthetic corpora only
         try:
             from slt_llm.data.synth import extra_sentences
         except ImportError:
             extra_sentences = None
         if extra_sentences is not None:
-            try:
-                more = list(extra_sentences(corpus, extra, seed))
-            except InputError:
-                more = []  # not a synthetic corpus: training sentences only
+            more = list(extra_sentences(corpus, extra, seed))
     n_held = len(more) // 10
     return train + more[n_held:], more[:n_held]
 

@@ -1,0 +1,137 @@
+"""HandCentricEncoder: token shapes/mask, padding invariance, resnet18 state dicts, projector."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from slt_llm.config import EncoderConfig, ProjectorConfig
+from slt_llm.errors import ConfigError, InputError
+from slt_llm.models.encoder import HandCentricEncoder, ResNet18
+from slt_llm.models.projector import Projector
+
+SMALL = dict(dim=32, hand_channels=[8, 16], full_channels=[8, 16], keypoint_hidden=16, num_layers=1, num_heads=2)
+
+
+def make_batch(B, T, hand=32, full=48, lengths=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    b = {
+        "left": torch.randint(0, 256, (B, T, 3, hand, hand), dtype=torch.uint8, generator=g),
+        "right": torch.randint(0, 256, (B, T, 3, hand, hand), dtype=torch.uint8, generator=g),
+        "full": torch.randint(0, 256, (B, T, 3, full, full), dtype=torch.uint8, generator=g),
+        "keypoints": torch.randn(B, T, 53, 3, generator=g),
+    }
+    lengths = torch.tensor(lengths if lengths is not None else [T] * B)
+    b["frame_mask"] = torch.arange(T)[None] < lengths[:, None]
+    b["lengths"] = lengths
+    return b
+
+
+@pytest.mark.parametrize("stride,kernel", [(4, 5), (4, 4), (2, 3), (1, 1)])
+def test_token_count_and_mask(stride, kernel):
+    enc = HandCentricEncoder(EncoderConfig(temporal_stride=stride, temporal_kernel=kernel, **SMALL)).eval()
+    lengths = [13, 7, 1]
+    tokens, mask = enc(make_batch(3, 13, lengths=lengths))
+    assert tokens.shape == (3, math.ceil(13 / stride), 32)
+    assert mask.dtype == torch.bool
+    assert mask.sum(1).tolist() == [math.ceil(L / stride) for L in lengths]
+    assert torch.all(tokens[~mask] == 0)
+
+
+def test_padded_frames_do_not_change_valid_tokens():
+    enc = HandCentricEncoder(EncoderConfig(**SMALL)).eval()
+    batch = make_batch(2, 14, lengths=[14, 9], seed=1)
+    # garbage in the padded frames must not matter
+    batch["full"][1, 9:] = 255
+    batch["keypoints"][1, 9:] = 1e3
+    tokens, mask = enc(batch)
+    alone = {k: v[1:2, :9] if torch.is_tensor(v) and v.dim() > 1 else v[1:2] for k, v in batch.items()}
+    t1, m1 = enc(alone)
+    assert m1.sum() == mask[1].sum() == 3
+    torch.testing.assert_close(t1[0], tokens[1, :3], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("toggle", ["use_hands", "use_full", "use_keypoints"])
+def test_stream_toggles(toggle):
+    enc = HandCentricEncoder(EncoderConfig(**{**SMALL, toggle: False}))
+    tokens, _ = enc(make_batch(1, 8))
+    assert tokens.shape == (1, 2, 32)
+    tokens.sum().backward()
+    assert all(p.grad is not None for n, p in enc.named_parameters() if "fuse" in n)
+
+
+def test_hands_share_weights_and_side_embedding_matters():
+    enc = HandCentricEncoder(EncoderConfig(**SMALL)).eval()
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in enc.modules()) == 2 * 3  # one hand CNN + one full CNN
+    b = make_batch(1, 4)
+    b["right"] = b["left"].clone()
+    feats = enc.frame_features(b, b["frame_mask"])
+    with torch.no_grad():
+        enc.side_embed.zero_()
+    feats0 = enc.frame_features(b, b["frame_mask"])
+    assert not torch.allclose(feats, feats0)
+
+
+def test_default_encoder_is_small():
+    n = sum(p.numel() for p in HandCentricEncoder(EncoderConfig()).parameters())
+    assert 1_000_000 < n < 3_500_000
+
+
+def test_bad_configs():
+    with pytest.raises(ConfigError, match="all false"):
+        HandCentricEncoder(EncoderConfig(use_hands=False, use_full=False, use_keypoints=False))
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        HandCentricEncoder(EncoderConfig(hand_backbone="vit"))
+
+
+def test_resnet18_keys_and_weight_loading(tmp_path):
+    from safetensors.torch import save_file
+
+    ref = ResNet18()
+    keys = set(ref.state_dict())
+    # torchvision naming: conv1, bn1 (+num_batches_tracked), layerN.M.{conv,bn}{1,2}, downsample.{0,1}
+    assert "layer2.0.downsample.0.weight" in keys and "layer4.1.bn2.running_var" in keys and "bn1.num_batches_tracked" in keys
+    assert sum(v.numel() for k, v in ref.state_dict().items() if "running" not in k and "num_batches" not in k) == 11_176_512
+    torch.manual_seed(3)
+    src = ResNet18()
+    sd = {k: v.clone() for k, v in src.state_dict().items()}
+    sd["fc.weight"], sd["fc.bias"] = torch.randn(1000, 512), torch.randn(1000)  # classifier ignored
+    torch.save(sd, tmp_path / "r18.pth")
+    save_file(sd, str(tmp_path / "r18.safetensors"))
+    cfg = EncoderConfig(**{**SMALL, "hand_backbone": "resnet18", "full_backbone": "resnet18"})
+    for f in ("r18.pth", "r18.safetensors"):
+        enc = HandCentricEncoder(cfg)
+        assert enc.load_backbone_weights(tmp_path / f) == ["hand", "full"]
+        for k, v in src.state_dict().items():
+            assert torch.equal(enc.hand_backbone.state_dict()[k], v) and torch.equal(enc.full_backbone.state_dict()[k], v)
+    tokens, mask = enc.eval()(make_batch(1, 5, hand=64, full=64))
+    assert tokens.shape == (1, 2, 32)
+    # strict: a missing key and a wrong shape are errors naming the file
+    bad = dict(sd)
+    del bad["layer3.0.conv1.weight"]
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(InputError, match="bad.pth.*missing"):
+        enc.load_backbone_weights(tmp_path / "bad.pth")
+    bad = dict(sd)
+    bad["conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    torch.save(bad, tmp_path / "shape.pth")
+    with pytest.raises(InputError, match="shape mismatch for conv1.weight"):
+        enc.load_backbone_weights(tmp_path / "shape.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="junk.pth"):
+        enc.load_backbone_weights(tmp_path / "junk.pth")
+    with pytest.raises(ConfigError, match="no resnet18 backbone"):
+        HandCentricEncoder(EncoderConfig(**SMALL)).load_backbone_weights(tmp_path / "r18.pth")
+
+
+def test_projector():
+    x = torch.randn(2, 5, 32)
+    mlp = Projector(ProjectorConfig(type="mlp", num_layers=3, hidden=48), 32, 64)
+    assert mlp(x).shape == (2, 5, 64)
+    assert [m.out_features for m in mlp.modules() if isinstance(m, torch.nn.Linear)] == [48, 48, 64]
+    lin = Projector(ProjectorConfig(type="linear"), 32, 64)
+    assert sum(isinstance(m, torch.nn.Linear) for m in lin.modules()) == 1
+    with pytest.raises(ConfigError, match="projector.type"):
+        Projector(ProjectorConfig(type="qformer"), 32, 64)
