@@ -20,7 +20,9 @@
 Box side = ``hand_scale`` x extent, clamped to [min_box, max_box] x the
 frame's shorter side; then centre and side are smoothed over time by a
 centred moving average of ``smooth_window`` frames that ignores frames
-without a box (those stay NaN). Cost: O(T) numpy per hand.
+without a box (those stay NaN) and never moves a box more than
+``MAX_SMOOTH_SHIFT`` (15%) of its side away from the frame's own box, so
+fast movements at low frame rates are not cut off. Cost: O(T) numpy per hand.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ HAND_CONF = 0.2  # a hand point counts when its confidence is at least this
 MIN_HAND_POINTS = 5  # a hand is "seen" when this many of its 21 points count
 FOREARM_CENTRE = 0.4  # hand centre = wrist + 0.4 * (wrist - elbow)
 FOREARM_EXTENT = 0.75  # hand extent = 0.75 * forearm length
+MAX_SMOOTH_SHIFT = 0.15  # smoothing moves a box by at most this share of its side
 
 _SIDES = ((LEFT_HAND, J_LEFT_WRIST, J_LEFT_ELBOW), (RIGHT_HAND, J_RIGHT_WRIST, J_RIGHT_ELBOW))
 
@@ -67,13 +70,23 @@ def _moving_average_nan(x: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def smooth_boxes(boxes: np.ndarray, window: int) -> np.ndarray:
-    """Smooth (T, 2, 4) square boxes: moving average of centre and side per hand."""
+def smooth_boxes(boxes: np.ndarray, window: int, max_shift: float = None) -> np.ndarray:
+    """Smooth (T, 2, 4) square boxes: moving average of centre and side per hand.
+
+    The smoothed centre and side stay within ``max_shift`` (default
+    ``MAX_SMOOTH_SHIFT`` = 0.15) x the frame's own box side of the unsmoothed
+    values: jitter is averaged out, but a fast movement (a hand crossing the
+    frame in a few frames, frequent at 12-25 fps) cannot drag the box off the
+    hand.
+    """
+    max_shift = MAX_SMOOTH_SHIFT if max_shift is None else max_shift
     out = np.full_like(boxes, np.nan, dtype=np.float32)
     for s in range(boxes.shape[1]):
         b = boxes[:, s].astype(np.float64)
-        cs = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0]], axis=1)
-        cs = _moving_average_nan(cs, window)
+        raw = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0]], axis=1)
+        cs = _moving_average_nan(raw, window)
+        lim = (max_shift * raw[:, 2])[:, None]
+        cs = raw + np.clip(cs - raw, -lim, lim)
         half = cs[:, 2] / 2
         out[:, s] = np.stack([cs[:, 0] - half, cs[:, 1] - half, cs[:, 0] + half, cs[:, 1] + half], axis=1)
     return out
