@@ -123,9 +123,10 @@ def setup_accelerator(train_cfg: TrainConfig, optim_cfg: Optional[OptimConfig] =
     if ds_path is not None:
         check_deepspeed_config(ds_path)
         if "RANK" not in os.environ:  # a plain `python` / `slt-llm train` process
-            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(_free_port()))
-            os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
+            env = dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", LOCAL_RANK="0",
+                       WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", ACCELERATE_USE_DEEPSPEED="true")
+            _OWN_ENV.update({k: os.environ.get(k) for k in env})
+            os.environ.update(env)
         # read by PartialState: the process group is then made by deepspeed.init_distributed
         os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
 
@@ -154,6 +155,40 @@ def setup_accelerator(train_cfg: TrainConfig, optim_cfg: Optional[OptimConfig] =
     if log_tensorboard and _has_tensorboard():
         accelerator.init_trackers("run")
     return accelerator
+
+
+_OWN_ENV: dict = {}  # environment variables setup_accelerator set for a launcher-less DeepSpeed run
+
+
+def teardown(accelerator) -> None:
+    """End a run: flush trackers; in a launcher-less process also drop the process
+    group and Accelerate's singleton state, so another run can start in the same
+    process (tests, notebooks). Under a launcher the processes simply exit."""
+    accelerator.end_training()
+    launched = os.environ.get("RANK") is not None and not _OWN_ENV
+    if launched:
+        return
+    from accelerate.state import AcceleratorState, GradientState
+
+    if _OWN_ENV:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        try:
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
+        except ImportError:  # pragma: no cover
+            pass
+        for k, v in _OWN_ENV.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _OWN_ENV.clear()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
 
 
 def _has_tensorboard() -> bool:

@@ -1,0 +1,374 @@
+"""Stage 2: translation training (encoder -> projector -> LLM with LoRA/QLoRA).
+
+``slt-llm train --config FILE [--resume] [key.sub=value ...]`` in one process;
+``scripts/train_slt.py`` is the same entry under ``accelerate launch``
+(DeepSpeed ZeRO-2/3 from ``ds_configs/``) or alone.
+
+Per optimizer step (``training.common``): every rank takes its slice of
+``train.grad_accum`` global batches of ``batch_size * world_size`` clips (the
+epoch order depends only on ``seed + epoch``), the summed token loss is
+normalised by the step's target-token count over all ranks and micro-steps,
+and Accelerate/DeepSpeed step the optimizer. Bad samples are skipped and
+counted (``skipped`` in metrics.jsonl); a micro-batch whose samples are all bad
+is replaced by a zero-weight one so collectives stay in step.
+
+Every ``eval_every`` steps (and at the end): greedy decoding on the dev set
+(sharded over ranks, equal counts per rank so ZeRO-3 collectives line up,
+gathered), BLEU-4 on rank 0 (``slt_llm.metrics.compute_metrics``: sacrebleu);
+a better dev BLEU exports the model to ``RUN_DIR/model/`` with
+``SLTModel.save_pretrained`` (ZeRO-3 parameters gathered first) and the dev
+hypotheses to ``RUN_DIR/dev_predictions.jsonl``. Dev, never test, selects.
+Without a dev manifest the final model is exported.
+
+Outputs under ``RUN_DIR``: ``config.yaml``, ``metrics.jsonl``,
+``checkpoints/step_N/`` (Accelerate state, ZeRO shards under DeepSpeed, +
+``trainer_state.json``), ``model/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from slt_llm import distributed as dist_utils
+from slt_llm.config import SLTConfig, load_config, save_config
+from slt_llm.errors import ConfigError
+from slt_llm.training import common
+
+
+def _bleu4(hyps: list[str], refs: list[str]) -> tuple[float, str]:
+    """Corpus BLEU-4 (sacrebleu, 13a) and its signature."""
+    try:
+        from slt_llm.metrics import compute_metrics
+    except ImportError:
+        compute_metrics = None
+    if compute_metrics is not None:
+        m = compute_metrics(hyps, refs)
+        return float(m["bleu4"]), str(m["signature"]["bleu"])
+    import sacrebleu
+
+    score = sacrebleu.corpus_bleu(hyps, [refs])
+    return float(score.score), "sacrebleu corpus_bleu 13a"
+
+
+class _Batches:
+    """Loads this rank's slice of global batches as collated micro-batches.
+
+    Keeps a fallback batch (the first readable sample) to stand in, with zero
+    weight, for a micro-batch whose samples were all unreadable.
+    """
+
+    def __init__(self, dataset, collate, num_workers: int, rank: int, world: int):
+        self.dataset, self.collate = dataset, collate
+        self.num_workers, self.rank, self.world = num_workers, rank, world
+        self._fallback = None
+
+    def loader(self, index_lists: list[list[int]]):
+        from torch.utils.data import DataLoader
+
+        return DataLoader(self.dataset, batch_sampler=index_lists, collate_fn=self.collate,
+                          num_workers=self.num_workers, persistent_workers=False)
+
+    def fallback(self) -> dict:
+        if self._fallback is None:
+            for i in range(len(self.dataset)):
+                b = self.collate([self.dataset[i]])
+                if len(b.get("texts", [])) > 0:
+                    self._fallback = b
+                    break
+            else:
+                raise ConfigError("no readable sample in the dataset (every sample failed to load)")
+        return self._fallback
+
+
+def _num_valid(batch: dict) -> int:
+    return len(batch.get("texts", []))
+
+
+def _forward(model, batch: dict) -> dict:
+    out = model(batch)
+    if batch.get("_zero_weight"):
+        return {"loss_sum": out["loss_sum"] * 0.0, "num_tokens": 0}
+    return {"loss_sum": out["loss_sum"], "num_tokens": int(out["num_tokens"])}
+
+
+def _count_target_tokens(model, batch: dict) -> int:
+    """Target tokens of a micro-batch counted from its texts (text + eos), before the forward."""
+    if batch.get("_zero_weight"):
+        return 0
+    if hasattr(model, "count_target_tokens"):
+        return int(model.count_target_tokens(batch["texts"]))
+    return sum(len(x) for x in model._target_ids(batch["texts"]))
+
+
+def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optional[dict]:
+    """Greedy decoding on the dev set, sharded over ranks; BLEU-4 on every rank's return.
+
+    Returns ``{"bleu4", "signature", "n", "predictions": [{"id","hyp","ref"}]}``
+    (predictions complete on rank 0 only) or None without a dev set. Every rank
+    runs the same number of ``generate`` calls (padded shards; under ZeRO-3
+    HF generate is told ``synced_gpus`` so ranks that finish early keep
+    joining the parameter all-gathers). Cost: ceil(n / (W * batch)) batched
+    greedy decodes of up to ``train.max_new_tokens`` tokens.
+    """
+    if dev_ds is None:
+        return None
+    tc = cfg.train
+    n = len(dev_ds) if tc.dev_limit is None else min(len(dev_ds), tc.dev_limit)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    idx, valid = common.shard_evenly(n, rank, world)
+    unwrapped = accelerator.unwrap_model(model)
+    gen_kw = {}
+    if common.zero_stage(accelerator) == 3 and world > 1:
+        gen_kw["synced_gpus"] = True
+    loader = _Batches(dev_ds, collate, 0, rank, world)
+    local = []
+    bs = tc.batch_size
+    was_training = model.training
+    model.eval()
+    for s in range(0, len(idx), bs):
+        chunk, ok = idx[s:s + bs], valid[s:s + bs]
+        items = [dev_ds[i] for i in chunk]
+        keep = [it for it, v in zip(items, ok) if v]
+        batch = collate(keep) if keep else None
+        if batch is None or _num_valid(batch) == 0:
+            batch, real = loader.fallback(), False
+        else:
+            real = True
+        batch = common.to_device(batch, accelerator.device)
+        with torch.no_grad():
+            hyps = unwrapped.generate(batch, num_beams=1, max_new_tokens=tc.max_new_tokens, **gen_kw)
+        if real:
+            local += [{"id": i, "hyp": h, "ref": r} for i, h, r in zip(batch["ids"], hyps, batch["texts"])]
+    model.train(was_training)
+    gathered = dist_utils.all_gather_object(local)
+    result = None
+    if accelerator.is_main_process:
+        preds = [p for part in gathered for p in part]
+        if preds:
+            bleu, sig = _bleu4([p["hyp"] for p in preds], [p["ref"] for p in preds])
+        else:
+            bleu, sig = 0.0, "no readable dev sample"
+        result = {"bleu4": bleu, "signature": sig, "n": len(preds), "predictions": preds}
+    shared = dist_utils.all_gather_object(None if result is None else {k: result[k] for k in ("bleu4", "signature", "n")})[0]
+    if result is None:
+        result = dict(shared, predictions=[])
+    return result
+
+
+def export_model(accelerator, model, out_dir: Path, predictions: Optional[list] = None) -> Path:
+    """Write the HF-style model folder (atomic rename) from rank 0; collective.
+
+    Under ZeRO-3 the encoder, projector and trainable LLM (LoRA) parameters
+    are gathered first; the frozen base LLM is not saved (its path is recorded).
+    """
+    unwrapped = accelerator.unwrap_model(model)
+    params = list(unwrapped.encoder.parameters()) + list(unwrapped.projector.parameters()) + \
+        [p for p in unwrapped.llm.parameters() if p.requires_grad]
+    with common.unwrap_for_save(accelerator, model, params) as full:
+        if accelerator.is_main_process:
+            tmp = out_dir.with_name(out_dir.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            full.save_pretrained(tmp)
+            if predictions is not None:
+                with (tmp / "dev_predictions.jsonl").open("w") as f:
+                    for p in predictions:
+                        f.write(json.dumps(p, ensure_ascii=False) + "\n")
+            shutil.rmtree(out_dir, ignore_errors=True)
+            tmp.replace(out_dir)
+    accelerator.wait_for_everyone()
+    return out_dir
+
+
+def train_slt(cfg: SLTConfig, *, resume: bool = False, stop_at_step: Optional[int] = None) -> dict:
+    """Train stage 2 as configured; returns a summary dict.
+
+    ``resume``: continue from the last complete checkpoint of ``train.run_dir``
+    (same data order; metrics.jsonl lines after it are dropped).
+    ``stop_at_step``: leave after that many optimizer steps as if interrupted
+    (the schedule still spans the full run), e.g. to split a run over jobs.
+
+    Returns ``{"best_dev_bleu", "best_step", "model_dir", "steps", "run_dir",
+    "skipped", "final_loss", "world_size"}``.
+    """
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.models.slt_model import SLTModel
+
+    tc, dc = cfg.train, cfg.data
+    if not dc.train_manifest:
+        raise ConfigError("data.train_manifest is not set")
+    if not cfg.llm.path:
+        raise ConfigError("llm.path is not set (a local AutoModelForCausalLM directory)")
+    run_dir = Path(tc.run_dir)
+
+    accelerator = common.setup_accelerator(tc, cfg.optim)  # checks the DeepSpeed JSON first
+    try:
+        return _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel)
+    finally:
+        common.teardown(accelerator)
+
+
+def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel) -> dict:
+    tc, dc = cfg.train, cfg.data
+    rank, world = accelerator.process_index, accelerator.num_processes
+    common.seed_everything(tc.seed)
+
+    train_ds = SLTDataset(dc.train_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir)
+    dev_ds = None
+    if dc.dev_manifest:
+        dev_ds = SLTDataset(dc.dev_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir)
+    gb = tc.batch_size * world
+    total = common.total_steps(len(train_ds), tc, world)
+    if common.steps_per_epoch(len(train_ds), tc, world) == 0:
+        raise ConfigError(f"{dc.train_manifest}: {len(train_ds)} samples, fewer than one optimizer step "
+                          f"({tc.grad_accum} x global batch {gb} = batch_size {tc.batch_size} x {world} processes)")
+
+    model = SLTModel.build(cfg)
+    if tc.init_encoder:
+        model.load_encoder_from(tc.init_encoder)
+    groups = common.make_param_groups(model, cfg.optim)
+    optimizer = common.build_optimizer(groups, cfg.optim)
+    scheduler = common.build_scheduler(optimizer, cfg.optim, total)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+
+    metrics = common.MetricsLogger(run_dir, accelerator)
+    state = common.TrainerState()
+    if resume:
+        ckpt = common.latest_checkpoint(run_dir)
+        if ckpt is not None:
+            state = common.load_checkpoint(accelerator, ckpt)
+            metrics.truncate_after(state.step)
+            dist_utils.print0(f"resumed from {ckpt} (step {state.step}, epoch {state.epoch}, "
+                              f"batch {state.batch_in_epoch})")
+        else:
+            dist_utils.print0(f"--resume: no checkpoint under {run_dir / common.CHECKPOINT_DIR}; starting fresh")
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    accelerator.wait_for_everyone()
+
+    n_params = sum(p.numel() for p in unwrapped.parameters())
+    n_train = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
+    dist_utils.print0(f"stage 2: {len(train_ds)} train clips, world {world}, global batch {gb} x accum {tc.grad_accum}, "
+                      f"{total} steps, ZeRO {common.zero_stage(accelerator)}, precision {tc.mixed_precision}, "
+                      f"trainable {n_train:,} / {n_params:,} parameters (local view)")
+
+    loader = _Batches(train_ds, collate_clips, dc.num_workers, rank, world)
+    bar = common.progress_bar(total, initial=state.step, enabled=tc.progress)
+    meter = common.Throughput()
+    window_losses: list[float] = []
+    window_tokens = 0
+    last_eval_step = state.step if state.best_dev_bleu is not None else -1
+    last_saved = state.step if resume and state.step > 0 else -1
+    ga = tc.grad_accum
+    final_loss = None
+    model_dir = run_dir / "model"
+    skipped_window = 0
+
+    while state.step < total and (stop_at_step is None or state.step < stop_at_step):
+        batches = common.global_batches(len(train_ds), gb, tc.seed, state.epoch, multiple_of=ga)
+        if state.batch_in_epoch >= len(batches):
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+            continue
+        mine = [common.rank_slice(b, rank, world) for b in batches[state.batch_in_epoch:]]
+        it = iter(loader.loader(mine))
+        while state.batch_in_epoch < len(batches) and state.step < total and \
+                (stop_at_step is None or state.step < stop_at_step):
+            micro = []
+            for _ in range(ga):
+                b = next(it)
+                skipped_window += len(b.get("skipped", []))
+                if _num_valid(b) == 0:
+                    b = dict(loader.fallback(), _zero_weight=True)
+                micro.append(common.to_device(b, accelerator.device))
+            counts = [_count_target_tokens(unwrapped, b) for b in micro] if ga > 1 else None
+            lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
+            out = common.token_loss_step(accelerator, model, optimizer, scheduler, micro, _forward,
+                                         max_grad_norm=cfg.optim.max_grad_norm, local_token_counts=counts)
+            n_valid = sum(0 if b.get("_zero_weight") else _num_valid(b) for b in micro)
+            meter.add(int(dist_utils.all_reduce_sum(torch.tensor(n_valid, device=accelerator.device)).item()))
+            state.step += 1
+            state.batch_in_epoch += ga
+            window_losses.append(out["loss"])
+            window_tokens += out["tokens"]
+            final_loss = out["loss"]
+            bar.update(1)
+            bar.set_postfix(loss=f"{out['loss']:.4f}")
+
+            if state.step % tc.log_every == 0 or state.step == total:
+                skipped = int(dist_utils.all_reduce_sum(torch.tensor(skipped_window, device=accelerator.device)).item())
+                state.skipped += skipped
+                skipped_window = 0
+                first_lr = next(iter(lrs.values()))
+                lr_main = lrs.get("lora", lrs.get("projector", first_lr))
+                metrics.log(state.step, loss=sum(window_losses) / len(window_losses), lr=lr_main,
+                            samples_per_s=meter.rate(), epoch=state.epoch, tokens=window_tokens,
+                            grad_norm=out["grad_norm"], skipped=state.skipped,
+                            **{f"lr_{k}": v for k, v in lrs.items() if not k.endswith("_no_decay")})
+                if skipped:
+                    dist_utils.print0(f"step {state.step}: skipped {skipped} unreadable samples "
+                                      f"({state.skipped} so far)")
+                window_losses, window_tokens = [], 0
+
+            if tc.eval_every and state.step % tc.eval_every == 0 and dev_ds is not None:
+                _eval_and_export(accelerator, model, dev_ds, collate_clips, cfg, state, metrics, model_dir)
+                last_eval_step = state.step
+            if tc.save_every and state.step % tc.save_every == 0:
+                common.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
+                last_saved = state.step
+        if state.batch_in_epoch >= len(batches):
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    bar.close()
+
+    interrupted = stop_at_step is not None and state.step < total
+    if not interrupted:
+        if dev_ds is not None and last_eval_step != state.step:
+            _eval_and_export(accelerator, model, dev_ds, collate_clips, cfg, state, metrics, model_dir)
+        elif dev_ds is None:
+            export_model(accelerator, model, model_dir)
+    if last_saved != state.step and state.step > 0:
+        common.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
+    accelerator.wait_for_everyone()
+    return {"best_dev_bleu": state.best_dev_bleu, "best_step": state.best_step,
+            "model_dir": str(model_dir) if model_dir.is_dir() else None, "steps": state.step,
+            "run_dir": str(run_dir), "skipped": state.skipped, "final_loss": final_loss, "world_size": world}
+
+
+def _eval_and_export(accelerator, model, dev_ds, collate, cfg, state, metrics, model_dir: Path) -> None:
+    res = evaluate_dev(accelerator, model, dev_ds, collate, cfg)
+    bleu = res["bleu4"]
+    better = state.best_dev_bleu is None or bleu > state.best_dev_bleu
+    if better:
+        state.best_dev_bleu, state.best_step = bleu, state.step
+        export_model(accelerator, model, model_dir, res["predictions"] if accelerator.is_main_process else None)
+    metrics.log(state.step, dev_bleu4=bleu, dev_n=res["n"], best_dev_bleu=state.best_dev_bleu,
+                bleu_signature=res["signature"])
+    dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips"
+                      + (" (best, exported)" if better else f" (best {state.best_dev_bleu:.2f} at step {state.best_step})"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slt-llm train", description=(
+        "Stage 2: translation training (LoRA/QLoRA). One process here; for several "
+        "GPUs run scripts/train_slt.py under `accelerate launch --config_file ds_configs/accelerate_zero3.yaml`."))
+    p.add_argument("--config", required=True, help="YAML/JSON run config (SLTConfig)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.run_dir")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=50 llm.load_in_4bit=true")
+    return p
+
+
+def cli(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = load_config(SLTConfig, args.config, args.overrides)
+    summary = train_slt(cfg, resume=args.resume)
+    if dist_utils.is_main():
+        print(json.dumps(summary))
+    return 0

@@ -1,0 +1,269 @@
+"""training/common.py with a small stand-in token model, in one process (plain Accelerate).
+
+The multi-process DeepSpeed paths are exercised with the real SLT model in
+tests/test_distributed_stage2.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from slt_llm.config import OptimConfig, TrainConfig
+from slt_llm.errors import ConfigError
+from slt_llm.training import common as C
+
+V = 40  # vocabulary of the stand-in
+
+
+class TokenModel(torch.nn.Module):
+    """encoder (embedding) + projector + head; next-token loss over masked positions.
+
+    forward(batch) -> {"loss_sum", "num_tokens", "loss"} like SLTModel.
+    """
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.encoder = torch.nn.Embedding(V, 12)
+        self.projector = torch.nn.Linear(12, 12)
+        self.head = torch.nn.Linear(12, V)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+    def forward(self, batch):
+        x, mask = batch["x"], batch["mask"]
+        logits = self.head(torch.tanh(self.projector(self.encoder(x[:, :-1]))))  # (B, L-1, V)
+        m = mask[:, 1:]
+        ce = torch.nn.functional.cross_entropy(logits.reshape(-1, V), x[:, 1:].reshape(-1), reduction="none")
+        loss_sum = (ce.reshape(m.shape) * m).sum()
+        n = m.sum()
+        return {"loss_sum": loss_sum, "num_tokens": int(n), "loss": loss_sum / n.clamp(min=1)}
+
+
+def _data(n=48, L=9, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(3, L + 1, (n,), generator=g)  # very different lengths: token weighting matters
+    x = torch.randint(0, V, (n, L), generator=g)
+    mask = (torch.arange(L)[None] < lens[:, None]).float()
+    return x, mask
+
+
+def _batch(x, mask, idx):
+    return {"x": x[idx], "mask": mask[idx]}
+
+
+def _run(tmp_path, *, batch_size, grad_accum, steps=3, max_grad_norm=1e9):
+    """Train the stand-in for ``steps`` optimizer steps; return (losses, final params)."""
+    tc = TrainConfig(run_dir=str(tmp_path / f"run_{batch_size}_{grad_accum}"), batch_size=batch_size,
+                     grad_accum=grad_accum, seed=0)
+    oc = OptimConfig(lr_encoder=5e-2, lr_projector=5e-2, lr_head=5e-2, warmup_steps=1, max_grad_norm=max_grad_norm)
+    acc = C.setup_accelerator(tc, oc)
+    try:
+        model = TokenModel()
+        opt = C.build_optimizer(C.make_param_groups(model, oc), oc)
+        sch = C.build_scheduler(opt, oc, steps)
+        model, opt, sch = acc.prepare(model, opt, sch)
+        x, mask = _data()
+        batches = C.global_batches(len(x), batch_size, tc.seed, 0, multiple_of=grad_accum)
+        losses = []
+        for s in range(steps):
+            micro = [_batch(x, mask, b) for b in batches[s * grad_accum:(s + 1) * grad_accum]]
+            counts = [int(b["mask"][:, 1:].sum()) for b in micro] if grad_accum > 1 else None
+            out = C.token_loss_step(acc, model, opt, sch, micro, lambda m, b: m(b),
+                                    max_grad_norm=max_grad_norm, local_token_counts=counts)
+            losses.append(out["loss"])
+        params = {k: v.detach().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
+        return losses, params
+    finally:
+        C.teardown(acc)
+
+
+def test_grad_accum_equals_large_batch(tmp_path):
+    """4 micro-batches of 2 (token-normalised over the step) == one batch of 8, step by step."""
+    l_big, p_big = _run(tmp_path, batch_size=8, grad_accum=1)
+    l_acc, p_acc = _run(tmp_path, batch_size=2, grad_accum=4)
+    assert l_big == pytest.approx(l_acc, rel=1e-5, abs=1e-6)
+    for k in p_big:
+        torch.testing.assert_close(p_big[k], p_acc[k], rtol=1e-5, atol=1e-6)
+    assert p_big["head.weight"].abs().sum() > 0 and l_big[-1] != l_big[0]  # it trained
+
+
+def test_token_normalisation_is_not_mean_of_means(tmp_path):
+    """The per-step loss is total token loss / total tokens, not an average of micro-batch means."""
+    x, mask = _data()
+    model = TokenModel()
+    batches = C.global_batches(len(x), 2, 0, 0, multiple_of=4)
+    micro = [_batch(x, mask, b) for b in batches[:4]]
+    with torch.no_grad():
+        outs = [model(b) for b in micro]
+    token_mean = sum(float(o["loss_sum"]) for o in outs) / sum(o["num_tokens"] for o in outs)
+    mean_of_means = sum(float(o["loss"]) for o in outs) / 4
+    assert abs(token_mean - mean_of_means) > 1e-4  # the data make the two differ
+    l_acc, _ = _run(tmp_path, batch_size=2, grad_accum=4, steps=1)
+    assert l_acc[0] == pytest.approx(token_mean, rel=1e-6)
+    assert C.token_loss_scale(100, world_size=2, grad_accum=4) == pytest.approx(0.08)
+
+
+def test_data_order_deterministic_and_sharded():
+    a = C.global_batches(50, 8, seed=3, epoch=2)
+    b = C.global_batches(50, 8, seed=3, epoch=2)
+    c = C.global_batches(50, 8, seed=3, epoch=3)
+    assert a == b and a != c and len(a) == 6
+    assert sorted(i for g in a for i in g) == sorted(set(i for g in a for i in g))  # no repeats in an epoch
+    # two ranks of batch 4 see exactly the global batch of one process with batch 8
+    for g in a:
+        assert C.rank_slice(g, 0, 2) + C.rank_slice(g, 1, 2) == g
+    assert len(C.global_batches(50, 8, 3, 2, multiple_of=4)) == 4
+    # evaluation shards: equal counts per rank, every index once among valid entries
+    seen = []
+    for r in range(3):
+        idx, ok = C.shard_evenly(7, r, 3)
+        assert len(idx) == 3
+        seen += [i for i, v in zip(idx, ok) if v]
+    assert sorted(seen) == list(range(7))
+    tc = TrainConfig(batch_size=4, grad_accum=2, epochs=3)
+    assert C.steps_per_epoch(50, tc, world_size=2) == 3 and C.total_steps(50, tc, 2) == 9
+
+
+def test_schedule_and_param_groups():
+    assert C.lr_factor(0, 4, 20) == pytest.approx(0.2)
+    assert C.lr_factor(3, 4, 20) == pytest.approx(0.8)
+    assert C.lr_factor(4, 4, 20) == pytest.approx(1.0)
+    assert C.lr_factor(12, 4, 20) == pytest.approx(0.5)  # half way through the cosine
+    assert C.lr_factor(20, 4, 20) == pytest.approx(0.0, abs=1e-12)
+    assert C.lr_factor(15, 4, 20, "constant") == 1.0
+
+    class WithLora(TokenModel):
+        def __init__(self):
+            super().__init__()
+            self.llm = torch.nn.ModuleDict({"lora_A": torch.nn.Linear(4, 4, bias=False)})
+            self.frozen = torch.nn.Linear(3, 3)
+            self.frozen.requires_grad_(False)
+
+    oc = OptimConfig(lr_encoder=1.0, lr_projector=2.0, lr_lora=3.0, lr_head=4.0, weight_decay=0.1)
+    groups = {g["name"]: g for g in C.make_param_groups(WithLora(), oc)}
+    assert {k: g["lr"] for k, g in groups.items()} == {
+        "encoder": 1.0, "projector": 2.0, "projector_no_decay": 2.0, "lora": 3.0, "head": 4.0, "head_no_decay": 4.0}
+    assert groups["projector_no_decay"]["weight_decay"] == 0.0 and groups["projector"]["weight_decay"] == 0.1
+    n = sum(p.numel() for g in groups.values() for p in g["params"])
+    assert n == sum(p.numel() for p in WithLora().parameters() if p.requires_grad)
+    # the schedule applies per group
+    opt = C.build_optimizer(list(groups.values()), oc)
+    sch = C.build_scheduler(opt, OptimConfig(warmup_steps=1, schedule="cosine"), 5)
+    assert [g["lr"] for g in opt.param_groups][:1] == [pytest.approx(0.5 * g) for g in [opt.param_groups[0]["initial_lr"]]]
+    sch.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["initial_lr"])
+    with pytest.raises(ConfigError, match="adamw"):
+        C.build_optimizer(list(groups.values()), OptimConfig(optimizer="sgd"))
+
+
+def test_adamw8bit_lowers_loss():
+    import bitsandbytes as bnb
+
+    x, mask = _data()
+    model = TokenModel()
+    oc = OptimConfig(optimizer="adamw8bit", lr_encoder=3e-2, lr_projector=3e-2, lr_head=3e-2)
+    opt = C.build_optimizer(C.make_param_groups(model, oc), oc)
+    assert isinstance(opt, bnb.optim.AdamW8bit)
+    batch = {"x": x, "mask": mask}
+    first = float(model(batch)["loss"])
+    for _ in range(15):
+        opt.zero_grad()
+        model(batch)["loss"].backward()
+        opt.step()
+    assert float(model(batch)["loss"]) < 0.8 * first
+
+
+def test_bad_deepspeed_config_is_config_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"zero_optimization": {"stage": 3,}')
+    with pytest.raises(ConfigError, match="bad.json: DeepSpeed config is not valid JSON"):
+        C.setup_accelerator(TrainConfig(deepspeed=str(bad), run_dir=str(tmp_path)))
+    nozero = tmp_path / "nozero.json"
+    nozero.write_text('{"train_micro_batch_size_per_gpu": "auto"}')
+    with pytest.raises(ConfigError, match="nozero.json: .*no zero_optimization"):
+        C.setup_accelerator(TrainConfig(deepspeed=str(nozero), run_dir=str(tmp_path)))
+    with pytest.raises(ConfigError, match="missing.json: DeepSpeed config file not found"):
+        C.check_deepspeed_config(tmp_path / "missing.json")
+    stage = tmp_path / "stage.json"
+    stage.write_text('{"zero_optimization": {"stage": 5}}')
+    with pytest.raises(ConfigError, match="stage must be"):
+        C.check_deepspeed_config(stage)
+    import os
+
+    assert "RANK" not in os.environ or os.environ.get("RANK") == "0"
+
+
+def test_metrics_logger_schema_and_truncate(tmp_path):
+    log = C.MetricsLogger(tmp_path)
+    for s in (1, 2, 3):
+        log.log(s, loss=torch.tensor(1.0 / s), lr=1e-3, samples_per_s=12.5, epoch=0)
+    rows = C.read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert {"step", "loss", "lr", "samples_per_s"} <= set(r)
+        assert isinstance(r["loss"], float)
+    log.truncate_after(2)
+    assert [r["step"] for r in C.read_metrics(tmp_path)] == [1, 2]
+    json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+
+
+def test_checkpoint_roundtrip_rotation_and_rng(tmp_path):
+    tc = TrainConfig(run_dir=str(tmp_path), batch_size=2)
+    oc = OptimConfig(lr_encoder=0.1, lr_projector=0.1, lr_head=0.1, warmup_steps=0)
+    acc = C.setup_accelerator(tc, oc)
+    try:
+        model = TokenModel()
+        opt = C.build_optimizer(C.make_param_groups(model, oc), oc)
+        sch = C.build_scheduler(opt, oc, 10)
+        model, opt, sch = acc.prepare(model, opt, sch)
+        x, mask = _data()
+        step = lambda: C.token_loss_step(acc, model, opt, sch, [_batch(x, mask, [0, 1])], lambda m, b: m(b),
+                                         max_grad_norm=1.0)
+        for k in range(1, 4):
+            step()
+            st = C.TrainerState(step=k, epoch=0, batch_in_epoch=k, best_dev_bleu=1.5 * k, best_step=k)
+            C.save_checkpoint(acc, tmp_path, st, keep=2)
+        assert [p.name for p in C.list_checkpoints(tmp_path)] == ["step_2", "step_3"]
+        saved = {k: v.clone() for k, v in acc.unwrap_model(model).state_dict().items()}
+        lr_saved = opt.param_groups[0]["lr"]
+        noise_after_save = torch.rand(3)
+        step()
+        step()
+        assert not torch.equal(saved["head.weight"], acc.unwrap_model(model).head.weight)
+        st = C.load_checkpoint(acc, C.latest_checkpoint(tmp_path))
+        assert (st.step, st.batch_in_epoch, st.best_dev_bleu, st.best_step) == (3, 3, 4.5, 3)
+        for k, v in acc.unwrap_model(model).state_dict().items():
+            torch.testing.assert_close(v, saved[k], rtol=0, atol=0)
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr_saved)
+        assert torch.equal(torch.rand(3), noise_after_save)  # RNG continues as after the save
+        # an incomplete checkpoint (no trainer state) is ignored
+        (tmp_path / "checkpoints" / "step_9").mkdir()
+        assert C.latest_checkpoint(tmp_path).name == "step_3"
+    finally:
+        C.teardown(acc)
+
+
+def test_checkpoint_from_other_model_is_config_error(tmp_path):
+    tc = TrainConfig(run_dir=str(tmp_path), batch_size=2)
+    oc = OptimConfig()
+    acc = C.setup_accelerator(tc, oc)
+    try:
+        model = acc.prepare(TokenModel())
+        C.save_checkpoint(acc, tmp_path, C.TrainerState(step=1), keep=1)
+    finally:
+        C.teardown(acc)
+    acc = C.setup_accelerator(tc, oc)
+    try:
+        other = torch.nn.Sequential(torch.nn.Linear(3, 3))
+        acc.prepare(other)
+        with pytest.raises(ConfigError, match="does not match"):
+            C.load_checkpoint(acc, C.latest_checkpoint(tmp_path))
+    finally:
+        C.teardown(acc)
+    assert model is not None and math.isfinite(1.0)
