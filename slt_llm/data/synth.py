@@ -33,12 +33,12 @@ transition frames between signs; light per-frame noise. The figure (head,
 torso, arms, hands drawn from their 21 keypoints with a filled palm and
 finger lines) is drawn with PIL from exactly the keypoints that are written.
 
-Splits. Some (subject, verb, object) triples are held out of training;
-about a third of dev/test sentences use them (combinations unseen in
-training). ``dup_rate`` is the share of training samples whose sentence
-repeats an earlier training sentence exactly or with one slot changed (an
-adjective, the place, or the time word within its tense); the other training
-sentences differ pairwise in at least two slots.
+Splits. Some (subject, verb, object) triples are held out of training; a
+third of dev/test sentences (at least one) use them: combinations unseen in
+training, of words that training uses. ``dup_rate`` is the share of training
+samples whose sentence repeats another training sentence exactly or with one
+slot changed (an adjective, the place, or the time word within its tense);
+the other training sentences differ pairwise in at least two slots.
 
 Determinism: the same arguments give byte-identical manifests and
 corpus.json and identical keypoints and frames (mp4 bytes depend on the
@@ -304,19 +304,16 @@ def make_sentences(g: dict, n_train: int, n_dev: int, n_test: int, seed: int, du
         else:
             v = _near_variant(g, src, rng)
             train.append((v, "near") if v is not None else (dict(src), "exact"))
-    # shuffle but keep each copy after its source: copies are drawn from base,
-    # so place them at random positions after a random permutation of the base
+    # copies land at random positions (a copy may come before its source)
     perm = rng.permutation(len(train))
     train = [train[i] for i in perm]
 
     def eval_split(n):
-        out = []
-        for _ in range(n):
-            if heldout and rng.random() < 1 / 3:
-                out.append((sample_slots(g, rng, heldout), "unseen"))
-            else:
-                out.append((sample_slots(g, rng, allowed), "seen"))
-        return out
+        # a third (at least one) of the sentences use held-out triples
+        n_unseen = min(n, max(1, int(round(n / 3)))) if heldout and n > 0 else 0
+        out = [(sample_slots(g, rng, heldout), "unseen") for _ in range(n_unseen)]
+        out += [(sample_slots(g, rng, allowed), "seen") for _ in range(n - n_unseen)]
+        return [out[i] for i in rng.permutation(len(out))]
 
     dev = eval_split(n_dev)
     test = eval_split(n_test)
@@ -586,7 +583,6 @@ def render_sample(signs: list, lexicon: dict, signer: Signer, size: int, rng: np
     l_hip = np.array([cx + 0.36 * sw, cy + 1.25 * sw], np.float32)
 
     xy = np.zeros((T, N_HOLISTIC, 2), np.float32)
-    conf = np.ones((T, N_HOLISTIC), np.float32)
     bg = np.empty((size, size, 3), np.int16)
     bg[:] = signer.background
     bg += rng.integers(-10, 11, size=(size, size, 1), dtype=np.int16)
