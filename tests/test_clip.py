@@ -127,3 +127,22 @@ def test_pose_lookup_order_and_missing_pose(tmp_path, realdata):
     # already-read keypoints are accepted too
     kp = read_pose(realdata / "football_mediapipe_holistic.pose")
     assert load_clip(video, cfg, pose=kp).num_frames == 8
+
+
+def test_frame_folder_with_pose_beside_it(tmp_path, realdata, football_clip):
+    from PIL import Image
+
+    from slt_llm.data.video import load_frames
+
+    cfg, ref = football_clip
+    frames = load_frames(realdata / "football.mp4", max_fps=None, max_frames=None).frames[:24]
+    folder = tmp_path / "sign01"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{i:04d}.png", compress_level=1)
+    shutil.copy(realdata / "football_mediapipe_holistic.pose", tmp_path / "sign01.pose")
+    clip = load_clip(folder, cfg)
+    assert clip.num_frames == 24 and abs(clip.fps - 29.97) < 0.01  # read at the track's rate
+    # same boxes as the video (away from the folder's last frames, where the smoothing window ends)
+    np.testing.assert_allclose(clip.boxes[:20], ref.boxes[:20], atol=0.05)
+    assert np.abs(clip.left[:20].astype(int) - ref.left[:20].astype(int)).mean() < 2

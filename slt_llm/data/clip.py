@@ -23,6 +23,8 @@ Steps and costs (T = sampled frames):
    frames fall outside the track (+ 0.5 s), the pose file does not belong to
    this video: ``InputError``. Real keypoint files often have a few frames
    more or fewer than their video; this handles that.
+   A frame folder has no rate of its own: it is read at the keypoint track's
+   fps, so folder frame i meets keypoint frame i.
 4. Keypoint pixels are in the pose file's width x height; they are rescaled to
    the video's (upright) source size when the two differ.
 5. Hand boxes (source pixels) from the aligned keypoints
@@ -186,8 +188,11 @@ def load_clip(
         kp = read_pose(pose_path)
     kp = fill_gaps(kp, cfg.max_gap)
 
+    # a frame folder has no rate of its own: it runs at the keypoint track's rate
+    # (frame i <-> keypoint frame i), as when `slt-llm extract` made the track
     fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
-                     max_side=working_side(cfg), start=start, end=end, threads=cfg.decode_threads)
+                     max_side=working_side(cfg), start=start, end=end, threads=cfg.decode_threads,
+                     folder_fps=float(kp.fps))
     frames = np.asarray(fr.frames)
     T = frames.shape[0]
     if T == 0:
