@@ -69,8 +69,8 @@ def test_memory_cap_float16_and_memmap_inputs(tmp_path):
     mt = [np.load(tmp_path / f"t{i}.npy", mmap_mode="r") for i in range(k)]
     # memory_mb so small that one anchor row per block is all that fits
     got = compute_trajectories(mv, mt, top_m=6, memory_mb=1e-6, dtype=torch.float16)
-    ref = brute_force_trajectories([torch.from_numpy(np.asarray(x)) for x in mv],
-                                   [torch.from_numpy(np.asarray(x)) for x in mt], 6)
+    ref = brute_force_trajectories([torch.from_numpy(np.array(x)) for x in mv],
+                                   [torch.from_numpy(np.array(x)) for x in mt], 6)
     assert got.traj.dtype == torch.float16
     assert torch.equal(got.cand, ref.cand)
     torch.testing.assert_close(got.traj.float(), ref.traj, atol=2e-3, rtol=0)

@@ -1,0 +1,521 @@
+"""SCL-SLT pair selection: pair scores and groups, false negatives, curriculum, greedy global batches.
+
+Inputs are the candidate trajectories of ``contrastive.trajectories`` (for each
+anchor video i its M candidate texts j = cand[i, m] and s^k(i, j), k = 0..K-1).
+The method as implemented is written up in docs/pair_selection.md.
+
+Scoring (``score_pairs``), per candidate pair:
+    first = s^0, level = s^{K-1}, delta = level - first,
+    score = level + delta_weight * delta      (difficulty; default = 2*s^{K-1} - s^0)
+  so a pair that is similar at the end and became more similar (low-to-high)
+  is hard, one the reference model learned to separate (high-to-low) is easy.
+Groups: "high" at checkpoint k means s^k >= thr_k, with thr_k = high_level
+  (absolute cosine, SelectionConfig.high_level) or, when ``high_quantile=q`` is
+  given, the q-quantile of all stored candidate similarities at checkpoint k
+  (per-dataset thresholds, robust to the scale drifting across checkpoints):
+    HIGH_TO_LOW = high first, low last    LOW_TO_HIGH = low first, high last
+    HIGH_TO_HIGH = high at both            LOW_LOW = low at both
+
+False negatives (``text_false_negatives``, ``PairSelector``): samples whose target
+  sentences are identical after ``normalize_sentence`` (hashing, O(N)); unique
+  sentence pairs with symmetric sacrebleu chrF >= text_sim_threshold, tested
+  only on candidate pairs (and on all pairs when there are at most
+  ``exhaustive_limit`` unique sentences) whose normalised lengths differ by at
+  most a factor ``length_ratio`` (never all N^2); and high-to-high pairs with
+  min(s^0, s^{K-1}) >= hh_threshold. They are masked in the loss, contribute no
+  score, and are never added to a batch that holds their partner unless
+  nothing else is left (then the loss mask removes them).
+
+Curriculum ``alpha(e, E)`` for epoch e in [0, E): linear e/(E-1); log
+  log(1+e)/log(E) (default; rises fast, then flattens); easy 0; hard 1. E = 1
+  gives 0 (easy); epochs past E-1 give 1 for linear/log.
+
+Greedy global batch (``PairSelector.build_batch``): start from a random unused
+  sample; every member u adds, for each known pair with u (u's candidates and
+  the anchors that have u as a candidate, both loss directions), gain[c] +=
+  score(u, c) - s_low, where s_low = the lowest known score is the default for
+  unknown pairs (so gain[c] = sum over members of (score - s_low), unknown pairs
+  adding 0). The candidate set is the unused samples reached by the members'
+  lists plus random unused samples (random_share of the set); candidates are
+  ordered by gain and the one at quantile alpha is added (alpha = 0: the
+  easiest, alpha = 1: the hardest). Each sample is used once per epoch.
+  Cost per batch O(B * (B*M)) (the candidate set grows by <= 2M per member),
+  O(N*B*M) per epoch, vectorised numpy; memory O(N*M).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from slt_llm.contrastive.loss import FalseNegatives
+from slt_llm.contrastive.trajectories import Trajectories
+from slt_llm.errors import ConfigError
+
+HIGH_TO_LOW, LOW_TO_HIGH, HIGH_TO_HIGH, LOW_LOW = 0, 1, 2, 3
+GROUP_NAMES = ("high_to_low", "low_to_high", "high_to_high", "low_low")
+SCHEDULES = ("linear", "log", "easy", "hard")
+
+
+# ------------------------------------------------------------------ scoring
+@dataclass
+class PairScores:
+    """Per candidate pair (N, M) arrays: first=s^0, level=s^{K-1}, delta, score,
+    group (int8, see GROUP_NAMES); thresholds = (thr_first, thr_last)."""
+
+    first: np.ndarray
+    level: np.ndarray
+    delta: np.ndarray
+    score: np.ndarray
+    group: np.ndarray
+    thresholds: tuple
+
+    def shares(self) -> dict:
+        """Share of candidate pairs in each group, {name: fraction}."""
+        counts = np.bincount(self.group.reshape(-1), minlength=4)
+        total = max(1, int(counts.sum()))
+        return {name: float(c) / total for name, c in zip(GROUP_NAMES, counts)}
+
+
+def assign_groups(first: np.ndarray, last: np.ndarray, thr_first: float, thr_last: float) -> np.ndarray:
+    """int8 group ids of pairs from their first and last similarity (see module doc)."""
+    hf, hl = first >= thr_first, last >= thr_last
+    group = np.full(first.shape, LOW_LOW, dtype=np.int8)
+    group[hf & ~hl] = HIGH_TO_LOW
+    group[~hf & hl] = LOW_TO_HIGH
+    group[hf & hl] = HIGH_TO_HIGH
+    return group
+
+
+def score_pairs(
+    traj: Trajectories,
+    *,
+    high_level: float = 0.5,
+    high_quantile: Optional[float] = None,
+    delta_weight: float = 1.0,
+) -> PairScores:
+    """Scores and groups of every candidate pair. O(N*M) time and memory."""
+    t = traj.traj.numpy() if torch.is_tensor(traj.traj) else np.asarray(traj.traj)
+    first = t[:, :, 0].astype(np.float32)
+    level = t[:, :, -1].astype(np.float32)
+    delta = level - first
+    if high_quantile is not None:
+        if not 0.0 < high_quantile < 1.0:
+            raise ConfigError(f"high_quantile must be in (0, 1), got {high_quantile}")
+        thr = (float(np.quantile(first, high_quantile)), float(np.quantile(level, high_quantile)))
+    else:
+        thr = (float(high_level), float(high_level))
+    return PairScores(
+        first=first,
+        level=level,
+        delta=delta,
+        score=level + np.float32(delta_weight) * delta,
+        group=assign_groups(first, level, *thr),
+        thresholds=thr,
+    )
+
+
+# ---------------------------------------------------------- false negatives
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_sentence(text: str) -> str:
+    """Lowercase, Unicode punctuation/symbols -> space, collapse whitespace, strip."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = "".join(" " if unicodedata.category(ch)[0] in "PS" else ch for ch in text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def sentence_clusters(texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(cluster_ids (N,) int64, unique normalised sentences): equal ids <=> equal
+    normalised text. O(N) by hashing."""
+    ids: dict[str, int] = {}
+    out = np.empty(len(texts), dtype=np.int64)
+    for i, t in enumerate(texts):
+        out[i] = ids.setdefault(normalize_sentence(t), len(ids))
+    return out, list(ids)
+
+
+class PairChrF:
+    """Symmetric sentence chrF (sacrebleu CHRF, chrF2 defaults) between pairs of
+    sentences: mean of chrF(a -> b) and chrF(b -> a). Each sentence's character
+    n-grams are extracted once (sacrebleu's own extraction and F-score code),
+    so a pair costs one n-gram intersection instead of two full re-extractions."""
+
+    def __init__(self, sentences: Sequence[str]):
+        from sacrebleu.metrics import CHRF
+        from sacrebleu.metrics.helpers import extract_all_char_ngrams
+
+        self.metric = CHRF()
+        self._extract = extract_all_char_ngrams
+        self.sentences = list(sentences)
+        self._ngrams: dict[int, list] = {}
+
+    def _grams(self, i: int):
+        g = self._ngrams.get(i)
+        if g is None:
+            g = self._extract(self.sentences[i], self.metric.char_order, self.metric.whitespace)
+            self._ngrams[i] = g
+        return g
+
+    def __call__(self, a: int, b: int) -> float:
+        stats_ab, stats_ba = [], []
+        for ha, hb in zip(self._grams(a), self._grams(b)):
+            n_a, n_b, match = self.metric._get_match_statistics(ha, hb)
+            if not hb:  # sacrebleu counts no hypothesis n-grams when the reference has none
+                n_a = sum(ha.values())
+            stats_ab += [n_a if hb else 0, n_b, match]
+            stats_ba += [n_b if ha else 0, n_a, match]
+        return 0.5 * (self.metric._compute_f_score(stats_ab) + self.metric._compute_f_score(stats_ba))
+
+
+def near_duplicate_pairs(
+    sentences: Sequence[str],
+    pairs: np.ndarray,
+    *,
+    threshold: float,
+    length_ratio: float = 1.5,
+) -> np.ndarray:
+    """Subset of unique-sentence index pairs (P, 2) with symmetric chrF >= threshold.
+    Pairs whose lengths differ by more than ``length_ratio`` are skipped (their
+    chrF cannot be near-duplicate high in practice). Cost O(P) chrF evaluations."""
+    if len(pairs) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    pairs = np.unique(np.sort(np.asarray(pairs, dtype=np.int64), axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    lengths = np.array([max(1, len(s)) for s in sentences], dtype=np.float64)
+    la, lb = lengths[pairs[:, 0]], lengths[pairs[:, 1]]
+    pairs = pairs[np.maximum(la, lb) / np.minimum(la, lb) <= length_ratio]
+    chrf = PairChrF(sentences)
+    keep = [k for k, (a, b) in enumerate(pairs.tolist()) if chrf(a, b) >= threshold]
+    return pairs[keep]
+
+
+def text_false_negatives(
+    texts: Sequence[str],
+    cfg=None,
+    *,
+    candidate_pairs: Optional[np.ndarray] = None,
+    text_sim_threshold: Optional[float] = None,
+    exhaustive_limit: int = 400,
+    length_ratio: float = 1.5,
+) -> FalseNegatives:
+    """False negatives from the target sentences alone: exact duplicates after
+    normalisation, plus near-duplicates (chrF >= threshold; cfg.text_sim_threshold
+    unless given) among all unique-sentence pairs when there are at most
+    ``exhaustive_limit`` unique sentences, and among ``candidate_pairs`` (sample
+    index pairs (P, 2), e.g. from trajectories) otherwise/as well."""
+    thr = text_sim_threshold if text_sim_threshold is not None else (cfg.text_sim_threshold if cfg else 80.0)
+    cluster_ids, uniq = sentence_clusters(texts)
+    u = len(uniq)
+    test = []
+    if u <= exhaustive_limit:
+        iu = np.triu_indices(u, k=1)
+        test.append(np.stack(iu, axis=1))
+    if candidate_pairs is not None and len(candidate_pairs):
+        cp = np.asarray(candidate_pairs, dtype=np.int64)
+        test.append(np.stack([cluster_ids[cp[:, 0]], cluster_ids[cp[:, 1]]], axis=1))
+    pairs = np.concatenate(test) if test else np.zeros((0, 2), np.int64)
+    near = near_duplicate_pairs(uniq, pairs, threshold=thr, length_ratio=length_ratio)
+    return FalseNegatives(cluster_ids, cluster_pairs=near)
+
+
+def high_to_high_pairs(traj: Trajectories, scores: PairScores, hh_threshold: float) -> np.ndarray:
+    """Sample pairs (P, 2) in the high-to-high group with min(s^0, s^{K-1}) >= hh_threshold."""
+    sel = (scores.group == HIGH_TO_HIGH) & (np.minimum(scores.first, scores.level) >= hh_threshold)
+    rows, cols = np.nonzero(sel)
+    cand = traj.cand.numpy() if torch.is_tensor(traj.cand) else np.asarray(traj.cand)
+    return np.stack([rows.astype(np.int64), cand[rows, cols].astype(np.int64)], axis=1)
+
+
+# -------------------------------------------------------------- curriculum
+def alpha_schedule(schedule: str, epoch: int, epochs: int) -> float:
+    """Quantile alpha(e) in [0, 1] for epoch e of E (see module doc)."""
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"selection.schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
+    if schedule == "easy":
+        return 0.0
+    if schedule == "hard":
+        return 1.0
+    if epochs <= 1:
+        return 0.0
+    e = min(max(int(epoch), 0), epochs - 1)
+    if schedule == "linear":
+        return e / (epochs - 1)
+    return math.log1p(e) / math.log(epochs)
+
+
+# ---------------------------------------------------------------- selector
+class PairSelector:
+    """Everything the greedy builder needs, built once from trajectories + texts.
+
+    PairSelector(traj, texts, cfg: SelectionConfig, *, text_fn=None,
+    exhaustive_limit=400): scores and groups (cfg.high_level), false negatives
+    (text ones: ``text_fn`` if given, else computed; near-duplicates also tested
+    on the candidate pairs; plus high-to-high pairs >= cfg.hh_threshold), and
+    an adjacency (CSR, 2*N*M edges: both directions of every candidate pair,
+    false-negative pairs removed) with weights score - s_low.
+    texts may be None (no text false negatives).
+    """
+
+    def __init__(self, traj: Trajectories, texts: Optional[Sequence[str]], cfg, *, text_fn: Optional[FalseNegatives] = None,
+                 exhaustive_limit: int = 400):
+        n, m = traj.num_samples, traj.top_m
+        if traj.num_checkpoints < 2:
+            raise ConfigError(f"pair selection needs K >= 2 reference checkpoints, got {traj.num_checkpoints}")
+        if texts is not None and len(texts) != n:
+            raise ConfigError(f"pair selection: {len(texts)} texts for {n} trajectory anchors")
+        if not 0.0 <= cfg.random_share < 1.0:
+            raise ConfigError(f"selection.random_share must be in [0, 1), got {cfg.random_share}")
+        alpha_schedule(cfg.schedule, 0, 1)  # validates the name
+        self.cfg = cfg
+        self.num_samples = n
+        self.traj = traj
+        self.scores = score_pairs(traj, high_level=cfg.high_level)
+        cand = traj.cand.numpy().astype(np.int64)  # (N, M)
+        anchors = np.repeat(np.arange(n, dtype=np.int64), m)
+        flat_cand = cand.reshape(-1)
+        hh = high_to_high_pairs(traj, self.scores, cfg.hh_threshold)
+        if texts is not None:
+            cand_pairs = np.stack([anchors, flat_cand], axis=1)
+            base = text_fn
+            if base is None:
+                base = text_false_negatives(texts, cfg, candidate_pairs=cand_pairs, exhaustive_limit=exhaustive_limit)
+            else:
+                cid, uniq = sentence_clusters(texts)
+                if not np.array_equal(cid, base.cluster_ids):
+                    raise ConfigError("pair selection: text_fn was built from other texts")
+                extra = near_duplicate_pairs(
+                    uniq,
+                    np.stack([cid[anchors], cid[flat_cand]], axis=1),
+                    threshold=cfg.text_sim_threshold,
+                )
+                base = FalseNegatives(cid, np.concatenate([base.cluster_pairs, extra]), base.sample_pairs)
+            self.false_negatives = FalseNegatives(
+                base.cluster_ids, base.cluster_pairs, np.concatenate([base.sample_pairs, hh])
+            )
+        else:
+            self.false_negatives = FalseNegatives(np.arange(n), None, hh)
+        # adjacency without false-negative pairs, weights = score - s_low >= 0
+        score = self.scores.score.reshape(-1).astype(np.float64)
+        keep = ~self.false_negatives.pair_mask(anchors, flat_cand)
+        self.s_low = float(score[keep].min()) if keep.any() else 0.0
+        src = np.concatenate([anchors[keep], flat_cand[keep]])
+        dst = np.concatenate([flat_cand[keep], anchors[keep]])
+        w = np.concatenate([score[keep], score[keep]]) - self.s_low
+        order = np.argsort(src, kind="stable")
+        self.adj_ptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]).astype(np.int64)
+        self.adj_dst = dst[order].astype(np.int64)
+        self.adj_w = w[order].astype(np.float64)
+        self._has_fn = bool(
+            len(self.false_negatives.cluster_pairs) or len(self.false_negatives.sample_pairs)
+            or len(np.unique(self.false_negatives.cluster_ids)) < n
+        )
+
+    # -- one epoch
+    def build_epoch(self, epoch: int, num_epochs: int, global_batch_size: int, seed: int = 0,
+                    drop_last: bool = False) -> np.ndarray:
+        """(num_batches, B) int64 global batches for ``epoch`` (alpha from
+        cfg.schedule over ``num_epochs``). Deterministic in (seed, epoch). Every
+        sample appears exactly once, except that when B does not divide N the
+        last batch holds the N mod B leftovers topped up with random samples
+        already used this epoch (drop_last=True drops the leftovers instead)."""
+        n, bsz = self.num_samples, int(global_batch_size)
+        if bsz < 1 or bsz > n:
+            raise ConfigError(f"global batch size {bsz} must be in [1, {n}] (the dataset size)")
+        alpha = alpha_schedule(self.cfg.schedule, epoch, num_epochs)
+        rng = np.random.default_rng([int(seed), int(epoch), 7])
+        st = _EpochState(n, rng)
+        batches = [self._build_batch(alpha, bsz, st) for _ in range(n // bsz)]
+        rest = st.n_unused
+        if rest and not drop_last:
+            left = st.unused[:rest].copy()
+            used = np.setdiff1d(np.arange(n), left)
+            filler = rng.choice(used, size=bsz - rest, replace=False)
+            batches.append(np.concatenate([left, filler]))
+        return np.stack(batches) if batches else np.zeros((0, bsz), np.int64)
+
+    def _build_batch(self, alpha: float, bsz: int, st: "_EpochState") -> np.ndarray:
+        rng = st.rng
+        share = self.cfg.random_share
+        members = np.empty(bsz, dtype=np.int64)
+        pool = []  # arrays of candidate ids reached from members' lists
+        touched = []
+        blocked_ids = []
+        first = st.take(st.unused[int(rng.integers(st.n_unused))])
+        members[0] = first
+        for step in range(1, bsz):
+            u = members[step - 1]
+            lo, hi = self.adj_ptr[u], self.adj_ptr[u + 1]
+            nb = self.adj_dst[lo:hi]
+            if len(nb):
+                np.add.at(st.gain, nb, self.adj_w[lo:hi])
+                touched.append(nb)
+                fresh = np.unique(nb[~st.in_pool[nb] & ~st.used[nb]])
+                st.in_pool[fresh] = True
+                pool.append(fresh)
+            if self._has_fn:
+                part = self.false_negatives.partners(int(u))
+                if len(part):
+                    st.blocked[part] = True
+                    blocked_ids.append(part)
+            # candidate set: the reached pool (compacted) + a random share of unused samples
+            cur = np.concatenate(pool) if len(pool) > 1 else (pool[0] if pool else np.zeros(0, np.int64))
+            cur = cur[~st.used[cur]]
+            pool = [cur]
+            ok = cur[~st.blocked[cur]]
+            n_rand = int(round(share / (1.0 - share) * len(ok))) if share > 0 else 0
+            if len(ok) == 0:
+                n_rand = max(n_rand, 1)
+            if n_rand:
+                r = st.unused[rng.integers(0, st.n_unused, size=n_rand)]
+                r = r[~st.in_pool[r] & ~st.blocked[r]]
+                ok = np.concatenate([ok, np.unique(r)]) if len(r) else ok
+            if len(ok) == 0:  # random draws missed: scan the unused samples (O(N), rare)
+                left = st.unused[: st.n_unused]
+                free = left[~st.blocked[left]]
+                # if every unused sample is a false negative of a member, the loss mask handles it
+                pick = (free if len(free) else left)[int(rng.integers(len(free) or len(left)))]
+            else:
+                g = st.gain[ok]
+                k = int(round(alpha * (len(ok) - 1)))
+                pick = ok[np.argpartition(g, k)[k]]
+            members[step] = st.take(pick)
+        # reset the per-batch arrays (only what was touched)
+        if touched:
+            st.gain[np.concatenate(touched)] = 0.0
+        if pool:
+            st.in_pool[pool[0]] = False
+        st.in_pool[members] = False
+        if blocked_ids:
+            st.blocked[np.concatenate(blocked_ids)] = False
+        return members
+
+    def batch_scores(self, batch: np.ndarray) -> float:
+        """Mean score over the ordered member pairs of a batch (unknown pairs = s_low).
+        O(B * M) via the adjacency; used by tests and the benchmark."""
+        members = np.asarray(batch, dtype=np.int64)
+        inb = np.zeros(self.num_samples, dtype=bool)
+        inb[members] = True
+        total = 0.0
+        for u in members:
+            lo, hi = self.adj_ptr[u], self.adj_ptr[u + 1]
+            sel = inb[self.adj_dst[lo:hi]]
+            total += float(self.adj_w[lo:hi][sel].sum())
+        b = len(members)
+        # each unordered known pair appears in both members' lists (both directions): / 2
+        return self.s_low + total / 2.0 / max(1, b * (b - 1) / 2)
+
+
+class _EpochState:
+    """Unused samples (swap-remove array: O(1) removal, uniform draws) and
+    per-batch scratch arrays over N."""
+
+    def __init__(self, n: int, rng: np.random.Generator):
+        self.rng = rng
+        self.unused = rng.permutation(n).astype(np.int64)
+        self.pos = np.empty(n, dtype=np.int64)
+        self.pos[self.unused] = np.arange(n)
+        self.n_unused = n
+        self.used = np.zeros(n, dtype=bool)
+        self.in_pool = np.zeros(n, dtype=bool)
+        self.blocked = np.zeros(n, dtype=bool)
+        self.gain = np.zeros(n, dtype=np.float64)
+
+    def take(self, i) -> int:
+        i = int(i)
+        p, last = self.pos[i], self.n_unused - 1
+        j = self.unused[last]
+        self.unused[p], self.unused[last] = j, i
+        self.pos[j], self.pos[i] = p, last
+        self.n_unused = last
+        self.used[i] = True
+        return i
+
+
+# ---------------------------------------------------------------- samplers
+class _GlobalBatchSampler(torch.utils.data.Sampler):
+    """Yields this rank's slice (a list of B/W dataset indices) of each global batch.
+
+    All ranks compute the same global batches (deterministic in seed and epoch),
+    rank r takes positions [r*B/W, (r+1)*B/W). Use as
+    ``DataLoader(ds, batch_sampler=sampler)`` without letting a launcher re-shard it
+    (accelerate: do not ``prepare`` this loader). Call ``set_epoch(e)`` each epoch.
+    """
+
+    def __init__(self, num_samples: int, global_batch_size: int, rank: int = 0, world_size: int = 1,
+                 seed: int = 0, drop_last: bool = False):
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ConfigError(f"bad rank {rank} / world_size {world_size}")
+        if global_batch_size < 1 or global_batch_size % world_size:
+            raise ConfigError(f"global batch size {global_batch_size} must be a positive multiple of "
+                              f"world_size {world_size} (equal slices)")
+        if global_batch_size > num_samples:
+            raise ConfigError(f"global batch size {global_batch_size} is larger than the dataset ({num_samples} samples)")
+        self.num_samples, self.global_batch_size = int(num_samples), int(global_batch_size)
+        self.rank, self.world_size, self.seed, self.drop_last = rank, world_size, int(seed), drop_last
+        self.local_batch_size = global_batch_size // world_size
+        self.epoch = 0
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def global_batches(self, epoch: Optional[int] = None) -> np.ndarray:
+        e = self.epoch if epoch is None else int(epoch)
+        if self._cache is None or self._cache[0] != e:
+            self._cache = (e, self._build(e))
+        return self._cache[1]
+
+    def _build(self, epoch: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.num_samples, self.global_batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def __iter__(self) -> Iterator[list]:
+        lo = self.rank * self.local_batch_size
+        for batch in self.global_batches():
+            yield batch[lo : lo + self.local_batch_size].tolist()
+
+
+class RandomGlobalBatchSampler(_GlobalBatchSampler):
+    """Random global batches (the GFSLT-VLP baseline, ``selection=random``): a
+    permutation per epoch; same slicing, last-batch rule and interface as
+    ``PairSelectionBatchSampler``."""
+
+    def _build(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch, 11])
+        n, b = self.num_samples, self.global_batch_size
+        perm = rng.permutation(n)
+        full = n // b
+        batches = [perm[i * b : (i + 1) * b] for i in range(full)]
+        if n % b and not self.drop_last:
+            left = perm[full * b :]
+            filler = rng.choice(perm[: full * b], size=b - len(left), replace=False)
+            batches.append(np.concatenate([left, filler]))
+        return np.stack(batches).astype(np.int64) if batches else np.zeros((0, b), np.int64)
+
+
+class PairSelectionBatchSampler(_GlobalBatchSampler):
+    """Greedy curriculum global batches from a ``PairSelector``; ``num_epochs`` is
+    E of the alpha schedule (the pair-selection epochs), epoch e set by set_epoch."""
+
+    def __init__(self, selector: PairSelector, global_batch_size: int, rank: int = 0, world_size: int = 1,
+                 seed: int = 0, num_epochs: int = 1, drop_last: bool = False):
+        super().__init__(selector.num_samples, global_batch_size, rank, world_size, seed, drop_last)
+        self.selector = selector
+        self.num_epochs = int(num_epochs)
+
+    def alpha(self, epoch: Optional[int] = None) -> float:
+        return alpha_schedule(self.selector.cfg.schedule, self.epoch if epoch is None else epoch, self.num_epochs)
+
+    def _build(self, epoch: int) -> np.ndarray:
+        return self.selector.build_epoch(epoch, self.num_epochs, self.global_batch_size, self.seed, self.drop_last)
