@@ -6,23 +6,25 @@ run's reference checkpoints.
 
 Input: a stage-1 run directory with K >= 2 reference checkpoints
 (``RUN_DIR/reference/ref_KK``, saved by every arm of ``slt-llm vlp``). The
-trajectories are read from ``RUN_DIR/reference/trajectories.safetensors`` when
+trajectories are read from ``RUN_DIR/reference/trajectories.npz`` when
 the run computed them (pair-selection runs), else computed here from the
 checkpoints and the run's training manifest (one encoder pass per checkpoint,
 then saved for next time).
 
 Pairs analysed: each anchor's top-M candidates (the pairs pair selection works
-on: similar at the first or the last checkpoint); pairs whose two sentences are
-identical are left out (they are positives in disguise, not negatives).
+on: similar at the first or the last checkpoint).
 
-Groups (the same rule as ``contrastive.selection``; ``high`` means a similarity
->= ``selection.high_level`` of the run's config): high-to-low (learned to
-separate), low-to-high (hard negatives), high-to-high (likely false negatives),
-low-to-low (easy). delta = s_last - s_first.
+Groups (``contrastive.selection.score_pairs``, the rule pair selection uses;
+``high`` means a similarity >= ``selection.high_level`` of the run's config):
+high-to-low (learned to separate), low-to-high (hard negatives), high-to-high
+(likely false negatives), low-to-low (easy). delta = s_last - s_first. Pairs
+whose sentences are identical (after normalisation) are kept and counted per
+group: they are false negatives by construction, and where they land shows
+whether the trajectories can find them.
 
 Outputs: a PNG with three panels: (1) the trajectories of ``--pairs`` sampled
 pairs (thin lines coloured by group; bold lines are each group's mean over ALL
-analysed pairs), (2) the share of pairs in each group, (3) a histogram of delta
+analysed pairs, dotted green the positive pairs' mean), (2) the share of pairs in each group, (3) a histogram of delta
 stacked by group; and optionally a JSON with the counts, shares (summing to 1),
 delta statistics and the sampled trajectories. Cost: O(N*M*K) memory and time
 once the trajectories exist.
@@ -40,61 +42,54 @@ import numpy as np
 
 from slt_llm.errors import InputError
 
-GROUPS = ("high-to-low", "low-to-high", "high-to-high", "low-to-low")
-COLORS = {"high-to-low": "#1f77b4", "low-to-high": "#d62728", "high-to-high": "#9467bd", "low-to-low": "#7f7f7f"}
+GROUPS = ("high_to_low", "low_to_high", "high_to_high", "low_low")  # = selection.GROUP_NAMES
+COLORS = {"high_to_low": "#1f77b4", "low_to_high": "#d62728", "high_to_high": "#9467bd", "low_low": "#8c8c8c"}
+LABELS = {"high_to_low": "high\u2192low", "low_to_high": "low\u2192high", "high_to_high": "high\u2192high",
+          "low_low": "low\u2192low"}
 
 
-def assign_groups(first: np.ndarray, last: np.ndarray, high_level: float) -> np.ndarray:
-    """Group index per pair (into ``GROUPS``) from the first and last similarities."""
-    hi0, hi1 = first >= high_level, last >= high_level
-    g = np.full(first.shape, 3, dtype=np.int64)  # low-to-low
-    g[hi0 & ~hi1] = 0
-    g[~hi0 & hi1] = 1
-    g[hi0 & hi1] = 2
-    return g
+def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int = 200, seed: int = 0,
+            epochs: Optional[list] = None) -> dict:
+    """Statistics of a run's candidate trajectories (a ``Trajectories``), grouped by
+    ``selection.score_pairs`` (the same rule pair selection uses). ``texts``: the sentence of
+    each training index, to count pairs whose sentences are identical after normalisation
+    (false negatives by construction). ``epochs``: training epoch of each checkpoint (x axis).
+    Returns a JSON-able dict (plus ``_delta``/``_groups`` arrays for the plot)."""
+    from slt_llm.contrastive import selection as sel_mod
 
-
-def pair_table(cand: np.ndarray, sims: np.ndarray, texts: Optional[list] = None):
-    """Flatten (N,M) candidates + (N,M,K) trajectories into valid negative pairs:
-    returns ``(rows (P,), cols (P,), traj (P,K))`` (padding entries < 0 and self pairs dropped,
-    pairs with identical sentences dropped when ``texts`` is given)."""
-    n, m = cand.shape
+    assert tuple(sel_mod.GROUP_NAMES) == GROUPS
+    sc = sel_mod.score_pairs(traj, high_level=high_level)
+    cand = traj.cand.numpy().astype(np.int64)
+    sims = traj.traj.float().numpy()
+    n, m, k = sims.shape
     rows = np.repeat(np.arange(n), m)
-    cols = cand.reshape(-1).astype(np.int64)
-    traj = sims.reshape(n * m, -1).astype(np.float32)
-    keep = (cols >= 0) & (cols != rows) & np.isfinite(traj).all(1)
-    if texts is not None:
-        t = np.asarray(texts, dtype=object)
-        keep &= t[rows] != t[np.clip(cols, 0, None)]
-    return rows[keep], cols[keep], traj[keep]
-
-
-def analyze(cand: np.ndarray, sims: np.ndarray, *, high_level: float, texts: Optional[list] = None,
-            pairs: int = 200, seed: int = 0, epochs: Optional[list] = None) -> dict:
-    """Statistics of the trajectories (see module docstring). ``epochs``: the training epoch of
-    each reference checkpoint (x axis). Returns a JSON-able dict."""
-    rows, cols, traj = pair_table(np.asarray(cand), np.asarray(sims), texts)
-    if traj.shape[0] == 0:
-        raise ValueError("no negative pair to analyse")
-    k = traj.shape[1]
-    groups = assign_groups(traj[:, 0], traj[:, -1], high_level)
-    delta = traj[:, -1] - traj[:, 0]
+    cols = cand.reshape(-1)
+    flat = sims.reshape(n * m, k)
+    groups = sc.group.reshape(-1).astype(np.int64)
+    delta = sc.delta.reshape(-1)
+    total = int(flat.shape[0])
+    if total == 0:
+        raise ValueError("no candidate pair to analyse")
     counts = {g: int((groups == i).sum()) for i, g in enumerate(GROUPS)}
-    total = int(traj.shape[0])
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(total, size=min(pairs, total), replace=False)
-    return {
-        "num_pairs": total, "K": int(k), "high_level": float(high_level),
+    out = {
+        "num_pairs": total, "num_anchors": int(n), "top_m": int(m), "K": int(k), "high_level": float(high_level),
         "epochs": list(epochs) if epochs is not None else list(range(1, k + 1)),
         "counts": counts, "shares": {g: counts[g] / total for g in GROUPS},
         "delta": {"mean": float(delta.mean()), "std": float(delta.std()),
                   "quantiles": {str(q): float(np.quantile(delta, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)}},
-        "group_mean_trajectory": {g: traj[groups == i].mean(0).tolist() for i, g in enumerate(GROUPS)
-                                  if counts[g]},
-        "sampled": [{"video": int(rows[p]), "text": int(cols[p]), "group": GROUPS[groups[p]],
-                     "sims": [round(float(x), 4) for x in traj[p]]} for p in pick],
-        "_delta": delta, "_groups": groups,
+        "group_mean_trajectory": {g: flat[groups == i].mean(0).tolist() for i, g in enumerate(GROUPS) if counts[g]},
+        "positive_mean_trajectory": traj.positive.float().mean(0).tolist(),
     }
+    if texts is not None:
+        cid, _ = sel_mod.sentence_clusters(texts)
+        dup = cid[rows] == cid[cols]
+        out["identical_sentence_pairs"] = {g: int((dup & (groups == i)).sum()) for i, g in enumerate(GROUPS)}
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(total, size=min(pairs, total), replace=False)
+    out["sampled"] = [{"video": int(rows[p]), "text": int(cols[p]), "group": GROUPS[groups[p]],
+                       "sims": [round(float(x), 4) for x in flat[p]]} for p in pick]
+    out["_delta"], out["_groups"] = delta, groups
+    return out
 
 
 def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
@@ -110,7 +105,8 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     for s in stats["sampled"]:
         ax.plot(x, s["sims"], color=COLORS[s["group"]], alpha=0.25, lw=0.8)
     for g, mean in stats["group_mean_trajectory"].items():
-        ax.plot(x, mean, color=COLORS[g], lw=3, label=f"{g} (mean)")
+        ax.plot(x, mean, color=COLORS[g], lw=3, label=f"{LABELS[g]} (mean of {stats['counts'][g]})")
+    ax.plot(x, stats["positive_mean_trajectory"], color="#2ca02c", lw=3, ls=":", label="positive pairs (mean)")
     ax.axhline(stats["high_level"], color="k", ls="--", lw=0.8)
     ax.text(x[0], stats["high_level"], " high/low threshold", va="bottom", fontsize=8)
     ax.set_xlabel("training epoch of the reference checkpoint")
@@ -126,7 +122,12 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     for b, s, g in zip(bars, shares, GROUPS):
         ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{s:.1f}%\n({stats['counts'][g]})",
                 ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(4), [g.replace("-to-", "\u2192") for g in GROUPS], fontsize=9)
+    ax.set_xticks(range(4), [LABELS[g] for g in GROUPS], fontsize=9)
+    dup = stats.get("identical_sentence_pairs")
+    if dup:
+        ax.bar(range(4), [100 * dup[g] / stats["num_pairs"] for g in GROUPS], color="none", edgecolor="k",
+               hatch="//", label="of which identical sentences")
+        ax.legend(fontsize=8, loc="upper left")
     ax.set_ylabel("% of candidate negative pairs")
     ax.set_ylim(0, max(shares) * 1.25 + 1)
     ax.set_title(f"groups ({stats['num_pairs']} pairs)")
@@ -135,7 +136,7 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     delta, groups = stats["_delta"], stats["_groups"]
     bins = np.linspace(float(delta.min()), float(delta.max()) + 1e-6, 41)
     ax.hist([delta[groups == i] for i in range(4)], bins=bins, stacked=True,
-            color=[COLORS[g] for g in GROUPS], label=list(GROUPS))
+            color=[COLORS[g] for g in GROUPS], label=[LABELS[g] for g in GROUPS])
     ax.axvline(0, color="k", lw=0.8)
     ax.set_xlabel("delta = s_last - s_first")
     ax.set_ylabel("pairs")
@@ -151,13 +152,12 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
 
 
 def load_run_trajectories(run_dir: str | os.PathLike):
-    """``(cand (N,M), sims (N,M,K), texts (N,), epochs (K,), cfg)`` of a stage-1 run.
+    """``(Trajectories, texts (N,), epochs (K,), cfg)`` of a stage-1 run.
 
     Reads the saved trajectories or computes them from the reference checkpoints
     (InputError when the run has none, or fewer than two)."""
-    import torch
-
     from slt_llm.config import Stage1Config, load_config
+    from slt_llm.contrastive.trajectories import Trajectories
     from slt_llm.training import stage1
 
     run = Path(run_dir)
@@ -170,18 +170,19 @@ def load_run_trajectories(run_dir: str | os.PathLike):
                               "the analysis needs K >= 2 (train with selection.ref_epochs >= 2 * ref_interval)")
     epochs = [(int(d.name.split("_")[1]) + 1) * cfg.selection.ref_interval for d in refs]
     traj_path = run / stage1.REFERENCE_DIR / stage1.TRAJ_FILE
-    texts, ds, text_idx, text_llm = stage1.training_set_for_analysis(cfg)
-    if traj_path.is_file():
-        traj = stage1.load_trajectories(traj_path)
+    texts_path = run / stage1.TEXTS_FILE
+    if traj_path.is_file() and texts_path.is_file():
+        traj = Trajectories.load(traj_path)
+        texts = json.loads(texts_path.read_text())
     else:
+        texts, ds, text_idx, text_llm = stage1.training_set_for_analysis(cfg)
         traj = stage1.compute_trajectories(refs, ds, text_idx, text_llm, cfg.selection,
                                            batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers)
-        stage1.save_trajectories(traj, traj_path)
-    cand, sims = stage1.trajectory_arrays(traj)
-    if cand.shape[0] != len(texts):
-        raise InputError(traj_path, f"trajectories cover {cand.shape[0]} samples, the training set has "
+        traj.save(traj_path)
+    if traj.num_samples != len(texts):
+        raise InputError(traj_path, f"trajectories cover {traj.num_samples} samples, the training set has "
                                     f"{len(texts)}; delete the file to recompute")
-    return np.asarray(cand), np.asarray(sims), texts, epochs, cfg
+    return traj, texts, epochs, cfg
 
 
 def cli(argv: list[str]) -> int:
@@ -192,8 +193,8 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--pairs", type=int, default=200, help="sampled pairs drawn in the trajectory panel")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    cand, sims, texts, epochs, cfg = load_run_trajectories(a.run)
-    stats = analyze(cand, sims, high_level=cfg.selection.high_level, texts=texts, pairs=a.pairs, seed=a.seed,
+    traj, texts, epochs, cfg = load_run_trajectories(a.run)
+    stats = analyze(traj, high_level=cfg.selection.high_level, texts=texts, pairs=a.pairs, seed=a.seed,
                     epochs=epochs)
     plot(stats, a.out, title=f"negative-pair similarity trajectories: {a.run}  "
                              f"(K={stats['K']}, selection={cfg.selection.selection})")

@@ -23,7 +23,7 @@ Training flow (``selection.selection``):
      (sharded over ranks), texts go through that checkpoint's text head (the LLM
      embeddings are cached once), then ``contrastive.trajectories`` keeps each
      anchor's top-M candidate negatives and their K similarities (O(N*M*K)
-     memory, never N x N). Saved as ``RUN_DIR/reference/trajectories.safetensors``.
+     memory, never N x N). Saved as ``RUN_DIR/reference/trajectories.npz``.
   3. Scores, groups and false negatives (``contrastive.selection``): the text
      duplicates plus high-to-high trajectory pairs form the mask used in the loss
      from then on.
@@ -70,7 +70,8 @@ from slt_llm.errors import ConfigError, InputError
 
 ARMS = ("ps", "random", "random_fn")
 REFERENCE_DIR = "reference"
-TRAJ_FILE = "trajectories.safetensors"
+TRAJ_FILE = "trajectories.npz"
+TEXTS_FILE = "train_texts.json"  # the sentence of each training index (after removing unreadable samples)
 
 
 # ----------------------------------------------------------------------- helpers
@@ -255,6 +256,8 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
         dist_utils.print0(f"stage 1: skipped {len(bad)} unreadable training sample(s)")
     dkw = dict(pose_dir=cfg.data.pose_dir, cache_dir=cfg.data.cache_dir)
     train_texts = [s.text for s in train_samples]
+    if accelerator.is_main_process:  # what dataset index i means, for `slt-llm analyze`
+        (run_dir / TEXTS_FILE).write_text(json.dumps(train_texts, ensure_ascii=False))
     n = len(ds)
     global_batch = tc.batch_size * world
     if global_batch > n:
@@ -278,7 +281,8 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
                      llm_dtype=cfg.llm.dtype)
     model.clip_cfg = cfg.data.clip
     optimizer = common.build_optimizer(common.make_param_groups(model, cfg.optim), cfg.optim)
-    steps_per_epoch = n // global_batch
+    # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
+    steps_per_epoch = math.ceil(n / global_batch)
     total = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
     scheduler = common.build_scheduler(optimizer, cfg.optim, total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
@@ -310,17 +314,17 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
         nonlocal ps_sampler, ps_fn, selection_s
         t0 = time.perf_counter()
         traj_path = run_dir / REFERENCE_DIR / TRAJ_FILE
-        from slt_llm.contrastive import trajectories as traj_mod
+        from slt_llm.contrastive.trajectories import Trajectories
 
         if traj_path.is_file():
-            traj = traj_mod.load_trajectories(traj_path)
+            traj = Trajectories.load(traj_path)
         else:
             refs = reference_dirs(run_dir)
             traj = compute_trajectories(refs, ds, text_idx, text_llm, sel, batch_size=tc.batch_size,
                                         num_workers=cfg.data.num_workers, device=device, rank=rank,
                                         world_size=world)
             if accelerator.is_main_process:
-                traj_mod.save_trajectories(traj, traj_path)
+                traj.save(traj_path)
             accelerator.wait_for_everyone()
         selector = sel_mod.PairSelector(traj, train_texts, sel, text_fn=text_fn)
         ps_fn = selector.false_negatives
@@ -432,7 +436,7 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     if accelerator.is_main_process:
         (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     accelerator.wait_for_everyone()
-    accelerator.end_training()
+    common.teardown(accelerator)
     return result
 
 

@@ -1,0 +1,177 @@
+"""Stage 1 end to end on the tiny synthetic corpus: both arms learn, PS builds its reference
+checkpoints + trajectories, the best model reloads and retrieves, a 2-process DeepSpeed ZeRO-2
+run matches one process, analyze writes a readable PNG + JSON, bad input fails early."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from slt_llm.config import Stage1Config, load_config, save_config
+from slt_llm.errors import ConfigError, InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "data.clip.max_frames=12", "data.clip.full_size=32", "data.clip.hand_size=24", "data.clip.max_fps=6",
+    "encoder.hand_channels=[8,16]", "encoder.full_channels=[8,16]", "encoder.keypoint_hidden=32",
+    "encoder.dim=32", "encoder.num_layers=1", "encoder.num_heads=2", "encoder.temporal_stride=2",
+    "encoder.dropout=0.0", "vlp.embed_dim=32", "optim.warmup_steps=2", "optim.lr_encoder=2e-3",
+    "optim.lr_head=2e-3", "train.batch_size=8", "train.log_every=1", "train.save_every=0",
+    "train.eval_every=0", "train.progress=false", "selection.ref_epochs=2", "selection.ref_interval=1",
+    "selection.top_m=8",
+]
+
+
+def _cfg(corpus, llm, run, *extra) -> Stage1Config:
+    return load_config(Stage1Config, None, TINY + [
+        f"data.train_manifest={corpus / 'train.jsonl'}", f"data.dev_manifest={corpus / 'dev.jsonl'}",
+        f"data.cache_dir={corpus / 'clip_cache'}", f"llm.path={llm}", f"train.run_dir={run}",
+        f"vlp.text_cache_dir={corpus / 'text_cache'}", *extra])
+
+
+def _losses(run):
+    return [r for r in map(json.loads, (Path(run) / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+
+
+@pytest.fixture(scope="module")
+def ps_run(tiny_corpus, tiny_llama, tmp_path_factory):
+    from slt_llm.training.stage1 import train_vlp
+
+    run = tmp_path_factory.mktemp("vlp_ps")
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "train.epochs=4"))
+    return run, res
+
+
+def test_ps_run_learns_and_saves(ps_run):
+    run, res = ps_run
+    rows = _losses(run)
+    assert [r["step"] for r in rows] == list(range(1, 13))  # 24 samples / 8 = 3 steps x 4 epochs
+    assert {r["phase"] for r in rows[:6]} == {"reference"} and {r["phase"] for r in rows[6:]} == {"ps"}
+    for key in ("lr", "samples_per_s", "temperature", "epoch"):
+        assert key in rows[0]
+    first, last = sum(r["loss"] for r in rows[:3]) / 3, sum(r["loss"] for r in rows[-3:]) / 3
+    assert last < first - 0.1, (first, last)
+    refs = sorted(p.name for p in (run / "reference").iterdir() if p.is_dir())
+    assert refs == ["ref_00", "ref_01"]
+    assert (run / "reference" / "trajectories.npz").is_file()
+    assert res["selection_s"] > 0 and res["steps"] == 12 and res["best_dev_r1"] is not None
+    dev = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "dev_v2t_r1" in r]
+    assert len(dev) == 4  # one dev evaluation per epoch
+    assert max(r["dev_v2t_r1"] for r in dev) == pytest.approx(res["best_dev_r1"])
+
+
+def test_model_folder_round_trip_and_retrieval(ps_run, tiny_corpus, tmp_path):
+    from slt_llm.cli import main
+    from slt_llm.contrastive.retrieval import evaluate_retrieval
+    from slt_llm.models.vlp import VLPModel
+
+    run, res = ps_run
+    model = VLPModel.from_pretrained(run / "model")
+    assert {p.name for p in (run / "model").iterdir()} >= {"vlp_config.yaml", "encoder.safetensors",
+                                                           "heads.safetensors"}
+    again = VLPModel.from_pretrained(run / "model")
+    r1 = evaluate_retrieval(model, tiny_corpus / "dev.jsonl", model.clip_cfg)
+    r2 = evaluate_retrieval(again, tiny_corpus / "dev.jsonl", model.clip_cfg)
+    assert r1 == r2 and r1["v2t"]["r1"] == pytest.approx(res["best_dev_r1"])
+    out = tmp_path / "retr.json"
+    assert main(["retrieval", "--model", str(run / "model"), "--manifest", str(tiny_corpus / "test.jsonl"),
+                 "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert set(got["v2t"]) == {"r1", "r5", "r10"} and got["num_videos"] == 6
+
+
+def test_analyze_writes_png_and_json(ps_run, tmp_path):
+    from PIL import Image
+
+    from slt_llm.cli import main
+
+    run, _ = ps_run
+    png, js = tmp_path / "traj.png", tmp_path / "stats.json"
+    assert main(["analyze", "--run", str(run), "--out", str(png), "--json", str(js), "--pairs", "50"]) == 0
+    stats = json.loads(js.read_text())
+    assert sum(stats["shares"].values()) == pytest.approx(1.0)
+    assert sum(stats["counts"].values()) == stats["num_pairs"] > 0 and stats["K"] == 2
+    assert all(len(s["sims"]) == 2 for s in stats["sampled"])
+    w, h = Image.open(png).size
+    assert w > 1000 and h > 400
+
+
+def test_random_arm_learns_and_matches_ps_reference_phase(ps_run, tiny_corpus, tiny_llama, tmp_path):
+    from slt_llm.training.stage1 import train_vlp
+
+    run_ps, _ = ps_run
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "rnd", "selection.selection=random",
+                         "train.epochs=4"))
+    rows = _losses(tmp_path / "rnd")
+    assert res["steps"] == 12 and {r["phase"] for r in rows} == {"random"}
+    assert sum(r["loss"] for r in rows[-3:]) < sum(r["loss"] for r in rows[:3]) - 0.3
+    # the PS reference phase IS the random baseline (same seed, batches, schedule, no mask)
+    ps_rows = _losses(run_ps)
+    for a, b in zip(rows[:6], ps_rows[:6]):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+    # the random arm keeps reference checkpoints too (for analyze)
+    assert (tmp_path / "rnd" / "reference" / "ref_01" / "encoder.safetensors").is_file()
+
+
+def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tiny_qwen2, tmp_path):
+    from slt_llm.cli import main
+    from slt_llm.training.stage1 import train_vlp
+
+    with pytest.raises(ConfigError, match="K >= 2"):
+        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "a", "selection.ref_epochs=1", "train.epochs=3"))
+    with pytest.raises(ConfigError, match="larger than the training set"):
+        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "b", "train.batch_size=32",
+                       "selection.selection=random"))
+    # a text cache made with another LLM is rejected, never reused
+    from slt_llm.models.text_embed import TextEmbedder
+
+    TextEmbedder(tiny_llama, cache_dir=tiny_corpus / "text_cache").embed(["a sentence"])
+    with pytest.raises(InputError, match="another LLM"):
+        train_vlp(_cfg(tiny_corpus, tiny_qwen2, tmp_path / "c", "selection.selection=random"))
+    # analyze on a run without reference checkpoints
+    run = tmp_path / "noref"
+    run.mkdir()
+    save_config(_cfg(tiny_corpus, tiny_llama, run), run / "config.yaml")
+    r = subprocess.run([sys.executable, "-m", "slt_llm.cli", "analyze", "--run", str(run), "--out",
+                        str(tmp_path / "x.png")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "reference checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_zero2_matches_one_process(tiny_corpus, tiny_llama, tmp_path):
+    """2 gloo processes x batch 4 under accelerate + DeepSpeed ZeRO-2 == 1 process x batch 8."""
+    from slt_llm.training.stage1 import train_vlp
+
+    common = ["selection.selection=random_fn", "train.epochs=2", "train.max_steps=4", "data.dev_manifest=null",
+              "optim.max_grad_norm=0", "optim.warmup_steps=0", "optim.schedule=constant"]
+    single = tmp_path / "one"
+    train_vlp(_cfg(tiny_corpus, tiny_llama, single, *common, "train.deepspeed=ds_configs/zero2.json"))
+    cfg2 = _cfg(tiny_corpus, tiny_llama, tmp_path / "two", *common, "train.batch_size=4")
+    save_config(cfg2, tmp_path / "two.yaml")
+    env = dict(os.environ, DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "ds_configs" / "accelerate_zero2.yaml"), "--num_processes", "2",
+           "--main_process_port", str(_free_port()), str(ROOT / "scripts" / "train_vlp.py"),
+           "--config", str(tmp_path / "two.yaml")]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    one, two = _losses(single), _losses(tmp_path / "two")
+    assert [x["step"] for x in two] == [1, 2, 3, 4]
+    for a, b in zip(one, two):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-5)
+    assert one[-1]["loss"] != one[0]["loss"]  # it did train
