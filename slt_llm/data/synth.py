@@ -713,13 +713,28 @@ def _sample_seed(seed: int, split: str, i: int) -> list:
     return [seed, int.from_bytes(h[:4], "little")]
 
 
+def _make_sample(job: tuple) -> tuple:
+    """Render and write one sample (a process-pool task). Returns (signer name, frames)."""
+    sid, signs, seed, split, i, lexicon, signers, size, fps, vid_dir = job
+    rng = np.random.default_rng(_sample_seed(seed, split, i))
+    signer = signers[int(rng.integers(len(signers)))]
+    if fps != 12:  # keep the sign durations in seconds
+        signer = Signer(**{**signer.__dict__,
+                           "frames_per_sign": max(4, int(round(signer.frames_per_sign * fps / 12.0)))})
+    frames, xy, conf = render_sample(signs, lexicon, signer, size, rng)
+    encode_mp4(Path(vid_dir) / f"{sid}.mp4", frames, fps)
+    _write_pose(Path(vid_dir) / f"{sid}.pose", xy, conf, float(fps), size, size)
+    return signer.name, len(frames)
+
+
 def generate(out, *, n_train: int, n_dev: int, n_test: int, seed: int, dup_rate: float,
-             size: int = 128, vocab: Optional[int] = None, fps: int = 12) -> dict:
+             size: int = 128, vocab: Optional[int] = None, fps: int = 12, workers: int = 1) -> dict:
     """Write the synthetic corpus under ``out`` (see the module docstring).
 
-    Returns a summary dict: ``counts`` per split, ``duplicates`` (exact, near),
-    ``unseen`` (dev/test samples using held-out triples), ``vocab_size``,
-    ``frames`` (total), ``paths`` of the manifests.
+    ``workers`` > 1 renders samples in that many processes (same output: each
+    sample has its own seed). Returns a summary dict: ``counts`` per split,
+    ``duplicates`` (exact, near), ``unseen`` (dev/test samples using held-out
+    triples), ``vocab_size``, ``frames`` (total), ``paths`` of the manifests.
     """
     from slt_llm.data.manifest import Sample, write_manifest
 
@@ -741,29 +756,33 @@ def generate(out, *, n_train: int, n_dev: int, n_test: int, seed: int, dup_rate:
     sents = make_sentences(g, n_train, n_dev, n_test, seed, dup_rate)
     summary = {"counts": {}, "duplicates": {"exact": 0, "near": 0}, "unseen": {}, "vocab_size": len(words),
                "frames": 0, "paths": {}}
-    sign_fps_scale = fps / 12.0
+    jobs = [(f"{split}_{i:05d}", glosses(slots), seed, split, i, lexicon, signers, size, fps, str(vid_dir))
+            for split in ("train", "dev", "test") for i, (slots, _) in enumerate(sents[split])]
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: safe even when the caller has started threads (torch, tokenizers)
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            results = list(pool.map(_make_sample, jobs, chunksize=4))
+    else:
+        results = [_make_sample(j) for j in jobs]
+    done = iter(results)
     for split in ("train", "dev", "test"):
         samples = []
         for i, (slots, kind) in enumerate(sents[split]):
             sid = f"{split}_{i:05d}"
-            rng = np.random.default_rng(_sample_seed(seed, split, i))
-            signer = signers[int(rng.integers(len(signers)))]
-            if sign_fps_scale != 1.0:
-                signer = Signer(**{**signer.__dict__,
-                                   "frames_per_sign": max(4, int(round(signer.frames_per_sign * sign_fps_scale)))})
-            signs = glosses(slots)
-            frames, xy, conf = render_sample(signs, lexicon, signer, size, rng)
-            encode_mp4(vid_dir / f"{sid}.mp4", frames, fps)
-            _write_pose(vid_dir / f"{sid}.pose", xy, conf, float(fps), size, size)
-            summary["frames"] += len(frames)
+            signer_name, n_frames = next(done)
+            summary["frames"] += n_frames
             if kind in ("exact", "near"):
                 summary["duplicates"][kind] += 1
             if kind == "unseen":
                 summary["unseen"][split] = summary["unseen"].get(split, 0) + 1
             samples.append(Sample(
                 id=sid, video=str(vid_dir / f"{sid}.mp4"), text=realize(g, slots),
-                pose=str(vid_dir / f"{sid}.pose"), signer=signer.name,
-                extra={"gloss": " ".join(signs)},
+                pose=str(vid_dir / f"{sid}.pose"), signer=signer_name,
+                extra={"gloss": " ".join(glosses(slots))},
             ))
         write_manifest(out / f"{split}.jsonl", samples)
         summary["counts"][split] = len(samples)
@@ -822,9 +841,11 @@ def cli(argv: list) -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=None)
     ap.add_argument("--fps", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=1, help="processes rendering samples (same output)")
     a = ap.parse_args(argv)
     s = generate(a.out, n_train=a.n_train, n_dev=a.n_dev, n_test=a.n_test, seed=a.seed,
-                 dup_rate=a.dup_rate, size=a.size, vocab=a.vocab, fps=a.fps)
+                 dup_rate=a.dup_rate, size=a.size, vocab=a.vocab, fps=a.fps,
+                 workers=a.workers)
     print(f"wrote {a.out}: " + ", ".join(f"{k} {v}" for k, v in s["counts"].items())
           + f"; duplicates exact {s['duplicates']['exact']} near {s['duplicates']['near']}"
           + f"; vocabulary {s['vocab_size']} signs; {s['frames']} frames")
