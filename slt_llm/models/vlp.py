@@ -80,12 +80,13 @@ class VLPModel(nn.Module):
         self.encoder = HandCentricEncoder(encoder_cfg)
         self.video_head = _head(encoder_cfg.dim, vlp_cfg.embed_dim)
         self.text_head = _head(self.text_dim, vlp_cfg.embed_dim)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / vlp_cfg.init_temperature)))
+        # shape (1,), not a 0-dim tensor: DeepSpeed's engine cannot broadcast 0-dim parameters
+        self.logit_scale = nn.Parameter(torch.tensor([math.log(1.0 / vlp_cfg.init_temperature)]))
 
     # ----------------------------------------------------------------- forward
     def clamped_logit_scale(self) -> torch.Tensor:
         """logit_scale clamped to [0, log 100] (CLIP's cap), differentiable inside the range."""
-        return self.logit_scale.clamp(0.0, MAX_LOGIT_SCALE)
+        return self.logit_scale.clamp(0.0, MAX_LOGIT_SCALE).squeeze(0)
 
     @property
     def temperature(self) -> float:
@@ -218,7 +219,7 @@ class VLPModel(nn.Module):
             model.text_head.load_state_dict({k[len("text_head."):]: v for k, v in heads.items()
                                              if k.startswith("text_head.")})
             with torch.no_grad():
-                model.logit_scale.copy_(heads["logit_scale"].reshape(()))
+                model.logit_scale.copy_(heads["logit_scale"].reshape(1))
         except (RuntimeError, KeyError) as e:
             raise InputError(d, f"weights do not match vlp_config.yaml ({str(e).splitlines()[0][:200]})") from None
         return model.to(device)
