@@ -26,7 +26,7 @@ def _checkpoints(n, d, k, seed=0):
     return vs, ts
 
 
-@pytest.mark.parametrize("n,m,block", [(300, 10, 7), (31, 10, 64), (200, 199, 50)])
+@pytest.mark.parametrize("n,m,block", [(300, 10, 7), (301, 10, 64), (31, 10, 64), (200, 199, 50)])
 def test_matches_bruteforce(n, m, block):
     vs, ts = _checkpoints(n, 12, 4)
     got = compute_trajectories(vs, ts, top_m=m, block_size=block)

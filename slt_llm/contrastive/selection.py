@@ -312,7 +312,7 @@ class PairSelector:
         order = np.argsort(src, kind="stable")
         self.adj_ptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]).astype(np.int64)
         self.adj_dst = dst[order].astype(np.int64)
-        self.adj_w = w[order].astype(np.float64)
+        self.adj_w = w[order].astype(np.float32)
         self._has_fn = bool(
             len(self.false_negatives.cluster_pairs) or len(self.false_negatives.sample_pairs)
             or len(np.unique(self.false_negatives.cluster_ids)) < n
@@ -369,7 +369,7 @@ class PairSelector:
             cur = np.concatenate(pool) if len(pool) > 1 else (pool[0] if pool else np.zeros(0, np.int64))
             cur = cur[~st.used[cur]]
             pool = [cur]
-            ok = cur[~st.blocked[cur]]
+            ok = cur[~st.blocked[cur]] if self._has_fn else cur
             n_rand = int(round(share / (1.0 - share) * len(ok))) if share > 0 else 0
             if len(ok) == 0:
                 n_rand = max(n_rand, 1)
@@ -426,7 +426,7 @@ class _EpochState:
         self.used = np.zeros(n, dtype=bool)
         self.in_pool = np.zeros(n, dtype=bool)
         self.blocked = np.zeros(n, dtype=bool)
-        self.gain = np.zeros(n, dtype=np.float64)
+        self.gain = np.zeros(n, dtype=np.float32)
 
     def take(self, i) -> int:
         i = int(i)

@@ -34,6 +34,7 @@ one block at a time; float16 storage is fine, maths is float32).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -113,8 +114,11 @@ def _check_inputs(videos: Sequence, texts: Sequence) -> tuple[int, int, int]:
 
 
 def group_size_for(n: int, m: int, max_group: int = 128) -> int:
-    """Columns per group in the exact grouped top-M: at least 2*M groups, at most max_group columns."""
-    return int(max(1, min(max_group, n // (2 * m))))
+    """Columns per group g in the exact grouped top-M. The per-row work is one
+    pass over N (the amax), a top-M over N/g group maxima and a gather of M*g
+    entries; g ~ sqrt(N/M) balances the last two. At least 2*M groups, g <= max_group."""
+    g = int(round(math.sqrt(n / max(m, 1))))
+    return int(max(1, min(max_group, g, n // (2 * m))))
 
 
 def compute_trajectories(
@@ -152,7 +156,7 @@ def compute_trajectories(
     def padded_text(k: int) -> torch.Tensor:
         t = torch.zeros(n_pad, d, dtype=torch.float32)
         for s in range(0, n, 65536):  # chunked copy: no second full-size temporary
-            t[s : s + 65536] = _as_tensor(texts[k], slice(s, min(n, s + 65536)))
+            t[s : min(n, s + 65536)] = _as_tensor(texts[k], slice(s, min(n, s + 65536)))
         return t
 
     t_first, t_last = padded_text(0), padded_text(last)

@@ -1,0 +1,151 @@
+"""Benchmark: trajectories + scoring for N random unit vectors, against the matmul floor.
+
+    .venv/bin/python eval/bench_pair_selection.py [--n 100000] [--d 256] [--k 5] [--m 64] [--batch 256]
+
+Each measurement runs in a fresh subprocess (so peak memory is that process's
+own ``resource.getrusage(RUSAGE_SELF).ru_maxrss``, which sees torch's
+allocations, unlike tracemalloc):
+  * floor: ONE full blockwise N x N x d product (one checkpoint scanned into a
+    reused (b, N) buffer, nothing else), same block size b as the real run;
+  * trajectories + scoring: ``compute_trajectories`` over K checkpoints
+    (inputs: K video + K text (N, d) float16 matrices generated in the child,
+    counted in the peak) then ``score_pairs``; peak_mb is the child's maxrss
+    after this step (python + torch + inputs + working memory);
+  * epoch build: ``PairSelector`` on those trajectories (no texts) and one
+    epoch of greedy global batches of size B (schedule log, epoch 2 of 5).
+The last line is ``RESULT wall_s=... floor_s=... ratio=... peak_mb=... epoch_build_s=...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _inputs(n, d, k, seed=0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(2 * k):
+        x = torch.empty(n, d, dtype=torch.float16)
+        for s in range(0, n, 16384):  # chunked: no full-size float32 temporary
+            blk = torch.randn(min(16384, n - s), d, generator=g)
+            x[s : s + len(blk)] = torch.nn.functional.normalize(blk, dim=1).half()
+        out.append(x)
+    return out[:k], out[k:]
+
+
+def _child(args) -> dict:
+    import numpy as np
+    import torch
+
+    from slt_llm.contrastive.trajectories import _as_tensor, compute_trajectories, group_size_for
+
+    n, d, k, m = args.n, args.d, args.k, args.m
+    g = group_size_for(n, min(m, n - 1))
+    n_pad = -(-n // g) * g
+    b = int(max(1, min(args.block, n, (args.memory_mb * 2**20) // (2 * n_pad * 4))))
+    res = {"block_rows": b, "threads": torch.get_num_threads()}
+    if args.child == "floor":
+        videos, texts = _inputs(n, d, 1)
+        t = _as_tensor(texts[0])
+        buf = torch.empty(b, n, dtype=torch.float32)
+        t0 = time.perf_counter()
+        for i0 in range(0, n, b):
+            v = _as_tensor(videos[0], slice(i0, min(n, i0 + b)))
+            torch.mm(v, t.t(), out=buf[: len(v)])
+        res["floor_s"] = time.perf_counter() - t0
+        res["peak_mb"] = _maxrss_mb()
+        return res
+    videos, texts = _inputs(n, d, k)
+    res["inputs_mb"] = 2 * k * n * d * 2 / 2**20
+    res["rss_before_mb"] = _maxrss_mb()
+    from slt_llm.config import SelectionConfig
+    from slt_llm.contrastive.selection import PairSelector, score_pairs
+
+    t0 = time.perf_counter()
+    traj = compute_trajectories(videos, texts, top_m=m, block_size=args.block, memory_mb=args.memory_mb)
+    res["traj_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    scores = score_pairs(traj, high_level=0.1)
+    res["score_s"] = time.perf_counter() - t1
+    res["wall_s"] = time.perf_counter() - t0
+    res["peak_mb"] = _maxrss_mb()
+    res["shares"] = scores.shares()
+    del videos, texts, scores
+    t2 = time.perf_counter()
+    sel = PairSelector(traj, None, SelectionConfig(top_m=m, schedule="log", high_level=0.1))
+    res["selector_s"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    batches = sel.build_epoch(2, 5, args.batch, seed=0)
+    res["epoch_build_s"] = time.perf_counter() - t3
+    assert np.array_equal(np.unique(batches), np.arange(n))
+    res["num_batches"] = int(batches.shape[0])
+    rng = np.random.default_rng(0)
+    rand = rng.permutation(n)[: (n // args.batch) * args.batch].reshape(-1, args.batch)
+    res["batch_score_ps"] = float(np.mean([sel.batch_scores(x) for x in batches[:20]]))
+    res["batch_score_random"] = float(np.mean([sel.batch_scores(x) for x in rand[:20]]))
+    res["peak_after_selection_mb"] = _maxrss_mb()
+    return res
+
+
+def _run_child(kind: str, argv: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, *argv], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        raise SystemExit(f"bench child {kind} failed ({out.returncode})")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--d", type=int, default=256)
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--m", type=int, default=64)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--block", type=int, default=4096)
+    p.add_argument("--memory-mb", type=float, default=512.0, help="scan-buffer budget (two (b, N) float32 buffers)")
+    p.add_argument("--child", choices=["floor", "traj"], default=None)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args)))
+        return 0
+    fwd = [f"--n={args.n}", f"--d={args.d}", f"--k={args.k}", f"--m={args.m}", f"--batch={args.batch}",
+           f"--block={args.block}", f"--memory-mb={args.memory_mb}"]
+    print(f"N={args.n} d={args.d} K={args.k} M={args.m} B={args.batch} cpu_count={os.cpu_count()}", flush=True)
+    # the machine is shared: the floor is measured before AND after the run, and averaged
+    f1 = _run_child("floor", fwd)
+    print(f"floor (before): one blockwise N x N x d product (b={f1['block_rows']} rows/block): {f1['floor_s']:.2f}s",
+          flush=True)
+    tr = _run_child("traj", fwd)
+    f2 = _run_child("floor", fwd)
+    print(f"floor (after): {f2['floor_s']:.2f}s")
+    floor = {"floor_s": 0.5 * (f1["floor_s"] + f2["floor_s"])}
+    ratio = tr["wall_s"] / floor["floor_s"]
+    print(f"trajectories {tr['traj_s']:.2f}s + scoring {tr['score_s']:.2f}s = {tr['wall_s']:.2f}s "
+          f"({ratio:.2f}x floor; scanning all K checkpoints in full would be {args.k}x)")
+    print(f"peak RSS {tr['peak_mb']:.0f} MB (process total incl. {tr['inputs_mb']:.0f} MB float16 inputs; "
+          f"{tr['rss_before_mb']:.0f} MB before the run)")
+    print(f"group shares (high_level=0.1): " + ", ".join(f"{k}={v:.3f}" for k, v in tr["shares"].items()))
+    print(f"selector build {tr['selector_s']:.2f}s; one epoch of {tr['num_batches']} greedy batches of "
+          f"{args.batch}: {tr['epoch_build_s']:.2f}s; mean batch score PS(alpha=log(3)/log(5)) "
+          f"{tr['batch_score_ps']:.4f} vs random {tr['batch_score_random']:.4f}")
+    print(f"RESULT wall_s={tr['wall_s']:.2f} floor_s={floor['floor_s']:.2f} ratio={ratio:.2f} "
+          f"peak_mb={tr['peak_mb']:.0f} epoch_build_s={tr['epoch_build_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
