@@ -28,7 +28,7 @@ def build_tiny_model(work: Path) -> Path:
     """Tiny SLT model folder (random weights) for speed measurements."""
     import torch
 
-    from slt_llm.config import SLTConfig, load_config
+    from slt_llm.config import SLTConfig, load_config, to_dict
     from slt_llm.models.slt_model import SLTModel
     from slt_llm.models.tiny_llm import build_tiny_llm
 
@@ -40,7 +40,9 @@ def build_tiny_model(work: Path) -> Path:
         build_tiny_llm(llm, family="llama", texts=None, steps=0, seed=0)
     cfg = load_config(SLTConfig, None, tiny_overrides(llm))
     torch.manual_seed(0)
-    SLTModel.build(cfg).save_pretrained(str(model_dir))
+    model = SLTModel.build(cfg)
+    model.meta_extra["clip"] = to_dict(cfg.data.clip)  # what training records for translate
+    model.save_pretrained(str(model_dir))
     return model_dir
 
 

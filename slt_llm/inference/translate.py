@@ -162,11 +162,16 @@ def estimate_seconds(path: str) -> float:
     return 0.0
 
 
-def length_batches(items: list, batch_size: int) -> list:
-    """Indices into ``items`` cut into batches of similar duration (longest
-    first, so a memory problem shows up in the first batch)."""
-    order = sorted(range(len(items)), key=lambda i: (-items[i].length, i))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+def length_batches(items: list, batch_size: int, clip_cfg=None) -> list:
+    """Indices into ``items`` cut into batches of similar length, longest
+    first (``LengthGroupedBatchSampler(shuffle=False)``), from the estimated
+    number of sampled frames (duration x sampling rate, capped at max_frames)."""
+    from slt_llm.data.dataset import LengthGroupedBatchSampler
+
+    rate = 25.0 if clip_cfg is None else float(clip_cfg.fps or clip_cfg.max_fps)
+    cap = 10**9 if clip_cfg is None else int(clip_cfg.max_frames)
+    lengths = [min(cap, int(round(it.length * rate))) for it in items]
+    return LengthGroupedBatchSampler(lengths, batch_size, shuffle=False).batches()
 
 
 # --------------------------------------------------------------------- output rows
@@ -440,7 +445,7 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
         Path(pose_cache).mkdir(parents=True, exist_ok=True)
     base = SLTDataset(samples, clip_cfg, on_error="skip", pose_dir=pose_dir)
     ds = _ExtractingDataset(base, samples, extractor_model, pose_dir, pose_cache)
-    batches = length_batches(items, batch_size)
+    batches = length_batches(items, batch_size, clip_cfg)
     if max_batches is not None:
         batches = batches[:max_batches]
     if num_workers is None:

@@ -1,0 +1,221 @@
+"""Batch translation: bad files become error rows, resume never duplicates,
+CSV, incomplete model folder refused before any video is read, batching does
+not change greedy outputs, manifest input + eval round trip, two processes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slt_llm.cli import main
+from slt_llm.errors import ConfigError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+from bench_translate import tiny_overrides  # noqa: E402  (the same tiny model as the benchmark)
+
+from slt_llm.inference import translate as tr  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, tiny_llama) -> Path:
+    import torch
+
+    from slt_llm.config import SLTConfig, load_config, to_dict
+    from slt_llm.models.slt_model import SLTModel
+
+    cfg = load_config(SLTConfig, None, tiny_overrides(tiny_llama))
+    torch.manual_seed(0)
+    model = SLTModel.build(cfg)
+    model.meta_extra["clip"] = to_dict(cfg.data.clip)  # as training records it
+    out = tmp_path_factory.mktemp("slt_model") / "model"
+    model.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model):
+    from slt_llm.models.slt_model import SLTModel
+
+    return SLTModel.from_pretrained(str(tiny_model), device="cpu")
+
+
+def _rows(path: Path) -> list:
+    if path.suffix == ".csv":
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory, tiny_corpus) -> Path:
+    """Good test videos (+ .pose sidecars, one in a subfolder), a video without
+    keypoints, and bad files: empty, truncated, text named .mp4."""
+    d = tmp_path_factory.mktemp("videos")
+    rows = [json.loads(l) for l in (tiny_corpus / "test.jsonl").read_text().splitlines()]
+    (d / "sub").mkdir()
+    for i, r in enumerate(rows):
+        src = tiny_corpus / r["video"]
+        dst = (d / "sub" if i == 0 else d) / f"{r['id']}.mp4"
+        shutil.copy(src, dst)
+        shutil.copy(src.with_suffix(".pose"), dst.with_suffix(".pose"))
+    good = (tiny_corpus / rows[0]["video"]).read_bytes()
+    (d / "zz_empty.mp4").write_bytes(b"")
+    (d / "zz_truncated.mp4").write_bytes(good[: len(good) // 3])
+    (d / "zz_text.mp4").write_text("this is not a video\n")
+    (d / "zz_nopose.mp4").write_bytes(good)
+    (d / "README.txt").write_text("not an input")
+    return d
+
+
+def test_folder_with_bad_files(tmp_path, tiny_model, video_folder, tiny_corpus, capsys):
+    out = tmp_path / "out.jsonl"
+    code = main(["translate", "--model", str(tiny_model), "--input", str(video_folder), "--output", str(out),
+                 "--batch-size", "3", "--num-workers", "1", "--max-new-tokens", "6", "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "6 translated, 4 failed" in err
+    rows = _rows(out)
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 10
+    test_ids = [json.loads(l)["id"] for l in (tiny_corpus / "test.jsonl").read_text().splitlines()]
+    expect_good = {f"sub/{test_ids[0]}", *test_ids[1:]}
+    by_id = {r["id"]: r for r in rows}
+    for i in expect_good:
+        assert "error" not in by_id[i] and isinstance(by_id[i]["translation"], str)
+        assert Path(by_id[i]["path"]).exists()
+    for name in ("zz_empty", "zz_truncated", "zz_text", "zz_nopose"):
+        r = by_id[name]
+        assert r["translation"] is None and name in r["error"] and "\n" not in r["error"]
+    assert "pose" in by_id["zz_nopose"]["error"].lower()
+
+
+def test_batching_does_not_change_greedy_outputs(tmp_path, tiny_model, loaded, tiny_corpus):
+    man = tiny_corpus / "test.jsonl"
+    one, many = tmp_path / "one.jsonl", tmp_path / "many.jsonl"
+    tr.translate(tiny_model, man, one, batch_size=1, num_workers=0, max_new_tokens=8, model=loaded, progress=False)
+    s = tr.translate(tiny_model, man, many, batch_size=4, num_workers=1, max_new_tokens=8, model=loaded, progress=False)
+    assert s["translated"] == 6 and s["failed"] == 0
+    a = {r["id"]: r["translation"] for r in _rows(one)}
+    b = {r["id"]: r["translation"] for r in _rows(many)}
+    assert a == b and len(a) == 6
+    # and the plain path (one clip, model.generate) agrees too
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.data.manifest import read_manifest
+
+    samples = list(read_manifest(man))
+    ds = SLTDataset(samples[:2], tr.clip_config_of(tiny_model), on_error="skip")
+    for i in range(2):
+        item = ds[i]
+        assert loaded.generate(collate_clips([item]), num_beams=1, max_new_tokens=8)[0] == a[item["id"]]
+    # beam search runs through the same path
+    beam = tmp_path / "beam.jsonl"
+    sb = tr.translate(tiny_model, man, beam, batch_size=6, num_beams=2, num_workers=0, max_new_tokens=4, model=loaded, progress=False)
+    assert sb["translated"] == 6 and len(_rows(beam)) == 6
+
+
+def test_resume_after_interruption_no_duplicates(tmp_path, tiny_model, loaded, tiny_corpus):
+    man = tiny_corpus / "test.jsonl"
+    out = tmp_path / "out.jsonl"
+
+    def stop(bi, rows):  # Ctrl-C right after the first batch was written
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tr.translate(tiny_model, man, out, batch_size=2, num_workers=0, max_new_tokens=6, model=loaded,
+                     progress=False, on_batch=stop)
+    first = _rows(out)
+    assert len(first) == 2
+    # a SIGKILL in the middle of a write leaves a partial last line
+    with open(out, "a") as f:
+        f.write('{"id": "' + "x" * 5)
+    s = tr.translate(tiny_model, man, out, batch_size=2, num_workers=0, max_new_tokens=6, model=loaded, progress=False)
+    assert s["already_done"] == 2 and s["translated"] == 4
+    rows = _rows(out)
+    assert len(rows) == 6 and len({r["id"] for r in rows}) == 6
+    assert rows[:2] == first
+    # running again is a no-op
+    s = tr.translate(tiny_model, man, out, batch_size=2, num_workers=0, max_new_tokens=6, model=loaded, progress=False)
+    assert s["already_done"] == 6 and s["translated"] == 0 and len(_rows(out)) == 6
+
+
+def test_csv_output_and_eval_round_trip(tmp_path, tiny_model, loaded, tiny_corpus, capsys):
+    man = tiny_corpus / "test.jsonl"
+    out = tmp_path / "out.csv"
+    s = tr.translate(tiny_model, man, out, batch_size=4, num_workers=0, max_new_tokens=6, model=loaded, progress=False)
+    assert s["translated"] == 6
+    rows = _rows(out)
+    assert list(rows[0].keys()) == ["id", "path", "translation", "error"]
+    assert len(rows) == 6 and all(r["error"] == "" for r in rows)
+    # partial CSV row from a kill: cut and redone, header not repeated
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]) + lines[-1][:5])
+    s = tr.translate(tiny_model, man, out, batch_size=4, num_workers=0, max_new_tokens=6, model=loaded, progress=False)
+    assert s["translated"] == 1 and len(_rows(out)) == 6
+    assert out.read_text().count("id,path,translation,error") == 1
+    assert main(["eval", "--hyp", str(out), "--ref", str(man)]) == 0
+    assert "BLEU-4" in capsys.readouterr().out
+
+
+def test_incomplete_model_folder_refused_before_reading_videos(tmp_path, tiny_model, video_folder, monkeypatch, capsys):
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model, broken)
+    (broken / "encoder.safetensors").unlink()
+
+    def boom(*a, **k):
+        raise AssertionError("inputs were read before the model folder was checked")
+
+    monkeypatch.setattr(tr, "list_inputs", boom)
+    with pytest.raises(ConfigError, match="encoder.safetensors"):
+        tr.translate(broken, video_folder, tmp_path / "o.jsonl")
+    code = main(["translate", "--model", str(broken), "--input", str(video_folder), "--output", str(tmp_path / "o.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "incomplete model folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.jsonl").exists()
+    with pytest.raises(ConfigError, match="model folder not found"):
+        tr.translate(tmp_path / "nope", video_folder, tmp_path / "o.jsonl")
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_merged_output(tmp_path, tiny_model, tiny_corpus):
+    """torchrun with 2 gloo processes: inputs split, shards merged by rank 0,
+    no duplicates, no shards left; a second run does nothing."""
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
+           "-m", "slt_llm.cli", "translate", "--model", str(tiny_model), "--input", str(tiny_corpus / "test.jsonl"),
+           "--output", str(out), "--batch-size", "2", "--num-workers", "0", "--max-new-tokens", "4", "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = _rows(out)
+    assert sorted(r_["id"] for r_ in rows) == sorted(json.loads(l)["id"] for l in (tiny_corpus / "test.jsonl").read_text().splitlines())
+    assert not list(tmp_path.glob("out.jsonl.part-*"))
+    assert "6 translated, 0 failed" in r.stdout
+
+
+def test_leftover_shards_are_merged_once(tmp_path, tiny_model, loaded, tiny_corpus):
+    """Shards of an interrupted multi-process run (one with a partial last
+    line) are merged by the next run, whatever its process count; rows
+    already in the output are not repeated; the rest is translated."""
+    man = tiny_corpus / "test.jsonl"
+    ids = [json.loads(l)["id"] for l in man.read_text().splitlines()]
+    out = tmp_path / "out.jsonl"
+    tr.RowFile(out).append([{"id": ids[0], "path": "a", "translation": "t0"}])
+    tr.RowFile(tmp_path / "out.jsonl.part-0").append([{"id": ids[0], "path": "a", "translation": "t0"},
+                                                      {"id": ids[1], "path": "b", "translation": "t1"}])
+    tr.RowFile(tmp_path / "out.jsonl.part-1").append([{"id": ids[2], "path": "c", "translation": None, "error": "c: bad"}])
+    with open(tmp_path / "out.jsonl.part-1", "a") as f:
+        f.write('{"id": "' + ids[3])
+    s = tr.translate(tiny_model, man, out, batch_size=4, num_workers=0, max_new_tokens=4, model=loaded, progress=False)
+    assert s["already_done"] == 3 and s["translated"] == 3
+    rows = _rows(out)
+    assert [r["id"] for r in rows[:3]] == ids[:3] and rows[2]["error"] == "c: bad"
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert not list(tmp_path.glob("out.jsonl.part-*"))
+    assert tr.merge_shards(out) == 0
