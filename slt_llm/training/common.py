@@ -461,13 +461,18 @@ def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
 def save_checkpoint(accelerator, run_dir: str | Path, state: TrainerState, keep: int) -> Path:
     """Save model/optimizer/scheduler (ZeRO shards under DeepSpeed) + trainer state.
 
-    Collective: every rank must call it. The trainer state JSON is written last
+    Under DeepSpeed frozen parameters (the base LLM) are left out of the shards
+    (they come from ``llm.path`` again on resume). Collective: every rank must
+    call it. The trainer state JSON is written last
     (by rank 0), so a checkpoint without it is incomplete and ignored; older
     checkpoints beyond ``keep`` are removed. Cost: one full write of the
     trainable state (and of frozen weights under DeepSpeed engines).
     """
     out = checkpoint_dir(run_dir, state.step)
-    accelerator.save_state(str(out))
+    if uses_deepspeed(accelerator):  # the frozen base LLM is not duplicated in every checkpoint
+        accelerator.save_state(str(out), exclude_frozen_parameters=True)
+    else:
+        accelerator.save_state(str(out))
     state.rng = dist_utils.all_gather_object(rng_state())
     if accelerator.is_main_process:
         tmp = out / (TRAINER_STATE + ".tmp")
@@ -492,7 +497,10 @@ def load_checkpoint(accelerator, ckpt: str | Path) -> TrainerState:
     except (OSError, json.JSONDecodeError, TypeError) as e:
         raise ConfigError(f"{ckpt / TRAINER_STATE}: unreadable trainer state ({e})") from None
     try:
-        accelerator.load_state(str(ckpt))
+        if uses_deepspeed(accelerator):
+            accelerator.load_state(str(ckpt), load_module_strict=False)
+        else:
+            accelerator.load_state(str(ckpt))
     except (RuntimeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{ckpt}: checkpoint does not match this model/config ({first[:300]})") from None

@@ -266,7 +266,6 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
     meter = common.Throughput()
     window_losses: list[float] = []
     window_tokens = 0
-    last_eval_step = state.step if state.best_dev_bleu is not None else -1
     last_saved = state.step if resume and state.step > 0 else -1
     ga = tc.grad_accum
     final_loss = None
@@ -303,24 +302,27 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
             bar.update(1)
             bar.set_postfix(loss=f"{out['loss']:.4f}")
 
-            if state.step % tc.log_every == 0 or state.step == total:
+            eval_due = dev_ds is not None and (
+                (tc.eval_every and state.step % tc.eval_every == 0) or state.step == total)
+            if state.step % tc.log_every == 0 or state.step == total or eval_due:
                 skipped = int(dist_utils.all_reduce_sum(torch.tensor(skipped_window, device=accelerator.device)).item())
                 state.skipped += skipped
                 skipped_window = 0
                 first_lr = next(iter(lrs.values()))
-                lr_main = lrs.get("lora", lrs.get("projector", first_lr))
-                metrics.log(state.step, loss=sum(window_losses) / len(window_losses), lr=lr_main,
-                            samples_per_s=meter.rate(), epoch=state.epoch, tokens=window_tokens,
-                            grad_norm=out["grad_norm"], skipped=state.skipped,
-                            **{f"lr_{k}": v for k, v in lrs.items() if not k.endswith("_no_decay")})
+                record = dict(loss=sum(window_losses) / len(window_losses),
+                              lr=lrs.get("lora", lrs.get("projector", first_lr)),
+                              samples_per_s=meter.rate(), epoch=state.epoch, tokens=window_tokens,
+                              grad_norm=out["grad_norm"], skipped=state.skipped,
+                              **{f"lr_{k}": v for k, v in lrs.items() if not k.endswith("_no_decay")})
+                if eval_due:
+                    record.update(_eval_and_export(accelerator, model, dev_ds, collate_clips, cfg, state, model_dir))
+                    meter = common.Throughput()
+                metrics.log(state.step, **record)
                 if skipped:
                     dist_utils.print0(f"step {state.step}: skipped {skipped} unreadable samples "
                                       f"({state.skipped} so far)")
                 window_losses, window_tokens = [], 0
 
-            if tc.eval_every and state.step % tc.eval_every == 0 and dev_ds is not None:
-                _eval_and_export(accelerator, model, dev_ds, collate_clips, cfg, state, metrics, model_dir)
-                last_eval_step = state.step
             if tc.save_every and state.step % tc.save_every == 0:
                 common.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
                 last_saved = state.step
@@ -329,11 +331,8 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
     bar.close()
 
     interrupted = stop_at_step is not None and state.step < total
-    if not interrupted:
-        if dev_ds is not None and last_eval_step != state.step:
-            _eval_and_export(accelerator, model, dev_ds, collate_clips, cfg, state, metrics, model_dir)
-        elif dev_ds is None:
-            export_model(accelerator, model, model_dir)
+    if not interrupted and dev_ds is None:
+        export_model(accelerator, model, model_dir)
     if last_saved != state.step and state.step > 0:
         common.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
     accelerator.wait_for_everyone()
@@ -342,17 +341,18 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
             "run_dir": str(run_dir), "skipped": state.skipped, "final_loss": final_loss, "world_size": world}
 
 
-def _eval_and_export(accelerator, model, dev_ds, collate, cfg, state, metrics, model_dir: Path) -> None:
+def _eval_and_export(accelerator, model, dev_ds, collate, cfg, state, model_dir: Path) -> dict:
+    """Dev BLEU-4; export when it beats the best so far. Returns the fields for metrics.jsonl."""
     res = evaluate_dev(accelerator, model, dev_ds, collate, cfg)
     bleu = res["bleu4"]
     better = state.best_dev_bleu is None or bleu > state.best_dev_bleu
     if better:
         state.best_dev_bleu, state.best_step = bleu, state.step
         export_model(accelerator, model, model_dir, res["predictions"] if accelerator.is_main_process else None)
-    metrics.log(state.step, dev_bleu4=bleu, dev_n=res["n"], best_dev_bleu=state.best_dev_bleu,
-                bleu_signature=res["signature"])
     dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips"
                       + (" (best, exported)" if better else f" (best {state.best_dev_bleu:.2f} at step {state.best_step})"))
+    return {"dev_bleu4": bleu, "dev_n": res["n"], "best_dev_bleu": state.best_dev_bleu,
+            "bleu_signature": res["signature"]}
 
 
 def build_parser() -> argparse.ArgumentParser:

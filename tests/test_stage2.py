@@ -1,0 +1,191 @@
+"""Stage-2 training in one process with the real pieces (synthetic mp4 + .pose
+corpus, tiny Llama + LoRA): resume gives the same losses, metrics.jsonl schema,
+the best-on-dev export loads, bad input fails early with one line.
+
+``make_run`` is also used by tests/test_distributed_stage2.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slt_llm.config import SLTConfig, load_config
+from slt_llm.training.common import read_metrics
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_corpus(tiny_corpus: Path, out: Path) -> Path:
+    """train.jsonl of the tiny corpus + one unreadable clip (garbage bytes), dev.jsonl as is."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(x) for x in (tiny_corpus / "train.jsonl").read_text().splitlines() if x.strip()]
+    for r in rows:
+        for k in ("video", "pose"):
+            if r.get(k):
+                r[k] = str((tiny_corpus / r[k]).resolve())
+    bad = out / "broken.mp4"
+    bad.write_bytes(b"\x00\x01garbage" * 300)
+    from slt_llm.training.common import epoch_order
+
+    first = int(epoch_order(len(rows) + 1, seed=0, epoch=0)[1])  # 2nd clip of the first global batch
+    rows.insert(first, dict(rows[0], id="broken", video=str(bad)))
+    (out / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dev = [json.loads(x) for x in (tiny_corpus / "dev.jsonl").read_text().splitlines() if x.strip()]
+    for r in dev:
+        for k in ("video", "pose"):
+            if r.get(k):
+                r[k] = str((tiny_corpus / r[k]).resolve())
+    (out / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dev))
+    return out
+
+
+def make_run(corpus: Path, llm: Path, run_dir: Path, cache: Path, **train) -> Path:
+    """A tiny stage-2 run config (YAML) -> its path. ``train`` overrides train.* keys."""
+    t = dict(run_dir=str(run_dir), batch_size=4, max_steps=4, log_every=1, save_every=2, eval_every=2,
+             max_new_tokens=5, dev_limit=3, progress=False, seed=0, keep_checkpoints=3)
+    t.update(train)
+    cfg = {
+        "data": {"train_manifest": str(corpus / "train.jsonl"), "dev_manifest": str(corpus / "dev.jsonl"),
+                 "clip": {"fps": 6, "max_frames": 10, "full_size": 32, "hand_size": 16}, "cache_dir": str(cache)},
+        "encoder": {"hand_channels": [8, 8], "full_channels": [8, 8], "keypoint_hidden": 16, "dim": 32,
+                    "temporal_stride": 2, "num_layers": 1, "num_heads": 2, "dropout": 0.0},
+        "projector": {"type": "mlp", "num_layers": 2},
+        "llm": {"path": str(llm), "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "lora_targets": ["q_proj", "v_proj"]},
+        "optim": {"warmup_steps": 1, "lr_encoder": 3e-3, "lr_projector": 3e-3, "lr_lora": 3e-3},
+        "train": t,
+    }
+    path = run_dir.parent / f"{run_dir.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def train_losses(run_dir: Path) -> dict:
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_corpus, tiny_llama):
+    root = tmp_path_factory.mktemp("stage2")
+    return make_corpus(tiny_corpus, root / "corpus"), tiny_llama, root
+
+
+@pytest.fixture(scope="module")
+def full_run(setup):
+    """Uninterrupted 4-step run (eval + checkpoint every 2 steps)."""
+    from slt_llm.training.stage2 import train_slt
+
+    corpus, llm, root = setup
+    cfg = load_config(SLTConfig, str(make_run(corpus, llm, root / "full", root / "cache")))
+    summary = train_slt(cfg)
+    return summary, root / "full"
+
+
+def test_full_run_outputs(full_run, setup):
+    summary, run_dir = full_run
+    assert summary["steps"] == 4 and summary["world_size"] == 1
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert {"step", "loss", "lr", "samples_per_s", "epoch", "tokens", "skipped"} <= set(r)
+        assert r["loss"] > 0 and r["samples_per_s"] > 0 and r["tokens"] > 0
+    dev = [r for r in rows if "dev_bleu4" in r]
+    assert [r["step"] for r in dev] == [2, 4]
+    assert summary["best_dev_bleu"] == max(r["dev_bleu4"] for r in dev)
+    assert dev[-1]["best_dev_bleu"] == summary["best_dev_bleu"] and "tok:13a" in dev[0]["bleu_signature"]
+    # warmup (1 step) then cosine over 4 steps: lr of steps 1..4 = lr * (1/2, 1, 0.75, 0.25)
+    assert [r["lr"] for r in rows] == pytest.approx([1.5e-3, 3e-3, 2.25e-3, 0.75e-3])
+    # the broken clip was skipped and counted (it sits in the first global batch)
+    assert summary["skipped"] >= 1 and rows[-1]["skipped"] == summary["skipped"]
+    # config.yaml round trip
+    back = load_config(SLTConfig, str(run_dir / "config.yaml"))
+    assert back.train.max_steps == 4 and back.encoder.dim == 32
+    # checkpoints at 2 and 4 with trainer state
+    st = json.loads((run_dir / "checkpoints" / "step_4" / "trainer_state.json").read_text())
+    assert st["step"] == 4 and st["best_dev_bleu"] == summary["best_dev_bleu"]
+
+
+def test_loss_goes_down_on_repeated_batch(setup, tmp_path):
+    """Sanity that the optimizer path trains: same global batch every step (batch = whole tiny set)."""
+    from slt_llm.training.stage2 import train_slt
+
+    corpus, llm, root = setup
+    rows = [json.loads(x) for x in (corpus / "train.jsonl").read_text().splitlines()][2:6]
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shutil.copy(corpus / "dev.jsonl", small / "dev.jsonl")
+    path = make_run(small, llm, tmp_path / "rep", root / "cache", max_steps=8, save_every=0, eval_every=0,
+                    log_every=1)
+    cfg = load_config(SLTConfig, str(path), ["optim.lr_lora=1e-2", "optim.lr_projector=1e-2", "optim.lr_encoder=1e-2",
+                                               "optim.schedule=constant", "data.dev_manifest=null"])
+    summary = train_slt(cfg)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "rep")]
+    assert losses[-1] < 0.8 * losses[0], losses
+    # without a dev set the final model is exported
+    assert summary["model_dir"] and (Path(summary["model_dir"]) / "encoder.safetensors").is_file()
+
+
+def test_resume_continues_with_same_losses(full_run, setup):
+    from slt_llm.training.stage2 import train_slt
+
+    corpus, llm, root = setup
+    path = make_run(corpus, llm, root / "resumed", root / "cache")
+    cfg = load_config(SLTConfig, str(path))
+    first = train_slt(cfg, stop_at_step=3)  # "killed" after step 3; last checkpoint is step 2
+    assert first["steps"] == 3
+    assert [p.name for p in sorted((root / "resumed" / "checkpoints").iterdir())] == ["step_2", "step_3"]
+    shutil.rmtree(root / "resumed" / "checkpoints" / "step_3")  # as if killed before saving it
+    second = train_slt(load_config(SLTConfig, str(path)), resume=True)
+    assert second["steps"] == 4
+    full = train_losses(full_run[1])
+    resumed = train_losses(root / "resumed")
+    assert sorted(resumed) == [1, 2, 3, 4]  # step 3 of the interrupted run was replaced, not duplicated
+    for s in (1, 2, 3, 4):
+        assert resumed[s] == pytest.approx(full[s], rel=1e-5, abs=1e-6), (s, resumed, full)
+    rows = read_metrics(root / "resumed")
+    assert [r["lr"] for r in rows] == pytest.approx([r["lr"] for r in read_metrics(full_run[1])])
+    assert second["best_dev_bleu"] == full_run[0]["best_dev_bleu"]
+
+
+def test_best_export_loads_and_matches_dev_predictions(full_run):
+    import torch
+
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.models.slt_model import SLTModel
+
+    summary, run_dir = full_run
+    model_dir = Path(summary["model_dir"])
+    model = SLTModel.from_pretrained(model_dir)
+    preds = [json.loads(x) for x in (model_dir / "dev_predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 3
+    cfg = load_config(SLTConfig, str(run_dir / "config.yaml"))
+    ds = SLTDataset(cfg.data.dev_manifest, cfg.data.clip)
+    by_id = {ds.samples[i].id: i for i in range(len(ds))}
+    batch = collate_clips([ds[by_id[p["id"]]] for p in preds])
+    with torch.no_grad():
+        hyps = model.generate(batch, num_beams=1, max_new_tokens=cfg.train.max_new_tokens)
+    assert hyps == [p["hyp"] for p in preds]
+    assert [p["ref"] for p in preds] == batch["texts"]
+
+
+def test_bad_inputs_fail_early_with_one_line(setup, tmp_path, capsys):
+    from slt_llm.cli import main
+
+    corpus, llm, root = setup
+    path = make_run(corpus, llm, tmp_path / "bad", root / "cache")
+    broken = tmp_path / "broken_ds.json"
+    broken.write_text("{ not json")
+    assert main(["train", "--config", str(path), f"train.deepspeed={broken}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slt-llm train: error: ") and "broken_ds.json" in err and "\n" not in err
+    assert not (tmp_path / "bad").exists()  # nothing was started
+    assert main(["train", "--config", str(path), "data.train_manifest=null"]) == 2
+    assert "data.train_manifest is not set" in capsys.readouterr().err
+    assert main(["train", "--config", str(path), "train.batch_size=64"]) == 2
+    assert "fewer than one optimizer step" in capsys.readouterr().err
