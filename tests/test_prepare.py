@@ -75,6 +75,13 @@ def test_phoenix(phoenix, tmp_path):
     # keep-missing keeps the row without frames (not the one without a sentence)
     rep2 = prepare("phoenix2014t", phoenix, tmp_path / "out2", keep_missing=True)
     assert rep2["train"]["written"] == 3
+    # --pose-dir: <name>.pose recorded where it exists (the frame folders are all called "1")
+    poses = tmp_path / "poses"
+    poses.mkdir()
+    (poses / "01April_2010_Thursday_heute-6695.pose").write_bytes(b"x")
+    prepare("phoenix2014t", phoenix, tmp_path / "out3", pose_dir=poses)
+    assert [x.pose for x in read_manifest(tmp_path / "out3" / "train.jsonl")] == [
+        None, str(poses / "01April_2010_Thursday_heute-6695.pose")]
 
 
 def test_phoenix_bad_header_names_file(phoenix, tmp_path):
@@ -201,6 +208,14 @@ def test_how2sign(how2sign, tmp_path):
     (d,) = read_manifest(tmp_path / "out" / "dev.jsonl")  # val -> dev, pre-cut clip used as is
     assert d.video == str(how2sign / "clips" / "-g0iPSnQt6w_3-1-rgb_front.mp4") and d.start is None and d.end is None
     assert read_manifest(tmp_path / "out" / "test.jsonl")[0].start == 1.0
+    # keypoints belong to the file that is read: raw video stem, or the clip's name
+    poses = tmp_path / "poses"
+    poses.mkdir()
+    for stem in ("-fZc293MpJk-1-rgb_front", "-g0iPSnQt6w_3-1-rgb_front", "-fZc293MpJk_0-1-rgb_front"):
+        (poses / f"{stem}.pose").write_bytes(b"x")
+    prepare("how2sign", how2sign, tmp_path / "out2", pose_dir=poses)
+    assert read_manifest(tmp_path / "out2" / "train.jsonl")[0].pose == str(poses / "-fZc293MpJk-1-rgb_front.pose")
+    assert read_manifest(tmp_path / "out2" / "dev.jsonl")[0].pose == str(poses / "-g0iPSnQt6w_3-1-rgb_front.pose")
 
 
 def test_how2sign_bad_times_name_file_and_line(how2sign, tmp_path):

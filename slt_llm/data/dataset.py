@@ -13,7 +13,9 @@ clip with ``slt_llm.data.clip.load_clip`` and returns::
 
 or, for a bad sample under ``on_error="skip"``, ``{"error": message, "id": ...,
 "index": ...}`` (the message names the file and the problem). Under
-``"raise"`` the ``InputError`` propagates. ``collate_clips`` drops error items
+``"raise"`` the ``InputError`` propagates. OSError/ValueError/RuntimeError/
+EOFError raised while loading are reported as an ``InputError`` naming the
+video (a decoder failure the loaders did not word is still a bad sample). ``collate_clips`` drops error items
 (listing them in ``batch["skipped"]``) and pads the rest to the longest clip.
 
 Counting skipped samples: the dataset records failures in ``.errors``
@@ -199,7 +201,12 @@ class SLTDataset(torch.utils.data.Dataset):
         if i in self.errors:
             return {"error": self.errors[i], "id": s.id, "index": i}
         try:
-            arrays = self.load_arrays(i)
+            try:
+                arrays = self.load_arrays(i)
+            except (OSError, ValueError, RuntimeError, EOFError) as e:
+                # a decoder/file-system failure the loaders did not word: still this sample's fault
+                reason = (str(e).splitlines() or [""])[0]
+                raise InputError(s.video, f"could not load ({type(e).__name__}: {reason})") from e
         except InputError as err:
             if self.on_error == "raise":
                 raise

@@ -33,7 +33,11 @@ how2sign
 Rows whose video (or frame folder) is missing or empty, or whose sentence is
 empty, are skipped and counted (``--keep-missing`` keeps rows whose video is
 absent, e.g. to prepare manifests before copying the videos). With
-``--pose-dir``, ``<id>.pose`` files found there are recorded in the rows.
+``--pose-dir``, keypoint files found there are recorded in the rows:
+``<name>.pose`` (PHOENIX-2014T, CSL-Daily; for PHOENIX pass it here, since its
+frame folders are all called ``1`` and the by-stem lookup at load time cannot
+find them), ``<SENTENCE_NAME>.pose`` for a pre-cut How2Sign clip and
+``<VIDEO_NAME>.pose`` for a raw How2Sign video.
 A summary is printed and written to ``OUT/prepare_report.json``.
 Cost: one directory listing per frame folder (to check it is not empty).
 """
@@ -313,7 +317,9 @@ def prepare_how2sign(root: Path, video_dir: Optional[Path], pose_dir: Optional[P
             else:
                 video, s0, s1 = raw_dir / f"{r[col['VIDEO_NAME']].strip()}.mp4", start, end
             ok = video.is_file() and video.stat().st_size > 0
-            s = Sample(id=sid, video=str(video), text=text, pose=_pose_for(pose_dir, sid), start=s0, end=s1,
+            # keypoints belong to the file that is read: <SENTENCE_NAME>.pose for a clip,
+            # <VIDEO_NAME>.pose for a raw video (its track starts at the video's time 0)
+            s = Sample(id=sid, video=str(video), text=text, pose=_pose_for(pose_dir, video.stem), start=s0, end=s1,
                        extra={"video_id": r[col["VIDEO_ID"]].strip(), "sentence_id": r[col["SENTENCE_ID"]].strip()})
             _add(samples, counter, s, ok, keep_missing)
         out[split] = (samples, counter)
