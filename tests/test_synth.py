@@ -4,7 +4,6 @@ video/keypoint agreement, extra sentences, CLI."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import av
 import numpy as np
