@@ -293,6 +293,22 @@ def test_bad_inputs_give_one_line_errors_naming_the_file(tmp_path, grey24):
     trunc = tmp_path / "trunc.mp4"
     trunc.write_bytes(grey24.read_bytes()[: grey24.stat().st_size // 2])
     assert err(read_video, trunc).startswith(f"{trunc}: truncated or corrupt video")
+    # index at the front (faststart): opens and decodes, but the tail is missing
+    fast = tmp_path / "fast.mp4"
+    noise = [np.random.default_rng(i).integers(0, 255, (H, W, 3), dtype=np.uint8) for i in range(30)]
+    with av.open(str(fast), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=10)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for im in noise:
+            for pk in s.encode(av.VideoFrame.from_ndarray(im, format="rgb24")):
+                c.mux(pk)
+        for pk in s.encode():
+            c.mux(pk)
+    assert len(read_video(fast)) == 30
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(fast.read_bytes()[: fast.stat().st_size // 2])
+    msg = err(read_video, cut)
+    assert msg.startswith(f"{cut}: truncated video: frames stop at ") and msg.endswith("but the video track is 3.00s long")
     text = tmp_path / "text.mp4"
     text.write_text("this is not a video\n" * 20)
     assert err(read_video, text).startswith(f"{text}: not a video file (FFmpeg could not read it")

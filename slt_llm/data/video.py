@@ -35,9 +35,10 @@ Sampling policy (the same for files and folders)
   ~2 x max_frames frames are converted (small, after resize), never the whole
   video. Frame folders know their length and use the index subsample
   directly.
-* Only kept frames are converted (``frame.reformat`` to RGB at the output
-  size, inside swscale); dropped frames are decoded (unavoidable with
-  inter-frame codecs) but never converted.
+* Only kept frames are converted (reformat to RGB at the output size inside
+  swscale, AREA filter when downscaling, one cached scaler per clip); dropped
+  frames are decoded (unavoidable with inter-frame codecs) but never
+  converted.
 
 Output (``Frames``): ``frames`` uint8 (T, H, W, 3), upright; ``times``
 float64 (T,) seconds from the clip start (``start`` if given, else the first
@@ -72,6 +73,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 # frames closer than this (seconds) to start/end are treated as on the boundary
 _TIME_EPS = 1e-4
+# swscale filter for downscaling: AREA (box average) is the right filter for
+# large ratios and measured cheaper than BILINEAR (docs/perf/decode.md)
+_INTERPOLATION = "AREA"
 # max_frames: sample a grid this many times denser, then subsample by index
 _OVERSAMPLE = 2
 
@@ -400,6 +404,24 @@ def _frame_time(frame, stream, prev: Optional[float], native: float) -> float:
     return 0.0 if prev is None else prev + 1.0 / native
 
 
+def _check_truncated(path, stream, native: float, last_t: Optional[float], end: Optional[float]) -> None:
+    """InputError when frames stop well before the video track's own length.
+
+    A file cut short with its index at the front (mp4 ``faststart``) opens
+    and decodes without any FFmpeg error; only the missing tail shows it.
+    Checked only when the track states its length (``stream.duration``: mp4,
+    mov, avi; Matroska/WebM usually do not), with a tolerance of
+    max(0.5 s, 5%) so that edit lists and rounding never trigger it.
+    """
+    if last_t is None or not stream.duration or not stream.time_base:
+        return
+    track_end = float(stream.duration * stream.time_base)
+    expected = track_end if end is None else min(end, track_end)
+    got = last_t + 1.0 / native
+    if expected - got > max(0.5, 0.05 * track_end):
+        raise InputError(path, f"truncated video: frames stop at {got:.2f}s but the video track is {track_end:.2f}s long")
+
+
 # ------------------------------------------------------------------ probe
 def probe_video(path) -> VideoInfo:
     """Metadata of a video file. Cost: opens the file and decodes its first
@@ -489,6 +511,7 @@ def read_video(
     range that decodes no frame. Cost: see the module docstring.
     """
     import av
+    from av.video.reformatter import VideoReformatter
 
     _check_args(fps, max_fps, max_frames, start, end)
     path = Path(path)
@@ -536,6 +559,8 @@ def read_video(
         first_in_range: Optional[float] = None
         t_clip0 = start if start is not None else None
 
+        reformatter = VideoReformatter()
+
         def convert(t: float, frame) -> None:
             nonlocal m, rot, size
             if size is None:
@@ -544,7 +569,13 @@ def read_video(
                 uw, uh = (ch, cw) if _swaps_axes(m) else (cw, ch)
                 ow, oh = _out_size(uw, uh, max_side)
                 size = (oh, ow) if _swaps_axes(m) else (ow, oh)
-            arr = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
+            # one reformatter (one cached SwsContext) for the whole clip: a
+            # fresh frame.reformat() builds a new scaler per frame, which cost
+            # ~25% more CPU in eval/bench_decode.py (docs/perf/decode.md)
+            arr = reformatter.reformat(
+                frame, width=size[0], height=size[1], format="rgb24",
+                interpolation=_INTERPOLATION if (frame.width, frame.height) != size else None,
+            ).to_ndarray()
             out_arrays.append(arr)
             times.append(t)
 
@@ -565,12 +596,9 @@ def read_video(
                 if done is not None:
                     convert(done[1], done[2])
         except av.error.FFmpegError as e:
-            if not out_arrays and sampler.best is None:
-                raise InputError(path, f"corrupt video data (FFmpeg: {_ffmpeg_reason(e)})") from None
-            # truncated tail: keep what decoded, record it
-            container_error = _ffmpeg_reason(e)
-        else:
-            container_error = None
+            at = f" after {last_in_range:.2f}s" if last_in_range is not None else ""
+            raise InputError(path, f"corrupt video data{at} (FFmpeg: {_ffmpeg_reason(e)})") from None
+        _check_truncated(path, stream, native, last_in_range, end)
         last = sampler.flush(None if last_in_range is None else last_in_range + 1.0 / native)
         if last is not None:
             convert(last[1], last[2])
@@ -597,7 +625,7 @@ def read_video(
         cw, ch = stream.codec_context.width, stream.codec_context.height
         src_w, src_h = (ch, cw) if _swaps_axes(m) else (cw, ch)
         eff = _effective_fps(rate if capped else native, len(t_arr), n_sampled)
-        meta = {"codec": stream.codec_context.name, "decoded_error": container_error}
+        meta = {"codec": stream.codec_context.name}
         return Frames(
             frames=frames,
             times=t_arr,
