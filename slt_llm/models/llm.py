@@ -179,6 +179,14 @@ def prepare_llm(model, cfg: LLMConfig, *, for_training: bool = True, adapter_dir
         for mod in {model.get_input_embeddings(), model.get_output_embeddings()}:
             if mod is not None and mod.weight.__class__.__name__ != "Params4bit":
                 mod.weight.data = mod.weight.data.to(keep)
+        # bitsandbytes' CPU inference path (eval + no grad, avx512bf16) repacks
+        # 4-bit weights in place into a layout whose later backward runs
+        # through an op without an autograd kernel (torch warns it may be
+        # silently wrong). A model being trained (dev-set generate between
+        # steps) must never take that path.
+        for mod in model.modules():
+            if hasattr(mod, "support_avx512bf16_for_cpu"):
+                mod.support_avx512bf16_for_cpu = False
     elif gc:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if gc:

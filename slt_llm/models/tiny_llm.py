@@ -75,14 +75,21 @@ def train_tokenizer(texts: list, vocab_size: int = 600, *, add_bos: bool = True)
 
 
 def tiny_config(family: str, tokenizer, *, hidden: int = 128, layers: int = 2, heads: int = 4,
-                kv_heads: int = 2, intermediate: Optional[int] = None, max_positions: int = 1024):
-    """A tiny HF config of the family; ids of the special tokens from ``tokenizer``."""
+                kv_heads: int = 2, intermediate: Optional[int] = None, max_positions: int = 1024,
+                init_std: float = 0.1):
+    """A tiny HF config of the family; ids of the special tokens from ``tokenizer``.
+
+    ``init_std`` 0.1 (not HF's 0.02): with hidden 128 and a frozen random
+    lm_head, std 0.02 caps every logit at ~hidden * 0.02^2 * sqrt(hidden)... ~2.6, so a
+    perfectly steered residual could not push the loss of an UNTRAINED tiny
+    model (the fast test fixtures) much below ~3; 0.1 (about 1/sqrt(hidden))
+    lets LoRA + projector overfit a few clips."""
     import transformers
 
     common = dict(
         vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=kv_heads, intermediate_size=intermediate or int(hidden * 8 / 3) // 8 * 8,
-        max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
+        num_key_value_heads=kv_heads, intermediate_size=intermediate or -(-int(hidden * 8 / 3) // 64) * 64,  # multiple of 64: bnb CPU 4-bit kernels need N % 32 == 0
+        max_position_embeddings=max_positions, initializer_range=init_std, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     if family == "llama":
