@@ -343,3 +343,21 @@ def test_cli_style_message(tmp_path):
     with pytest.raises(InputError) as ei:
         load_frames(p)
     assert ei.value.path == str(p) and ei.value.problem == "empty file (0 bytes)"
+
+
+def test_frame_buffer_grows_past_a_short_estimate():
+    from slt_llm.data.video import _FrameBuffer
+
+    buf = _FrameBuffer(1)
+    for i in range(5):
+        buf.append(grey(i, 4, 3))
+    arr = buf.array()
+    assert arr.shape == (5, 3, 4, 3) and index_of(arr) == [0, 1, 2, 3, 4]
+
+
+def test_find_inputs_on_a_single_frame_folder(tmp_path):
+    for i in (1, 2, 10):
+        Image.fromarray(grey(i, 8, 8)).save(tmp_path / f"{i}.png")
+    assert find_inputs(tmp_path) == [tmp_path]
+    with pytest.raises(InputError, match="not a folder"):
+        find_inputs(tmp_path / "1.png")

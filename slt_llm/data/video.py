@@ -26,17 +26,16 @@ Sampling policy (the same for files and folders)
   duplicated).
 * ``max_frames``: the clip is subsampled *uniformly over its whole duration*,
   never truncated (the end of a sentence matters). For video, when the
-  sampled clip would exceed ``max_frames``, the sampling rate is lowered so
-  that a grid of ``2 * (max_frames - 1) + 1`` points runs from the first to
-  the expected last frame (``span`` from container metadata); the sampled
-  frames are then subsampled by index (``np.linspace``, first and last kept)
-  to exactly ``max_frames``: every second grid point when the metadata is
-  right, a near-uniform pick when it is off by a few frames. So at most
-  ~2 x max_frames frames are converted (small, after resize), never the whole
-  video. Frame folders know their length and use the index subsample
-  directly.
-* Only kept frames are converted (reformat to RGB at the output size inside
-  swscale, AREA filter when downscaling, one cached scaler per clip); dropped
+  sampled clip would exceed ``max_frames``, the sampling rate is lowered to
+  ``(max_frames - 1) / span``, a grid from the first to the expected last
+  frame (``span`` from container metadata), and the final slot keeps the
+  clip's last frame; so only the frames kept are converted. If the metadata
+  understates the length and more frames come out, they are subsampled by
+  index (``np.linspace``, first and last kept) to exactly ``max_frames``; if
+  it overstates it by more than half a slot, one frame fewer comes out.
+  Frame folders know their length and use the index subsample directly.
+* Only kept frames are converted (in swscale: AREA downscale in the source
+  pixel format, then the unscaled YUV->RGB fast path; see ``_to_rgb``); dropped
   frames are decoded (unavoidable with inter-frame codecs) but never
   converted.
 
@@ -76,8 +75,6 @@ _TIME_EPS = 1e-4
 # swscale filter for downscaling: AREA (box average) is the right filter for
 # large ratios and measured cheaper than BILINEAR (docs/perf/decode.md)
 _INTERPOLATION = "AREA"
-# max_frames: sample a grid this many times denser, then subsample by index
-_OVERSAMPLE = 2
 
 
 @dataclass
@@ -174,6 +171,31 @@ def _effective_fps(rate: float, kept: int, sampled: int) -> float:
     return float(rate) * (kept - 1) / (sampled - 1)
 
 
+class _FrameBuffer:
+    """Growable (N, h, w, 3) uint8 buffer: frames are written once into one
+    preallocated block (no per-frame list + ``np.stack`` copy: touching fresh
+    memory twice cost ~1 s per 113 MB on the shared test machine). Starts at
+    the expected frame count; doubles (one copy) if the estimate was short."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, int(capacity))
+        self.data: Optional[np.ndarray] = None
+        self.n = 0
+
+    def append(self, arr: np.ndarray) -> None:
+        if self.data is None:
+            self.data = np.empty((self.capacity,) + arr.shape, np.uint8)
+        elif self.n == self.data.shape[0]:
+            grown = np.empty((2 * self.n,) + self.data.shape[1:], np.uint8)
+            grown[: self.n] = self.data
+            self.data = grown
+        self.data[self.n] = arr
+        self.n += 1
+
+    def array(self) -> np.ndarray:
+        return self.data[: self.n]
+
+
 class _SlotSampler:
     """Streaming nearest-to-grid selection by time (see module docstring).
 
@@ -183,12 +205,14 @@ class _SlotSampler:
     one pending item (an unconverted decoder frame).
     """
 
-    def __init__(self, rate: Optional[float], trim_tail: bool = True):
+    def __init__(self, rate: Optional[float], trim_tail: bool = True, keep_last: bool = False):
         self.rate = rate
         self.trim_tail = trim_tail
+        self.keep_last = keep_last  # the final slot yields the clip's last item
         self.origin: Optional[float] = None
         self.slot = -1
         self.best = None  # (dist, t, item)
+        self.latest = None  # latest item of the current slot
 
     def offer(self, t: float, item):
         if self.rate is None:
@@ -205,6 +229,8 @@ class _SlotSampler:
             self.slot, self.best = slot, (dist, t, item)
         elif dist < self.best[0]:
             self.best = (dist, t, item)
+        if self.keep_last:
+            self.latest = (dist, t, item)
         return out
 
     def flush(self, end: Optional[float] = None):
@@ -213,6 +239,8 @@ class _SlotSampler:
         grid points inside the clip count (10 -> 5 fps on 20 frames gives 10
         frames, not 11). Never drops the only item."""
         out, self.best = self.best, None
+        if self.keep_last and self.latest is not None:
+            out, self.latest = self.latest, None
         if out is not None and self.rate is not None and self.trim_tail and end is not None and self.slot > 0:
             if self.origin + self.slot / self.rate >= end - 1e-6:
                 return None
@@ -422,6 +450,29 @@ def _check_truncated(path, stream, native: float, last_t: Optional[float], end: 
         raise InputError(path, f"truncated video: frames stop at {got:.2f}s but the video track is {track_end:.2f}s long")
 
 
+def _to_rgb(frame, size: tuple[int, int], scaler, rgb) -> np.ndarray:
+    """Decoder frame -> uint8 (h, w, 3) RGB at ``size`` = (w, h), in swscale.
+
+    Downscaling is done in the frame's own pixel format (AREA filter), then
+    the small frame is converted to RGB by swscale's unscaled fast path. On
+    eval/bench_decode.py this used ~25% less CPU than one scaled
+    YUV->RGB pass and matched a reference resize's mean colour better
+    (docs/perf/decode.md). ``scaler``/``rgb`` are VideoReformatters kept for
+    the whole clip (a cached SwsContext each; a fresh ``frame.reformat``
+    builds a new one per frame).
+    """
+    import av
+
+    if (frame.width, frame.height) == size:
+        return rgb.reformat(frame, format="rgb24").to_ndarray()
+    try:
+        small = scaler.reformat(frame, width=size[0], height=size[1], interpolation=_INTERPOLATION)
+    except (ValueError, av.error.FFmpegError):  # pragma: no cover - exotic pixel formats
+        return rgb.reformat(frame, width=size[0], height=size[1], format="rgb24",
+                            interpolation=_INTERPOLATION).to_ndarray()
+    return rgb.reformat(small, format="rgb24").to_ndarray()
+
+
 # ------------------------------------------------------------------ probe
 def probe_video(path) -> VideoInfo:
     """Metadata of a video file. Cost: opens the file and decodes its first
@@ -532,13 +583,9 @@ def read_video(
         if max_frames is not None and hi is not None:
             span = hi - lo - 1.0 / native
             if span > 0 and max_frames > 1 and span * min(rate, native) + 1 > max_frames:
-                # a grid of n_slots points from the first to the expected last
-                # frame, _OVERSAMPLE times denser than max_frames: a slightly
-                # wrong metadata duration still yields >= max_frames, and when
-                # it is right the index subsample below takes every
-                # _OVERSAMPLE-th slot, an exactly uniform grid
-                n_slots = _OVERSAMPLE * (max_frames - 1) + 1
-                rate, by_cap = min(rate, (n_slots - 1) / span), True
+                # a grid of max_frames points from the first to the expected
+                # last frame; the final slot keeps the clip's last frame
+                rate, by_cap = min(rate, (max_frames - 1) / span), True
 
         if start is not None and start > 0:
             offset = int((start + _stream_start(stream)) / stream.time_base)
@@ -549,8 +596,14 @@ def read_video(
 
         # at or above the native rate every frame is kept (VFR included)
         capped = rate < native * (1 - 1e-6)
-        sampler = _SlotSampler(rate if capped else None, trim_tail=not by_cap)
-        out_arrays: list[np.ndarray] = []
+        sampler = _SlotSampler(rate if capped else None, trim_tail=not by_cap, keep_last=by_cap)
+        if hi is not None:
+            n_est = int(math.ceil((hi - lo) * (rate if capped else native))) + 2
+        else:
+            n_est = 64
+        if max_frames is not None and by_cap:
+            n_est = max_frames + 1
+        buf = _FrameBuffer(n_est)
         times: list[float] = []
         m, rot = (1, 0, 0, 1), 0
         size = None  # coded (w, h) to convert to
@@ -559,7 +612,7 @@ def read_video(
         first_in_range: Optional[float] = None
         t_clip0 = start if start is not None else None
 
-        reformatter = VideoReformatter()
+        scaler, rgb = VideoReformatter(), VideoReformatter()
 
         def convert(t: float, frame) -> None:
             nonlocal m, rot, size
@@ -569,14 +622,8 @@ def read_video(
                 uw, uh = (ch, cw) if _swaps_axes(m) else (cw, ch)
                 ow, oh = _out_size(uw, uh, max_side)
                 size = (oh, ow) if _swaps_axes(m) else (ow, oh)
-            # one reformatter (one cached SwsContext) for the whole clip: a
-            # fresh frame.reformat() builds a new scaler per frame, which cost
-            # ~25% more CPU in eval/bench_decode.py (docs/perf/decode.md)
-            arr = reformatter.reformat(
-                frame, width=size[0], height=size[1], format="rgb24",
-                interpolation=_INTERPOLATION if (frame.width, frame.height) != size else None,
-            ).to_ndarray()
-            out_arrays.append(arr)
+            arr = _to_rgb(frame, size, scaler, rgb)
+            buf.append(arr)
             times.append(t)
 
         try:
@@ -602,7 +649,7 @@ def read_video(
         last = sampler.flush(None if last_in_range is None else last_in_range + 1.0 / native)
         if last is not None:
             convert(last[1], last[2])
-        if not out_arrays:
+        if not times:
             if start is not None or end is not None:
                 length = f"{dur:.2f}s" if dur is not None else "unknown length"
                 raise InputError(
@@ -612,12 +659,12 @@ def read_video(
                 )
             raise InputError(path, "no frames could be decoded")
 
-        n_sampled = len(out_arrays)
+        n_sampled = len(times)
+        frames = buf.array()  # (T, h, w, 3) coded orientation, no copy
         if max_frames is not None and n_sampled > max_frames:
             idx = _uniform_indices(n_sampled, max_frames)
-            out_arrays = [out_arrays[i] for i in idx]
+            frames = frames[idx]
             times = [times[i] for i in idx]
-        frames = np.stack(out_arrays)  # (T, h, w, 3) coded orientation
         frames = _apply_orientation(frames, m)
         t_arr = np.asarray(times, dtype=np.float64)
         t0 = float(t_clip0) if t_clip0 is not None else float(first_in_range)
