@@ -255,11 +255,11 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
         save_config(cfg, run_dir / "config.yaml")
     accelerator.wait_for_everyone()
 
-    n_params = sum(p.numel() for p in unwrapped.parameters())
-    n_train = sum(p.numel() for p in unwrapped.parameters() if p.requires_grad)
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters())  # ZeRO-3: full sizes
+    n_train = sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters() if p.requires_grad)
     dist_utils.print0(f"stage 2: {len(train_ds)} train clips, world {world}, global batch {gb} x accum {tc.grad_accum}, "
                       f"{total} steps, ZeRO {common.zero_stage(accelerator)}, precision {tc.mixed_precision}, "
-                      f"trainable {n_train:,} / {n_params:,} parameters (local view)")
+                      f"trainable {n_train:,} / {n_params:,} parameters")
 
     loader = _Batches(train_ds, collate_clips, dc.num_workers, rank, world)
     bar = common.progress_bar(total, initial=state.step, enabled=tc.progress)
@@ -361,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
         "GPUs run scripts/train_slt.py under `accelerate launch --config_file ds_configs/accelerate_zero3.yaml`."))
     p.add_argument("--config", required=True, help="YAML/JSON run config (SLTConfig)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.run_dir")
+    p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
+                   help="leave after optimizer step N (a checkpoint is saved; continue later with --resume)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=50 llm.load_in_4bit=true")
     return p
 
@@ -368,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cli(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(SLTConfig, args.config, args.overrides)
-    summary = train_slt(cfg, resume=args.resume)
+    summary = train_slt(cfg, resume=args.resume, stop_at_step=args.stop_at_step)
     if dist_utils.is_main():
         print(json.dumps(summary))
     return 0
