@@ -108,6 +108,10 @@ def test_containers_and_codecs_sample_by_time(tmp_path, ext, codec):
     half = read_video(p, fps=5)
     assert index_of(half.frames) == list(range(0, n, 2))
     np.testing.assert_allclose(half.times, np.arange(0, n, 2) / 10, atol=2e-3)
+    # seek + stop in this container: frames with 0.5 <= t < 1.2
+    cut = read_video(p, start=0.5, end=1.2)
+    assert index_of(cut.frames) == list(range(5, 12))
+    np.testing.assert_allclose(cut.times, np.arange(7) / 10, atol=2e-3)
     info = probe_video(p)
     assert (info.width, info.height, info.rotation) == (W, H, 0)
     assert info.fps == pytest.approx(10, rel=1e-3)

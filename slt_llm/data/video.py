@@ -432,6 +432,33 @@ def _frame_time(frame, stream, prev: Optional[float], native: float) -> float:
     return 0.0 if prev is None else prev + 1.0 / native
 
 
+def _decode_from(container, stream, start: Optional[float], native: float):
+    """Decoded frames from the keyframe at or before ``start`` (all frames
+    when ``start`` is None/0). If the index sends the seek past ``start``
+    (broken or coarse indexes), decoding restarts from the beginning so no
+    frame in range is lost."""
+    import av
+
+    if start is None or start <= 0:
+        yield from container.decode(stream)
+        return
+    offset = int((start + _stream_start(stream)) / stream.time_base)
+    try:
+        container.seek(offset, stream=stream, backward=True, any_frame=False)
+    except av.error.FFmpegError:
+        container.seek(0, stream=stream, backward=True)
+    it = container.decode(stream)
+    first = next(it, None)
+    if first is None:
+        return
+    if first.pts is not None and _frame_time(first, stream, None, native) > start + _TIME_EPS:
+        container.seek(0, stream=stream, backward=True)  # landed after start: start over
+        yield from container.decode(stream)
+        return
+    yield first
+    yield from it
+
+
 def _check_truncated(path, stream, native: float, last_t: Optional[float], end: Optional[float]) -> None:
     """InputError when frames stop well before the video track's own length.
 
@@ -587,13 +614,6 @@ def read_video(
                 # last frame; the final slot keeps the clip's last frame
                 rate, by_cap = min(rate, (max_frames - 1) / span), True
 
-        if start is not None and start > 0:
-            offset = int((start + _stream_start(stream)) / stream.time_base)
-            try:
-                container.seek(offset, stream=stream, backward=True, any_frame=False)
-            except av.error.FFmpegError:
-                container.seek(0, stream=stream)
-
         # at or above the native rate every frame is kept (VFR included)
         capped = rate < native * (1 - 1e-6)
         sampler = _SlotSampler(rate if capped else None, trim_tail=not by_cap, keep_last=by_cap)
@@ -627,7 +647,7 @@ def read_video(
             times.append(t)
 
         try:
-            for frame in container.decode(stream):
+            for frame in _decode_from(container, stream, start, native):
                 t = _frame_time(frame, stream, prev_t, native)
                 if prev_t is not None and t <= prev_t:  # non-monotonic / duplicate pts
                     continue
