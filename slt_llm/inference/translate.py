@@ -239,7 +239,8 @@ class RowFile:
             if new:
                 w.writeheader()
             for r in rows:
-                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS})
+                # one physical line per row (so a partial last row can be cut off safely)
+                w.writerow({k: ("" if r.get(k) is None else str(r.get(k)).replace("\r", " ").replace("\n", " ")) for k in FIELDS})
         else:
             for r in rows:
                 out = {"id": r["id"], "path": r.get("path"), "translation": r.get("translation")}
@@ -469,7 +470,7 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
                     rows.append({"id": sid, "path": by_id[sid].path, "translation": None,
                                  "error": _clean(f"{by_id[sid].path}: generation failed ({type(t).__name__}: {t})")})
                 else:
-                    rows.append({"id": sid, "path": by_id[sid].path, "translation": _clean(t), "error": None})
+                    rows.append({"id": sid, "path": by_id[sid].path, "translation": t, "error": None})
         sink.append(rows)
         for r in rows:
             if r["error"]:
