@@ -365,3 +365,18 @@ def test_find_inputs_on_a_single_frame_folder(tmp_path):
     assert find_inputs(tmp_path) == [tmp_path]
     with pytest.raises(InputError, match="not a folder"):
         find_inputs(tmp_path / "1.png")
+
+
+def test_thumbs_match_a_resize_of_the_frames(realdata, tmp_path):
+    fr = read_video(realdata / "football.mp4", max_side=320, thumb_side=112, max_frames=8)
+    assert fr.thumbs.shape == (8, 63, 112, 3) and fr.frames.shape == (8, 180, 320, 3)
+    ref = np.stack([np.asarray(Image.fromarray(f).resize((112, 63), Image.BILINEAR)) for f in fr.frames])
+    assert np.abs(fr.thumbs.astype(np.float32) - ref).mean() < 4.0
+    rot = write_video(tmp_path / "r.mp4", "libx264", [quadrants()] * 3, rate=10, rotation=90)
+    up = read_video(rot, thumb_side=16)
+    assert up.thumbs.shape == (3, 16, 12, 3)  # upright, like the frames (64 x 48)
+    d = tmp_path / "f"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(grey(i, 40, 30)).save(d / f"{i}.png")
+    assert load_frames(d, thumb_side=20).thumbs.shape == (3, 15, 20, 3)

@@ -116,6 +116,7 @@ class Frames:
     rotation: int = 0
     source: str = ""
     meta: dict = field(default_factory=dict)
+    thumbs: Optional[np.ndarray] = None  # uint8 (T, th, tw, 3) when thumb_side was asked
 
     @property
     def num_frames(self) -> int:
@@ -151,6 +152,14 @@ def _out_size(w: int, h: int, max_side: Optional[int]) -> tuple[int, int]:
     if max_side < 1:
         raise ValueError(f"max_side must be >= 1, got {max_side}")
     s = max_side / max(w, h)
+    return max(1, int(round(w * s))), max(1, int(round(h * s)))
+
+
+def _thumb_size(w: int, h: int, side: int) -> tuple[int, int]:
+    """(w, h) with the longest side exactly ``side`` (up- or downscaled), aspect kept."""
+    if side < 1:
+        raise ValueError(f"thumb_side must be >= 1, got {side}")
+    s = side / max(w, h)
     return max(1, int(round(w * s))), max(1, int(round(h * s)))
 
 
@@ -378,7 +387,7 @@ def _open(path: Path):
 
     _check_file(path)
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         if _looks_like_container(path):
             raise InputError(path, f"truncated or corrupt video (FFmpeg could not read it: {_ffmpeg_reason(e)})") from None
@@ -573,6 +582,7 @@ def read_video(
     start: Optional[float] = None,
     end: Optional[float] = None,
     threads: int = 0,
+    thumb_side: Optional[int] = None,
 ) -> Frames:
     """Decode a video file into upright RGB frames sampled by time.
 
@@ -583,6 +593,10 @@ def read_video(
         start, end: seconds in the source (0 = first frame); frames with
             ``start <= t < end`` are kept. Seeks to the keyframe before ``start``.
         threads: FFmpeg decoding threads; 0 = automatic, 1 = no threading.
+        thumb_side: also return ``Frames.thumbs``, each kept frame scaled by
+            swscale straight from the decoded picture so that its longest
+            side is exactly ``thumb_side`` (e.g. the clip's full-frame input:
+            letterboxing it is then only padding). ~0.3 ms/frame for 720p.
 
     Returns ``Frames`` (frames uint8 (T,H,W,3), times float64 (T,)).
     Raises ``InputError`` for missing/empty/corrupt/non-video files and for a
@@ -624,26 +638,33 @@ def read_video(
         if max_frames is not None and by_cap:
             n_est = max_frames + 1
         buf = _FrameBuffer(n_est)
+        tbuf = _FrameBuffer(n_est) if thumb_side is not None else None
         times: list[float] = []
         m, rot = (1, 0, 0, 1), 0
-        size = None  # coded (w, h) to convert to
+        size = tsize = None  # coded (w, h) to convert to (frames, thumbs)
         prev_t: Optional[float] = None
         last_in_range: Optional[float] = None
         first_in_range: Optional[float] = None
         t_clip0 = start if start is not None else None
 
         scaler, rgb = VideoReformatter(), VideoReformatter()
+        tscaler, trgb = VideoReformatter(), VideoReformatter()
 
         def convert(t: float, frame) -> None:
-            nonlocal m, rot, size
+            nonlocal m, rot, size, tsize
             if size is None:
                 m, rot = _orientation(frame, stream)
                 cw, ch = frame.width, frame.height
-                uw, uh = (ch, cw) if _swaps_axes(m) else (cw, ch)
+                swap = _swaps_axes(m)
+                uw, uh = (ch, cw) if swap else (cw, ch)
                 ow, oh = _out_size(uw, uh, max_side)
-                size = (oh, ow) if _swaps_axes(m) else (ow, oh)
-            arr = _to_rgb(frame, size, scaler, rgb)
-            buf.append(arr)
+                size = (oh, ow) if swap else (ow, oh)
+                if thumb_side is not None:
+                    tw, th = _thumb_size(uw, uh, thumb_side)
+                    tsize = (th, tw) if swap else (tw, th)
+            buf.append(_to_rgb(frame, size, scaler, rgb))
+            if tbuf is not None:
+                tbuf.append(_to_rgb(frame, tsize, tscaler, trgb))
             times.append(t)
 
         try:
@@ -681,11 +702,15 @@ def read_video(
 
         n_sampled = len(times)
         frames = buf.array()  # (T, h, w, 3) coded orientation, no copy
+        thumbs = tbuf.array() if tbuf is not None else None
         if max_frames is not None and n_sampled > max_frames:
             idx = _uniform_indices(n_sampled, max_frames)
             frames = frames[idx]
+            thumbs = thumbs[idx] if thumbs is not None else None
             times = [times[i] for i in idx]
         frames = _apply_orientation(frames, m)
+        if thumbs is not None:
+            thumbs = _apply_orientation(thumbs, m)
         t_arr = np.asarray(times, dtype=np.float64)
         t0 = float(t_clip0) if t_clip0 is not None else float(first_in_range)
         t_arr = t_arr - t0
@@ -705,6 +730,7 @@ def read_video(
             rotation=rot,
             source=str(path),
             meta=meta,
+            thumbs=thumbs,
         )
     finally:
         container.close()
@@ -742,6 +768,7 @@ def read_frame_folder(
     max_fps: Optional[float] = None,
     start: Optional[float] = None,
     end: Optional[float] = None,
+    thumb_side: Optional[int] = None,
 ) -> Frames:
     """Read a folder of PNG/JPG frames (natural order) as a clip.
 
@@ -751,6 +778,7 @@ def read_frame_folder(
     ``read_video``; ``max_frames`` subsamples uniformly over the whole clip.
     Only kept images are opened; JPEGs are downscaled in the decoder
     (``Image.draft``) when ``max_side`` asks for a smaller size.
+    ``thumb_side``: as in ``read_video`` (thumbs resized from the kept frames).
     Returns ``Frames``; raises ``InputError`` for a missing or empty folder,
     an unreadable image, or images of different sizes.
     """
@@ -799,11 +827,17 @@ def read_frame_folder(
     ow, oh = _out_size(src_w, src_h, max_side)
     size = None if (ow, oh) == (src_w, src_h) else (ow, oh)
     out = np.empty((idx.size, oh, ow, 3), dtype=np.uint8)
+    thumbs = None
+    if thumb_side is not None:
+        tw, th = _thumb_size(src_w, src_h, thumb_side)
+        thumbs = np.empty((idx.size, th, tw, 3), dtype=np.uint8)
     for k, i in enumerate(idx):
         arr = _load_image(images[i], size)
         if arr.shape != out.shape[1:]:
             raise InputError(images[i], f"image size {arr.shape[1]}x{arr.shape[0]} differs from the folder's first kept frame {src_w}x{src_h}")
         out[k] = arr
+        if thumbs is not None:
+            thumbs[k] = np.asarray(Image.fromarray(arr).resize((tw, th), Image.BILINEAR, reducing_gap=2.0))
     t = all_t[idx]
     t0 = float(start) if start is not None else 0.0
     return Frames(
@@ -818,6 +852,7 @@ def read_frame_folder(
         rotation=0,
         source=str(path),
         meta={"num_images": len(images)},
+        thumbs=thumbs,
     )
 
 
@@ -833,6 +868,7 @@ def load_frames(
     end: Optional[float] = None,
     threads: int = 0,
     folder_fps: float = 25.0,
+    thumb_side: Optional[int] = None,
 ) -> Frames:
     """A frame folder -> ``read_frame_folder`` (its rate is ``folder_fps``,
     resampled to ``fps``/``max_fps`` like a video); anything else ->
@@ -841,11 +877,11 @@ def load_frames(
     if p.is_dir():
         return read_frame_folder(
             p, fps=folder_fps, max_frames=max_frames, max_side=max_side,
-            target_fps=fps, max_fps=max_fps, start=start, end=end,
+            target_fps=fps, max_fps=max_fps, start=start, end=end, thumb_side=thumb_side,
         )
     return read_video(
         p, fps=fps, max_fps=max_fps, max_frames=max_frames, max_side=max_side,
-        start=start, end=end, threads=threads,
+        start=start, end=end, threads=threads, thumb_side=thumb_side,
     )
 
 
