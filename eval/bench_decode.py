@@ -12,6 +12,8 @@ Timed in the same run, interleaved, median of ``--repeats``:
                 baseline the ratio is taken against (the stronger one)
   read_video    ``slt_llm.data.video.read_video`` as load_clip calls it
                 (sampling, max_frames, decoder resize to the working size)
+  rv+thumbs     the same plus ``thumb_side=full_size`` (the full-frame input
+                scaled by swscale too)
   loader        ``slt_llm.data.clip.load_clip(video, ClipConfig())``: decode +
                 sample + resize + keypoints + hand boxes + crops + letterbox
 
@@ -137,6 +139,11 @@ def main(argv=None) -> int:
                         max_side=side, threads=cfg.decode_threads)
         return fr.num_frames
 
+    def run_read_video_thumbs():  # what load_clip could ask for: + the full-frame input from swscale
+        fr = read_video(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
+                        max_side=side, threads=cfg.decode_threads, thumb_side=cfg.full_size)
+        return fr.num_frames
+
     def run_loader():
         return load_clip(video, cfg, pose=pose).num_frames
 
@@ -144,6 +151,7 @@ def main(argv=None) -> int:
         "bare_default": lambda: bare_decode(video, threaded=False),
         "bare": lambda: bare_decode(video, threaded=True),
         "read_video": run_read_video,
+        "rv+thumbs": run_read_video_thumbs,
     }
     if load_clip is not None:
         cases["loader"] = run_loader
