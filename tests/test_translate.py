@@ -219,3 +219,49 @@ def test_leftover_shards_are_merged_once(tmp_path, tiny_model, loaded, tiny_corp
     assert sorted(r["id"] for r in rows) == sorted(ids)
     assert not list(tmp_path.glob("out.jsonl.part-*"))
     assert tr.merge_shards(out) == 0
+
+
+def test_missing_keypoints_extracted_by_registered_backend(tmp_path, tiny_model, loaded, tiny_corpus):
+    """Videos without .pose: the configured extractor runs once per video, its
+    result is cached as a sidecar in OUTPUT.poses/, and the translations equal
+    those made with the original sidecars. The backend here re-reads the
+    corpus's own .pose file with pose-format (a stand-in for MediaPipe, which
+    needs a model file the tests do not have)."""
+    import numpy as np
+    from pose_format import Pose
+
+    from slt_llm.data.extract import Extraction, KeypointExtractor, register_extractor
+
+    rows = [json.loads(l) for l in (tiny_corpus / "test.jsonl").read_text().splitlines()][:3]
+    src = {r["id"]: (tiny_corpus / r["video"]).with_suffix(".pose") for r in rows}
+    calls = []
+
+    class FromPoseFile(KeypointExtractor):
+        name = "from_pose_file"
+
+        def __init__(self, model=None, **kw):
+            pass
+
+        def extract(self, video_path):
+            calls.append(Path(video_path).stem)
+            p = Pose.read(src[Path(video_path).stem].read_bytes())
+            d = np.asarray(p.body.data.filled(0))[:, 0]  # (T, 543, 3)
+            c = np.asarray(p.body.confidence)[:, 0]
+            return Extraction(d[..., :2].astype(np.float32), c.astype(np.float32), float(p.body.fps),
+                              int(p.header.dimensions.width), int(p.header.dimensions.height))
+
+    register_extractor("from_pose_file", FromPoseFile)
+    vids = tmp_path / "videos"
+    vids.mkdir()
+    for r in rows:
+        shutil.copy(tiny_corpus / r["video"], vids / f"{r['id']}.mp4")
+    out = tmp_path / "out.jsonl"
+    s = tr.translate(tiny_model, vids, out, batch_size=3, num_workers=0, max_new_tokens=6, model=loaded,
+                     progress=False, extractor_backend="from_pose_file")
+    assert s["translated"] == 3 and s["failed"] == 0 and sorted(calls) == sorted(src)
+    assert sorted(p.name for p in (tmp_path / "out.jsonl.poses").iterdir()) == sorted(f"{i}.pose" for i in src)
+    ref = tmp_path / "ref.jsonl"
+    man = tmp_path / "m.jsonl"
+    man.write_text("".join(json.dumps({"id": r["id"], "video": str(tiny_corpus / r["video"])}) + "\n" for r in rows))
+    tr.translate(tiny_model, man, ref, batch_size=3, num_workers=0, max_new_tokens=6, model=loaded, progress=False)
+    assert {r["id"]: r["translation"] for r in _rows(out)} == {r["id"]: r["translation"] for r in _rows(ref)}

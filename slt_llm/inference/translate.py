@@ -282,10 +282,9 @@ class _ExtractingDataset:
     """Wraps ``SLTDataset``: before loading a sample without keypoints, runs the
     configured extractor into ``pose_cache`` (a .pose sidecar cache)."""
 
-    def __init__(self, base, samples, extractor_model: Optional[str], pose_dir: Optional[str], pose_cache: Optional[str]):
+    def __init__(self, base, samples, extractor, pose_dir: Optional[str], pose_cache: Optional[str]):
         self.base, self.samples = base, samples
-        self.extractor_model, self.pose_dir, self.pose_cache = extractor_model, pose_dir, pose_cache
-        self._extractor = None
+        self.extractor, self.pose_dir, self.pose_cache = extractor, pose_dir, pose_cache
 
     def __len__(self):
         return len(self.base)
@@ -301,13 +300,11 @@ class _ExtractingDataset:
 
     def __getitem__(self, i):
         s = self.samples[i]
-        if self.extractor_model and not self._has_pose(s):
+        if self.extractor is not None and not self._has_pose(s):
             try:
-                from slt_llm.data import extract
+                from slt_llm.data.extract import ensure_pose
 
-                if self._extractor is None:  # one per DataLoader worker
-                    self._extractor = extract.make_extractor("mediapipe", model=self.extractor_model)
-                s.pose = str(extract.ensure_pose(s.video, self._extractor, out_dir=self.pose_cache))
+                s.pose = str(ensure_pose(s.video, self.extractor, out_dir=self.pose_cache))
             except Exception as e:  # one bad file must not stop the run
                 msg = str(e) if isinstance(e, SLTError) else f"{s.video}: keypoint extraction failed ({type(e).__name__}: {e})"
                 return {"error": _clean(msg), "id": s.id, "index": i}
@@ -346,6 +343,7 @@ def translate(
     device: Optional[str] = None,
     num_workers: Optional[int] = None,
     extractor_model: Optional[str] = None,
+    extractor_backend: Optional[str] = None,
     llm_path: Optional[str] = None,
     clip_overrides: Optional[list] = None,
     progress: bool = True,
@@ -371,8 +369,12 @@ def translate(
     check_model_dir(model_dir, llm_path)  # before any video is opened
     if pose_dir is not None and not Path(pose_dir).is_dir():
         raise InputError(pose_dir, "--pose-dir is not a folder")
-    if extractor_model is not None and not Path(extractor_model).is_file():
-        raise InputError(extractor_model, "extractor model file not found")
+    extractor = None
+    if extractor_model is not None or extractor_backend is not None:
+        from slt_llm.data.extract import make_extractor
+
+        # built here so a missing model file / package is one line before any video is read
+        extractor = make_extractor(extractor_backend or "mediapipe", model=extractor_model)
     clip_cfg = clip_config_of(model_dir, clip_overrides, warn=dist_.is_main())
 
     world = dist_.world_size()
@@ -414,7 +416,7 @@ def translate(
     if mine:
         _run(mine, model, shard, summary, clip_cfg=clip_cfg, batch_size=batch_size, num_beams=num_beams,
              max_new_tokens=max_new_tokens, pose_dir=pose_dir, device=device, num_workers=num_workers,
-             extractor_model=extractor_model, pose_cache=pose_dir or str(output.with_name(output.name + ".poses")),
+             extractor=extractor, pose_cache=pose_dir or str(output.with_name(output.name + ".poses")),
              progress=progress and rank == 0, max_batches=max_batches, on_batch=on_batch, world=world)
     summary["seconds"] = time.perf_counter() - t0
 
@@ -434,7 +436,7 @@ def translate(
 
 
 def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, num_beams, max_new_tokens,
-         pose_dir, device, num_workers, extractor_model, pose_cache, progress, max_batches, on_batch, world):
+         pose_dir, device, num_workers, extractor, pose_cache, progress, max_batches, on_batch, world):
     from torch.utils.data import DataLoader
 
     from slt_llm.data.dataset import SLTDataset, collate_clips
@@ -442,10 +444,10 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
     for it in items:
         it.length = estimate_seconds(it.path)
     samples = [it.sample for it in items]
-    if extractor_model:
+    if extractor is not None:
         Path(pose_cache).mkdir(parents=True, exist_ok=True)
     base = SLTDataset(samples, clip_cfg, on_error="skip", pose_dir=pose_dir)
-    ds = _ExtractingDataset(base, samples, extractor_model, pose_dir, pose_cache)
+    ds = _ExtractingDataset(base, samples, extractor, pose_dir, pose_cache)
     batches = length_batches(items, batch_size, clip_cfg)
     if max_batches is not None:
         batches = batches[:max_batches]
@@ -539,14 +541,16 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--pose-dir", default=None, help="folder of <video stem>.pose files (else sidecars next to the videos)")
     ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     ap.add_argument("--num-workers", type=int, default=None, help="DataLoader decode workers (default: min(4, cores-1))")
-    ap.add_argument("--extractor-model", default=None, help="keypoint extractor model file, used for videos without .pose")
+    ap.add_argument("--extractor-model", default=None, help="keypoint extractor model file (MediaPipe holistic_landmarker.task), used for videos without .pose")
+    ap.add_argument("--extractor-backend", default=None, help="registered extractor backend (default mediapipe when --extractor-model is given)")
     ap.add_argument("--llm-path", default=None, help="the base LLM folder, if it moved since training")
     ap.add_argument("--clip", action="append", default=[], metavar="KEY=VALUE", help="override a clip option, e.g. --clip max_frames=128")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     s = translate(a.model, a.input, a.output, batch_size=a.batch_size, num_beams=a.num_beams,
                   max_new_tokens=a.max_new_tokens, pose_dir=a.pose_dir, device=a.device,
-                  num_workers=a.num_workers, extractor_model=a.extractor_model, llm_path=a.llm_path,
+                  num_workers=a.num_workers, extractor_model=a.extractor_model,
+                  extractor_backend=a.extractor_backend, llm_path=a.llm_path,
                   clip_overrides=a.clip, progress=not a.no_progress)
     from slt_llm import distributed as dist_
 
