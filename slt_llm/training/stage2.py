@@ -38,7 +38,7 @@ from typing import Optional
 import torch
 
 from slt_llm import distributed as dist_utils
-from slt_llm.config import SLTConfig, load_config, save_config
+from slt_llm.config import SLTConfig, load_config, save_config, to_dict
 from slt_llm.errors import ConfigError
 from slt_llm.training import common
 
@@ -231,6 +231,7 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
                           f"({tc.grad_accum} x global batch {gb} = batch_size {tc.batch_size} x {world} processes)")
 
     model = SLTModel.build(cfg)
+    model.meta_extra["clip"] = to_dict(dc.clip)  # recorded in meta.json: `slt-llm translate` samples clips as in training
     if tc.init_encoder:
         model.load_encoder_from(tc.init_encoder)
     groups = common.make_param_groups(model, cfg.optim)
