@@ -2,12 +2,15 @@
 
     slt-llm translate --model DIR --input PATH --output FILE [--batch-size B]
         [--num-beams N] [--max-new-tokens T] [--pose-dir DIR] [--device cpu|cuda]
-        [--num-workers W] [--extractor-model FILE] [--llm-path DIR]
+        [--num-workers W] [--extractor-model FILE] [--extractor-backend NAME]
+        [--llm-path DIR] [--clip KEY=VALUE ...] [--no-progress]
 
 What happens, in order:
 
-1. The model folder is checked for completeness (``check_model_dir``) before
-   any video is opened: a missing file is one ``ConfigError`` line.
+1. The model folder is checked for completeness (``check_model_dir``) and
+   the keypoint extractor (if asked for) is built before any video is
+   opened: a problem is one ``ConfigError``/``InputError`` line. Clip
+   settings come from the folder (``clip_config_of``).
 2. Inputs are listed: a folder is searched recursively for videos of the
    supported containers and frame folders (``slt_llm.data.video.find_inputs``,
    stable sorted order; id = path relative to the folder without extension);
@@ -15,14 +18,17 @@ What happens, in order:
 3. The output (JSONL, or CSV when the name ends in ``.csv``) is read if it
    exists: ids already there are skipped (a partial last line left by a kill
    is cut off first, so that input is redone; no id is ever written twice).
-4. Pending inputs are ordered by duration (cheap container probe) and cut into
-   batches of similar length; a DataLoader with ``num_workers`` processes
+4. Pending inputs are ordered by duration (container metadata, no decoding)
+   and cut into batches of similar length (``LengthGroupedBatchSampler``,
+   longest first); a DataLoader with ``num_workers`` processes
    decodes and crops (``SLTDataset``) while the main process runs the model;
    ``SLTModel.generate`` decodes with the KV cache (greedy or beam).
 5. After each batch its rows are appended, flushed and fsync'ed, so an
    interruption (Ctrl-C, SIGKILL) loses at most the batch in flight. A sample
    that cannot be read gets a row with ``error`` (the one-line reason) and the
-   run goes on; the exit status is 1 when any input failed.
+   run goes on; the exit status is 1 when any input failed. Inputs without
+   keypoints go through the extractor in the worker (sidecar cache) when one
+   is configured, else get an error row.
 
 Under ``accelerate launch`` (or torchrun) with N processes each rank takes
 every N-th pending input and writes ``OUTPUT.part-R`` (same format); at the end
