@@ -247,7 +247,18 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     device = accelerator.device
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a fresh run never reuses another run's reference checkpoints or trajectories
+            import shutil
+
+            stale = [run_dir / REFERENCE_DIR, run_dir / "metrics.jsonl", run_dir / "result.json"]
+            if any(p.exists() for p in stale):
+                dist_utils.print0(f"stage 1: fresh run in {run_dir}: removing the previous run's reference/, "
+                                  "metrics.jsonl and result.json")
+            shutil.rmtree(run_dir / REFERENCE_DIR, ignore_errors=True)
+            for p in stale[1:]:
+                p.unlink(missing_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+    accelerator.wait_for_everyone()
     common.seed_everything(tc.seed)
 
     # ---- data (bad samples found once, before training)
