@@ -93,7 +93,7 @@ class SLTModel(nn.Module):
         super().__init__()
         self.encoder_cfg, self.projector_cfg, self.llm_cfg = encoder_cfg, projector_cfg, llm_cfg
         self.encoder = encoder if encoder is not None else build_encoder(encoder_cfg)
-        hidden = llm.get_input_embeddings().weight.shape[-1]
+        hidden = llm.get_input_embeddings().embedding_dim  # weight.shape is (0,) under ZeRO-3 partitioning
         self.projector = Projector(projector_cfg, encoder_cfg.dim, hidden)
         self.llm = llm
         self.tokenizer = tokenizer
@@ -149,12 +149,15 @@ class SLTModel(nn.Module):
         after = self._embed_ids(self.after_ids.to(dev))  # (A,hidden)
         seqs, labels = [], []
         targets = self._target_ids(texts) if texts is not None else None
+        if targets is not None:  # one embedding call for the whole batch: under ZeRO-3 every rank must
+            # call each module the same number of times whatever its batch size (skipped samples)
+            flat = torch.tensor([t for ts in targets for t in ts], dtype=torch.long, device=dev)
+            target_embeds = self._embed_ids(flat).split([len(ts) for ts in targets])
         for i in range(vis.shape[0]):
             parts = [prompt, vis[i][vmask[i]], after]
             lab = [-100] * (prompt.shape[0] + int(vmask[i].sum()) + after.shape[0])
             if targets is not None:
-                tid = torch.tensor(targets[i], dtype=torch.long, device=dev)
-                parts.append(self._embed_ids(tid))
+                parts.append(target_embeds[i])
                 lab += targets[i]
             seqs.append(torch.cat(parts, 0))
             labels.append(lab)
