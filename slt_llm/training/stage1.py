@@ -229,6 +229,20 @@ def compute_trajectories(ref_dirs: list[Path], ds, text_idx: torch.Tensor, text_
 def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     """Run stage 1 (see the module docstring). Returns ``{"best_dev_r1", "best_step", "steps",
     "model_dir", "selection_s", "skipped", "final_loss", "run_dir"}``."""
+    from slt_llm.training import common
+
+    validate_config(cfg)
+    if not Path(cfg.llm.path).is_dir():
+        raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
+    tc = cfg.train
+    accelerator = common.setup_accelerator(tc, cfg.optim, log_tensorboard=False)
+    try:
+        return _train(cfg, resume, accelerator)
+    finally:  # also on errors: another run may follow in this process (tests, the ablation)
+        common.teardown(accelerator)
+
+
+def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
     from slt_llm.contrastive import selection as sel_mod
     from slt_llm.contrastive.loss import SelectiveInfoNCE
     from slt_llm.contrastive.retrieval import retrieval_metrics, unique_sentences
@@ -237,12 +251,8 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     from slt_llm.models.vlp import VLPModel
     from slt_llm.training import common
 
-    validate_config(cfg)
-    if not Path(cfg.llm.path).is_dir():
-        raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
     tc, sel = cfg.train, cfg.selection
     run_dir = Path(tc.run_dir)
-    accelerator = common.setup_accelerator(tc, cfg.optim, log_tensorboard=False)
     rank, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device
     if accelerator.is_main_process:
@@ -447,7 +457,6 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     if accelerator.is_main_process:
         (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     accelerator.wait_for_everyone()
-    common.teardown(accelerator)
     return result
 
 
