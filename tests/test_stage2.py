@@ -189,3 +189,23 @@ def test_bad_inputs_fail_early_with_one_line(setup, tmp_path, capsys):
     assert "data.train_manifest is not set" in capsys.readouterr().err
     assert main(["train", "--config", str(path), "train.batch_size=64"]) == 2
     assert "fewer than one optimizer step" in capsys.readouterr().err
+
+
+def test_deepspeed_bf16_in_one_process(full_run, setup):
+    """`slt-llm train` with train.deepspeed in a plain process (a one-rank group is made),
+    bf16 under DeepSpeed (autocast around the forward): same first loss as fp32 within
+    bf16 precision; the process group is released afterwards."""
+    import torch.distributed as dist
+
+    from slt_llm.models.slt_model import SLTModel
+    from slt_llm.training.stage2 import train_slt
+
+    corpus, llm, root = setup
+    path = make_run(corpus, llm, root / "bf16", root / "cache", max_steps=1, eval_every=0, save_every=0,
+                    deepspeed=str(REPO / "ds_configs" / "zero2.json"), mixed_precision="bf16")
+    summary = train_slt(load_config(SLTConfig, str(path), ["data.dev_manifest=null"]))
+    assert not dist.is_initialized()
+    loss = train_losses(root / "bf16")[1]
+    assert loss == pytest.approx(train_losses(full_run[1])[1], rel=2e-2)
+    assert (root / "bf16" / "checkpoints" / "step_1" / "trainer_state.json").is_file()
+    SLTModel.from_pretrained(summary["model_dir"])

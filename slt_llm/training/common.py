@@ -396,6 +396,24 @@ def token_loss_scale(step_tokens_global: int, world_size: int, grad_accum: int) 
     return world_size * grad_accum / max(1, step_tokens_global)
 
 
+def forward_context(accelerator):
+    """Autocast for the forward pass.
+
+    Under DeepSpeed with bf16/fp16 the engine casts the whole model to half
+    precision but does not autocast, so float32 inputs (keypoints, pixels
+    normalised in fp32) would meet half-precision weights; autocast makes
+    matmuls/convolutions run in the half dtype and keeps reductions/norms in
+    fp32. Elsewhere Accelerate's prepared model already autocasts: no-op.
+    """
+    import contextlib
+
+    mp = accelerator.mixed_precision
+    if uses_deepspeed(accelerator) and mp in ("bf16", "fp16"):
+        return torch.autocast(device_type=accelerator.device.type,
+                              dtype=torch.bfloat16 if mp == "bf16" else torch.float16)
+    return contextlib.nullcontext()
+
+
 # -------------------------------------------------------------------- move batches
 def to_device(batch, device):
     """Tensors of a (nested) batch moved to ``device``; everything else untouched."""
@@ -644,7 +662,8 @@ def token_loss_step(accelerator, model, optimizer, scheduler, micro_batches: lis
     model.train()
     for m, batch in enumerate(micro_batches):
         with accelerator.accumulate(model):
-            out = forward(model, batch)
+            with forward_context(accelerator):
+                out = forward(model, batch)
             n_local = int(out["num_tokens"])
             if local_token_counts is not None and n_local != int(local_token_counts[m]):
                 raise RuntimeError(f"token count mismatch: counted {local_token_counts[m]} before the forward, "

@@ -143,7 +143,7 @@ def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optiona
         else:
             real = True
         batch = common.to_device(batch, accelerator.device)
-        with torch.no_grad():
+        with torch.no_grad(), common.forward_context(accelerator):
             hyps = unwrapped.generate(batch, num_beams=1, max_new_tokens=tc.max_new_tokens, **gen_kw)
         if real:
             local += [{"id": i, "hyp": h, "ref": r} for i, h, r in zip(batch["ids"], hyps, batch["texts"])]
