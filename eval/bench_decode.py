@@ -7,15 +7,18 @@ matching MediaPipe-Holistic ``.pose`` sidecar are generated once into the
 cache dir (default: <tmp>/slt_llm_bench_decode) and reused.
 
 Timed in the same run, interleaved, median of ``--repeats``:
+  decode_only   PyAV threaded, every frame decoded, nothing converted: the
+                floor no loader can go below (information only)
   bare_default  PyAV, every frame -> RGB ndarray at full size, PyAV defaults
   bare          the same with ``thread_type = "AUTO"`` (frame threads): the
                 baseline the ratio is taken against (the stronger one)
-  read_video    ``slt_llm.data.video.read_video`` as load_clip calls it
-                (sampling, max_frames, decoder resize to the working size)
-  rv+thumbs     the same plus ``thumb_side=full_size`` (the full-frame input
-                scaled by swscale too)
+  read_video    ``slt_llm.data.video.read_video`` at the loader's working side
+                (``working_side_for``: sampling, max_frames, decoder resize)
+  rv+thumbs     the same plus ``thumb_side=full_size``: exactly the decode
+                call load_clip makes
   loader        ``slt_llm.data.clip.load_clip(video, ClipConfig())``: decode +
-                sample + resize + keypoints + hand boxes + crops + letterbox
+                sample + resize + thumbnails + keypoints + hand boxes + crops +
+                padding
 
 Frames/s are SOURCE frames per second of wall time (frames in the clip /
 seconds), so the ratio loader_fps / bare_fps is time_bare / time_loader.
@@ -90,7 +93,7 @@ def make_clip(out_dir: Path, seconds: float, width: int, height: int, fps: int) 
     return video, pose
 
 
-def bare_decode(path: Path, threaded: bool) -> int:
+def bare_decode(path: Path, threaded: bool, convert: bool = True) -> int:
     import av
 
     n = 0
@@ -99,7 +102,8 @@ def bare_decode(path: Path, threaded: bool) -> int:
         if threaded:
             s.thread_type = "AUTO"
         for frame in c.decode(s):
-            frame.to_ndarray(format="rgb24")
+            if convert:
+                frame.to_ndarray(format="rgb24")
             n += 1
     return n
 
@@ -129,10 +133,15 @@ def main(argv=None) -> int:
     load_clip = None
     if not args.no_loader:
         try:
-            from slt_llm.data.clip import load_clip, working_side
+            from slt_llm.data.clip import load_clip
         except ImportError as e:  # clip.py not there yet
             print(f"load_clip unavailable ({e}); timing read_video only")
-    side = working_side(cfg) if load_clip is not None else 512
+    side = 512
+    if load_clip is not None:
+        from slt_llm.data.clip import working_side_for
+        from slt_llm.data.pose import fill_gaps, read_pose
+
+        side = working_side_for(fill_gaps(read_pose(pose), cfg.max_gap), cfg)  # what load_clip decodes at
 
     def run_read_video():
         fr = read_video(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
@@ -148,6 +157,7 @@ def main(argv=None) -> int:
         return load_clip(video, cfg, pose=pose).num_frames
 
     cases = {
+        "decode_only": lambda: bare_decode(video, threaded=True, convert=False),
         "bare_default": lambda: bare_decode(video, threaded=False),
         "bare": lambda: bare_decode(video, threaded=True),
         "read_video": run_read_video,
@@ -183,7 +193,8 @@ def main(argv=None) -> int:
         print(f"  ClipConfig: max_frames={cfg.max_frames} max_fps={cfg.max_fps} working side={side} "
               f"hand={cfg.hand_size} full={cfg.full_size}")
         print(f"RESULT loader_fps={fps['loader']:.1f} bare_fps={bare:.1f} ratio={fps['loader'] / bare:.3f} "
-              f"read_video_fps={fps['read_video']:.1f}")
+              f"cpu_ratio={cpu_fps['loader'] / cpu_fps['bare']:.3f} read_video_fps={fps['read_video']:.1f} "
+              f"work_side={side}")
     else:
         print(f"RESULT loader_fps=nan bare_fps={bare:.1f} ratio=nan read_video_fps={fps['read_video']:.1f} "
               f"read_video_ratio={fps['read_video'] / bare:.3f}")

@@ -7,13 +7,20 @@ Steps and costs (T = sampled frames):
    else ``InputError`` telling the user to pass ``--pose`` or run
    ``slt-llm extract``. Read them and fill gaps up to ``cfg.max_gap`` frames.
 2. Decode once (``slt_llm.data.video.load_frames``) at a working resolution
-   whose longer side is ``working_side(cfg)`` = max(8 * hand_size, full_size)
-   (512 px for the default 64-px hand crops). Signer hand boxes span roughly
-   0.2-0.3 of the frame's shorter side (football.mp4: ~0.3), so on a 16:9
-   video (shorter side 288 at 512) a hand box holds ~60-90 px: the 64-px crop
-   is a downscale, never an upsampled blur. Decoding at this size instead of
-   the source size also bounds memory: T x 512 x 288 x 3 bytes (~113 MB for
-   256 frames).
+   chosen from the hand boxes (``working_side_for``): the smallest longer
+   side (a multiple of ``WORK_SIDE_STEP`` = 64 px) at which the median hand
+   box of the clip spans at least ``hand_size`` pixels, so a typical hand
+   crop is a downscale (never an upsampled blur), within
+   [full_size, ``MAX_WORK_SIDE_FACTOR`` x hand_size]; ``working_side(cfg)``
+   (max(8 * hand_size, full_size) = 512 px) when no box can be placed.
+   football.mp4 (640x360, hand boxes ~100 px): 448 px; the 1280x720
+   benchmark clip (boxes ~129 px): 640 px (512 px, the old fixed side,
+   gave 51-px boxes there, upsampled to 64: 26.8 dB against crops from the
+   full-resolution frame vs 29.4 dB at 640; docs/perf/decode.md). The
+   decoder (swscale) also produces the full-frame input
+   (``thumb_side=full_size``), so the full frame costs padding only.
+   Memory: T x side x side*9/16 x 3 bytes for 16:9 (177 MB for 256 frames
+   at 640).
 3. Align keypoints to frames BY TIME: the frame at time ``t`` (seconds since
    the video start, i.e. ``start + Frames.times``) takes the keypoint track at
    ``u = t * pose_fps``: linear interpolation between frames floor(u) and
@@ -29,8 +36,9 @@ Steps and costs (T = sampled frames):
    the video's (upright) source size when the two differ.
 5. Hand boxes (source pixels) from the aligned keypoints
    (``slt_llm.data.hands.hand_boxes``); crops from the working frames
-   (boxes x ``Frames.scale``); the full frame is downscaled and letterboxed
-   (zero bars, centred) to ``full_size``. If no hand box can be placed in any
+   (boxes x ``Frames.scale``, ``crop_hands``); the decoder's full-frame
+   thumbnails are padded (zero bars, centred) to ``full_size`` x
+   ``full_size`` (``pad_square``). If no hand box can be placed in any
    frame: ``InputError`` (a video with no visible hands).
 
 ``clip_to_tensors`` turns a Clip into the torch dict the dataset returns.
@@ -49,16 +57,51 @@ from slt_llm.data.layout import Clip
 from slt_llm.data.pose import Keypoints, fill_gaps, normalize, read_pose
 from slt_llm.errors import InputError
 
-__all__ = ["load_clip", "find_pose", "align_keypoints", "frame_keypoints", "letterbox", "working_side",
-           "clip_to_tensors", "HOLD_SECONDS"]
+__all__ = ["load_clip", "find_pose", "align_keypoints", "frame_keypoints", "letterbox", "pad_square",
+           "working_side", "working_side_for", "clip_to_tensors", "HOLD_SECONDS"]
 
 HOLD_SECONDS = 0.5  # beyond the keypoint track's end, hold the last frame this long, then conf 0
 MAX_UNCOVERED = 0.5  # share of sampled frames outside the track above which the pose is rejected
+WORK_SIDE_STEP = 64  # the working side is rounded up to a multiple of this (stable against small box changes)
+MAX_WORK_SIDE_FACTOR = 16  # working side <= 16 x hand_size (memory bound: 1024 px for 64-px crops)
 
 
 def working_side(cfg: ClipConfig) -> int:
-    """Longer side (pixels) frames are decoded at: max(8 * hand_size, full_size)."""
+    """Default longer side (pixels) to decode at when no hand box is known:
+    max(8 * hand_size, full_size)."""
     return int(max(8 * cfg.hand_size, cfg.full_size))
+
+
+def working_side_for(kp: Keypoints, cfg: ClipConfig, *, start: Optional[float] = None,
+                     end: Optional[float] = None) -> int:
+    """Longer side (pixels) to decode at so that the median hand box spans
+    >= ``cfg.hand_size`` pixels (crops are downscales, not upsampled).
+
+    Boxes come from ``hand_boxes`` on the keypoint track itself (frames in
+    [start, end) seconds when given), in the track's pixel frame; the side
+    is ``hand_size * long_side / median_box``, rounded up to a multiple of
+    ``WORK_SIDE_STEP``, clamped to [full_size, ``MAX_WORK_SIDE_FACTOR`` x
+    hand_size]. The decoder never upscales, so a small source is decoded
+    at its own size. ``working_side(cfg)`` when no box can be placed or the
+    track has no pixel size. O(track length) numpy.
+    """
+    long_side = max(int(kp.width or 0), int(kp.height or 0))
+    if kp.num_frames == 0 or long_side <= 0:
+        return working_side(cfg)
+    t = np.arange(kp.num_frames) / float(kp.fps)
+    keep = np.ones(kp.num_frames, bool)
+    if start is not None:
+        keep &= t >= start - 0.5 / float(kp.fps)
+    if end is not None:
+        keep &= t < end
+    boxes = hand_boxes(kp, cfg)[keep]  # (n,2,4) track pixels
+    side = (boxes[..., 2] - boxes[..., 0]).ravel()
+    side = side[np.isfinite(side) & (side > 0)]
+    if side.size == 0:
+        return working_side(cfg)
+    need = cfg.hand_size * long_side / float(np.median(side))
+    need = int(np.ceil(need / WORK_SIDE_STEP - 1e-6)) * WORK_SIDE_STEP
+    return int(min(max(need, cfg.full_size), MAX_WORK_SIDE_FACTOR * cfg.hand_size))
 
 
 def find_pose(video, pose=None, pose_dir=None) -> Path:
@@ -121,7 +164,9 @@ def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECO
 def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
     """Downscale (T,H,W,3) uint8 frames to fit ``size`` x ``size``, centred on black bars.
 
-    Returns uint8 (T, size, size, 3). One PIL bilinear resize per frame.
+    Returns uint8 (T, size, size, 3). One PIL bilinear resize per frame
+    (~1.1 ms per 512x288 frame; ``load_clip`` no longer calls it: the
+    decoder's thumbnails + ``pad_square`` replace it).
     """
     from PIL import Image
 
@@ -137,6 +182,19 @@ def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
         if (nw, nh) != (W, H):
             img = img.resize((nw, nh), Image.BILINEAR)
         out[t, y0 : y0 + nh, x0 : x0 + nw] = np.asarray(img)
+    return out
+
+
+def pad_square(frames: np.ndarray, size: int) -> np.ndarray:
+    """Centre (T,h,w,3) uint8 images with max(h, w) <= ``size`` on black
+    ``size`` x ``size`` canvases: uint8 (T, size, size, 3), bars split as
+    ``letterbox`` splits them. One vectorised copy (no resampling)."""
+    T, h, w = frames.shape[:3]
+    if h > size or w > size:
+        raise ValueError(f"pad_square: images {w}x{h} do not fit in {size}x{size}")
+    out = np.zeros((T, size, size, 3), np.uint8)
+    y0, x0 = (size - h) // 2, (size - w) // 2
+    out[:, y0 : y0 + h, x0 : x0 + w] = frames
     return out
 
 
@@ -190,9 +248,10 @@ def load_clip(
 
     # a frame folder has no rate of its own: it runs at the keypoint track's rate
     # (frame i <-> keypoint frame i), as when `slt-llm extract` made the track
+    side = working_side_for(kp, cfg, start=start, end=end)
     fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
-                     max_side=working_side(cfg), start=start, end=end, threads=cfg.decode_threads,
-                     folder_fps=float(kp.fps))
+                     max_side=side, start=start, end=end, threads=cfg.decode_threads,
+                     folder_fps=float(kp.fps), thumb_side=cfg.full_size)
     frames = np.asarray(fr.frames)
     T = frames.shape[0]
     if T == 0:
@@ -204,7 +263,7 @@ def load_clip(
         raise InputError(pose_path, "no hand can be placed in any frame (no hand, wrist or elbow keypoints)")
     box_work = boxes * np.float32(fr.scale)  # working-frame pixels
     hands = crop_hands(frames, box_work, cfg.hand_size)  # (T,2,h,h,3)
-    full = letterbox(frames, cfg.full_size)  # (T,f,f,3)
+    full = pad_square(fr.thumbs, cfg.full_size)  # (T,f,f,3): the decoder scaled them, padding only
 
     return Clip(
         full=np.ascontiguousarray(full.transpose(0, 3, 1, 2)),
@@ -223,6 +282,7 @@ def load_clip(
             "uncovered_frames": int((~covered).sum()),
             "src_size": [akp.width, akp.height],
             "work_size": [int(frames.shape[2]), int(frames.shape[1])],
+            "work_side": int(side),
             "hand_frames": [int(np.isfinite(boxes[:, s, 0]).sum()) for s in range(2)],
         },
     )

@@ -143,25 +143,45 @@ def crop_hands(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     """Crop and resize hand boxes: uint8 (T, 2, size, size, 3).
 
     frames uint8 (T, H, W, 3); boxes (T, 2, 4) in the frames' pixel
-    coordinates. A box partly outside the frame is zero-padded (the hand keeps
-    its place in the crop); a NaN box gives an all-zero crop. One numpy slice
-    and one PIL bilinear resize per hand per frame: O(T * 2 * box area).
+    coordinates (x0, y0, x1, y1), widened to whole pixels (floor/ceil). A box
+    partly outside the frame is zero-padded (the hand keeps its place in the
+    crop); a NaN box, or one that misses the frame, gives an all-zero crop.
+
+    The box arithmetic (rounding, clipping, padding offsets) is done for all
+    T x 2 boxes at once in numpy; each placed box then costs one slice and
+    one PIL bilinear (antialiased) resize, the reference filter: outputs are
+    bit-identical to slicing + ``Image.resize(BILINEAR)`` per box. A box that
+    lies inside the frame is resized straight from a view of the frame (no
+    padded copy). Cost: O(T * 2 * box area); ~0.15 ms per 90 px box -> 64 px
+    (measured; a pure-numpy fixed-point replica of the filter was slower, see
+    docs/perf/decode.md).
     """
     from PIL import Image
 
     T, H, W = frames.shape[:3]
-    out = np.zeros((T, boxes.shape[1], size, size, 3), np.uint8)
-    for t in range(T):
-        for s in range(boxes.shape[1]):
-            b = boxes[t, s]
-            if not np.isfinite(b).all():
-                continue
-            x0, y0 = int(np.floor(b[0])), int(np.floor(b[1]))
-            x1, y1 = max(int(np.ceil(b[2])), x0 + 1), max(int(np.ceil(b[3])), y0 + 1)
-            if x1 <= 0 or y1 <= 0 or x0 >= W or y0 >= H:
-                continue
-            patch = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
-            sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x1, W), min(y1, H)
-            patch[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = frames[t, sy0:sy1, sx0:sx1]
-            out[t, s] = np.asarray(Image.fromarray(patch).resize((size, size), Image.BILINEAR))
+    S = boxes.shape[1] if boxes.ndim == 3 else 0
+    out = np.zeros((T, S, size, size, 3), np.uint8)
+    if T == 0 or S == 0:
+        return out
+    b = np.asarray(boxes, np.float64)
+    ok = np.isfinite(b).all(axis=-1)  # (T,S)
+    bz = np.where(ok[..., None], b, 0.0)
+    x0, y0 = np.floor(bz[..., 0]).astype(np.int64), np.floor(bz[..., 1]).astype(np.int64)
+    x1 = np.maximum(np.ceil(bz[..., 2]).astype(np.int64), x0 + 1)
+    y1 = np.maximum(np.ceil(bz[..., 3]).astype(np.int64), y0 + 1)
+    ok &= (x1 > 0) & (y1 > 0) & (x0 < W) & (y0 < H)
+    sx0, sy0 = np.maximum(x0, 0), np.maximum(y0, 0)
+    sx1, sy1 = np.minimum(x1, W), np.minimum(y1, H)
+    inside = (sx0 == x0) & (sy0 == y0) & (sx1 == x1) & (sy1 == y1)
+    dims = (size, size)
+    bilinear = Image.BILINEAR
+    for t, s in zip(*np.nonzero(ok)):
+        if inside[t, s]:
+            patch = frames[t, y0[t, s] : y1[t, s], x0[t, s] : x1[t, s]]
+        else:
+            patch = np.zeros((y1[t, s] - y0[t, s], x1[t, s] - x0[t, s], 3), np.uint8)
+            patch[sy0[t, s] - y0[t, s] : sy1[t, s] - y0[t, s], sx0[t, s] - x0[t, s] : sx1[t, s] - x0[t, s]] = \
+                frames[t, sy0[t, s] : sy1[t, s], sx0[t, s] : sx1[t, s]]
+        img = Image.fromarray(patch)
+        out[t, s] = np.asarray(img.resize(dims, bilinear) if img.size != dims else img)
     return out
