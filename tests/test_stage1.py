@@ -46,7 +46,8 @@ def ps_run(tiny_corpus, tiny_llama, tmp_path_factory):
     from slt_llm.training.stage1 import train_vlp
 
     run = tmp_path_factory.mktemp("vlp_ps")
-    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "train.epochs=4"))
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "train.epochs=4",
+                         "train.save_every=8", "train.keep_checkpoints=3"))
     return run, res
 
 
@@ -86,6 +87,27 @@ def test_model_folder_round_trip_and_retrieval(ps_run, tiny_corpus, tmp_path):
                  "--json", str(out)]) == 0
     got = json.loads(out.read_text())
     assert set(got["v2t"]) == {"r1", "r5", "r10"} and got["num_videos"] == 6
+
+
+def test_resume_after_reference_phase_continues_identically(ps_run, tiny_corpus, tiny_llama, tmp_path):
+    """Interrupted at step 8 (inside the PS phase): resuming rebuilds the selector from the saved
+    trajectories and reproduces the uninterrupted run's losses and best dev R@1."""
+    import shutil
+
+    from slt_llm.training.stage1 import train_vlp
+
+    run, res = ps_run
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    shutil.rmtree(cut / "checkpoints" / "step_12")
+    shutil.rmtree(cut / "model")
+    again = train_vlp(_cfg(tiny_corpus, tiny_llama, cut, "selection.selection=ps", "train.epochs=4",
+                           "train.save_every=8", "train.keep_checkpoints=3"), resume=True)
+    full, resumed = _losses(run), _losses(cut)
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    for a, b in zip(full, resumed):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
+    assert again["best_dev_r1"] == pytest.approx(res["best_dev_r1"])
 
 
 def test_analyze_writes_png_and_json(ps_run, tmp_path):
