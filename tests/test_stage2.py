@@ -110,8 +110,9 @@ def test_full_run_outputs(full_run, setup):
     assert st["step"] == 4 and st["best_dev_bleu"] == summary["best_dev_bleu"]
 
 
-def test_loss_goes_down_on_repeated_batch(setup, tmp_path):
-    """Sanity that the optimizer path trains: same global batch every step (batch = whole tiny set)."""
+def test_qlora_adamw8bit_loss_goes_down_on_repeated_batch(setup, tmp_path):
+    """The single-GPU recipe's path (4-bit NF4 base + LoRA, 8-bit AdamW) trains: the same
+    global batch every step (batch = whole tiny set), the loss falls."""
     from slt_llm.training.stage2 import train_slt
 
     corpus, llm, root = setup
@@ -123,12 +124,15 @@ def test_loss_goes_down_on_repeated_batch(setup, tmp_path):
     path = make_run(small, llm, tmp_path / "rep", root / "cache", max_steps=8, save_every=0, eval_every=0,
                     log_every=1)
     cfg = load_config(SLTConfig, str(path), ["optim.lr_lora=1e-2", "optim.lr_projector=1e-2", "optim.lr_encoder=1e-2",
-                                               "optim.schedule=constant", "data.dev_manifest=null"])
+                                               "optim.schedule=constant", "data.dev_manifest=null",
+                                               "llm.load_in_4bit=true", "llm.bnb_4bit_compute_dtype=float32",
+                                               "llm.bnb_4bit_quant_storage=float32", "optim.optimizer=adamw8bit"])
     summary = train_slt(cfg)
     losses = [r["loss"] for r in read_metrics(tmp_path / "rep")]
     assert losses[-1] < 0.8 * losses[0], losses
-    # without a dev set the final model is exported
+    # without a dev set the final model is exported, recorded as a QLoRA adapter
     assert summary["model_dir"] and (Path(summary["model_dir"]) / "encoder.safetensors").is_file()
+    assert json.loads((Path(summary["model_dir"]) / "meta.json").read_text())["adapter"] == "qlora"
 
 
 def test_resume_continues_with_same_losses(full_run, setup):
