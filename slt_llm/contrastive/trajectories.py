@@ -35,6 +35,7 @@ one block at a time; float16 storage is fine, maths is float32).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -200,19 +201,39 @@ def compute_trajectories(
     del buf0, buf1, t_first, t_last
 
     # other checkpoints: only the kept candidates, O(N*M*d) each
-    gb = int(max(1, min(n, (64 * 2**20) // (m * d * 4))))  # gather block: <= 64 MB of (gb, M, d)
+    if last > 1:
+        cand_long = cand.reshape(-1).long()
+        crow = torch.arange(0, n * m + 1, m)
     for k in range(1, last):
         t_k = padded_text(k)[:n]
-        for i0 in range(0, n, gb):
-            i1 = min(n, i0 + gb)
-            v = _as_tensor(videos[k], slice(i0, i1))  # (gb, d)
-            positive[i0:i1, k] = (v * t_k[i0:i1]).sum(1)
-            tc = t_k[cand[i0:i1].long()]  # (gb, M, d)
-            traj[i0:i1, :, k] = torch.bmm(tc, v.unsqueeze(2)).squeeze(2).to(dtype)
+        v_k = torch.empty(n, d, dtype=torch.float32)
+        for s in range(0, n, 65536):
+            v_k[s : s + 65536] = _as_tensor(videos[k], slice(s, min(n, s + 65536)))
+        positive[:, k] = (v_k * t_k).sum(1)
+        traj[:, :, k] = _sampled_dots(v_k, t_k, cand_long, crow, n, m).to(dtype)
         if progress is not None:
             progress("checkpoint", k, last - 1)
-        del t_k
+        del t_k, v_k
     return Trajectories(cand=cand, traj=traj, positive=positive)
+
+
+def _sampled_dots(v: torch.Tensor, t: torch.Tensor, cols: torch.Tensor, crow: torch.Tensor, n: int, m: int) -> torch.Tensor:
+    """(N, M) dot products <v_i, t_cols[i, m]> without forming N x N: a sampled
+    dense-dense product (SDDMM, ``torch.sparse.sampled_addmm`` over the CSR
+    pattern of the candidates), O(N*M*d) compute and no (N, M, d) temporary.
+    Falls back to gathered row blocks + bmm where SDDMM is unavailable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            pattern = torch.sparse_csr_tensor(crow, cols, torch.zeros(n * m), size=(n, t.shape[0]))
+            return torch.sparse.sampled_addmm(pattern, v, t.t(), beta=0.0).values().view(n, m)
+    except (RuntimeError, NotImplementedError):  # pragma: no cover - older builds
+        out = torch.empty(n, m)
+        gb = max(1, (4 * 2**20) // (m * v.shape[1] * 4))
+        c2 = cols.view(n, m)
+        for i0 in range(0, n, gb):
+            out[i0 : i0 + gb] = torch.bmm(t[c2[i0 : i0 + gb]], v[i0 : i0 + gb].unsqueeze(2)).squeeze(2)
+        return out
 
 
 def brute_force_trajectories(videos: Sequence, texts: Sequence, top_m: int) -> Trajectories:
