@@ -14,8 +14,8 @@ Timed in the same run, interleaved, median of ``--repeats``:
                 baseline the ratio is taken against (the stronger one)
   read_video    ``slt_llm.data.video.read_video`` at the loader's working side
                 (``working_side_for``: sampling, max_frames, decoder resize)
-  rv+thumbs     the same plus ``thumb_side=full_size``: exactly the decode
-                call load_clip makes
+  rv+thumbs     the same plus ``thumb_side=full_size``, with numpy's huge-page
+                hint off: exactly the decode call load_clip makes
   loader        ``slt_llm.data.clip.load_clip(video, ClipConfig())``: decode +
                 sample + resize + thumbnails + keypoints + hand boxes + crops +
                 padding
@@ -148,9 +148,17 @@ def main(argv=None) -> int:
                         max_side=side, threads=cfg.decode_threads)
         return fr.num_frames
 
-    def run_read_video_thumbs():  # what load_clip could ask for: + the full-frame input from swscale
-        fr = read_video(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
-                        max_side=side, threads=cfg.decode_threads, thumb_side=cfg.full_size)
+    def run_read_video_thumbs():  # the decode call load_clip makes
+        import contextlib
+
+        ctx = contextlib.nullcontext()
+        if load_clip is not None:
+            from slt_llm.data.clip import _NoHugePages
+
+            ctx = _NoHugePages()
+        with ctx:
+            fr = read_video(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
+                            max_side=side, threads=cfg.decode_threads, thumb_side=cfg.full_size)
         return fr.num_frames
 
     def run_loader():

@@ -66,6 +66,47 @@ WORK_SIDE_STEP = 64  # the working side is rounded up to a multiple of this (sta
 MAX_WORK_SIDE_FACTOR = 16  # working side <= 16 x hand_size (memory bound: 1024 px for 64-px crops)
 
 
+# numpy asks the kernel for transparent huge pages (madvise) on arrays >= 4 MB.
+# On a busy machine with fragmented memory, faulting in huge pages for the
+# decoded working frames (T x side x side*9/16 x 3: ~177 MB at 640 px) goes
+# through direct compaction: measured on the shared 2-core test machine,
+# load_clip spent 0.69 s of system time with it vs 0.21 s without, and its
+# median wall time fell from 3.08 s to 2.12 s (docs/perf/decode.md). So the
+# decode runs with numpy's hint switched off (restored afterwards; the hint
+# only affects speed, never results). Set to True to keep numpy's default.
+NUMPY_HUGEPAGES = False
+
+
+class _NoHugePages:
+    """Context: numpy's madvise(MADV_HUGEPAGE) hint off, previous value restored.
+
+    Uses ``numpy._core.multiarray._set_madvise_hugepage`` (the switch behind
+    numpy's documented ``NUMPY_MADVISE_HUGEPAGE`` variable); a no-op when
+    ``NUMPY_HUGEPAGES`` is True or the switch is missing. Process-wide while
+    active: other threads' allocations only lose the hint meanwhile.
+    """
+
+    def __enter__(self):
+        self._set, self._prev = None, None
+        if NUMPY_HUGEPAGES:
+            return self
+        try:
+            from numpy._core.multiarray import _set_madvise_hugepage
+        except ImportError:  # numpy < 2
+            try:
+                from numpy.core.multiarray import _set_madvise_hugepage
+            except ImportError:
+                return self
+        self._set = _set_madvise_hugepage
+        self._prev = _set_madvise_hugepage(False)
+        return self
+
+    def __exit__(self, *exc):
+        if self._set is not None:
+            self._set(self._prev)
+        return False
+
+
 def working_side(cfg: ClipConfig) -> int:
     """Default longer side (pixels) to decode at when no hand box is known:
     max(8 * hand_size, full_size)."""
@@ -249,9 +290,10 @@ def load_clip(
     # a frame folder has no rate of its own: it runs at the keypoint track's rate
     # (frame i <-> keypoint frame i), as when `slt-llm extract` made the track
     side = working_side_for(kp, cfg, start=start, end=end)
-    fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
-                     max_side=side, start=start, end=end, threads=cfg.decode_threads,
-                     folder_fps=float(kp.fps), thumb_side=cfg.full_size)
+    with _NoHugePages():
+        fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
+                         max_side=side, start=start, end=end, threads=cfg.decode_threads,
+                         folder_fps=float(kp.fps), thumb_side=cfg.full_size)
     frames = np.asarray(fr.frames)
     T = frames.shape[0]
     if T == 0:
@@ -262,8 +304,9 @@ def load_clip(
     if np.isnan(boxes).all():
         raise InputError(pose_path, "no hand can be placed in any frame (no hand, wrist or elbow keypoints)")
     box_work = boxes * np.float32(fr.scale)  # working-frame pixels
-    hands = crop_hands(frames, box_work, cfg.hand_size)  # (T,2,h,h,3)
-    full = pad_square(fr.thumbs, cfg.full_size)  # (T,f,f,3): the decoder scaled them, padding only
+    with _NoHugePages():
+        hands = crop_hands(frames, box_work, cfg.hand_size)  # (T,2,h,h,3)
+        full = pad_square(fr.thumbs, cfg.full_size)  # (T,f,f,3): the decoder scaled them, padding only
 
     return Clip(
         full=np.ascontiguousarray(full.transpose(0, 3, 1, 2)),
