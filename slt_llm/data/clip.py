@@ -226,15 +226,20 @@ def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def pad_square(frames: np.ndarray, size: int) -> np.ndarray:
+def pad_square(frames: np.ndarray, size: int, *, channels_first: bool = False) -> np.ndarray:
     """Centre (T,h,w,3) uint8 images with max(h, w) <= ``size`` on black
-    ``size`` x ``size`` canvases: uint8 (T, size, size, 3), bars split as
-    ``letterbox`` splits them. One vectorised copy (no resampling)."""
+    ``size`` x ``size`` canvases: uint8 (T, size, size, 3), or
+    (T, 3, size, size) with ``channels_first``; bars split as ``letterbox``
+    splits them. One vectorised copy (no resampling)."""
     T, h, w = frames.shape[:3]
     if h > size or w > size:
         raise ValueError(f"pad_square: images {w}x{h} do not fit in {size}x{size}")
-    out = np.zeros((T, size, size, 3), np.uint8)
     y0, x0 = (size - h) // 2, (size - w) // 2
+    if channels_first:
+        out = np.zeros((T, 3, size, size), np.uint8)
+        out[:, :, y0 : y0 + h, x0 : x0 + w] = frames.transpose(0, 3, 1, 2)
+        return out
+    out = np.zeros((T, size, size, 3), np.uint8)
     out[:, y0 : y0 + h, x0 : x0 + w] = frames
     return out
 
@@ -305,13 +310,14 @@ def load_clip(
         raise InputError(pose_path, "no hand can be placed in any frame (no hand, wrist or elbow keypoints)")
     box_work = boxes * np.float32(fr.scale)  # working-frame pixels
     with _NoHugePages():
-        hands = crop_hands(frames, box_work, cfg.hand_size)  # (T,2,h,h,3)
-        full = pad_square(fr.thumbs, cfg.full_size)  # (T,f,f,3): the decoder scaled them, padding only
+        # written straight in the Clip's channels-first layout (no transposing copies)
+        left, right = crop_hands(frames, box_work, cfg.hand_size, channels_first=True)  # (T,3,h,h) each
+        full = pad_square(fr.thumbs, cfg.full_size, channels_first=True)  # (T,3,f,f): padding only
 
     return Clip(
-        full=np.ascontiguousarray(full.transpose(0, 3, 1, 2)),
-        left=np.ascontiguousarray(hands[:, 0].transpose(0, 3, 1, 2)),
-        right=np.ascontiguousarray(hands[:, 1].transpose(0, 3, 1, 2)),
+        full=full,
+        left=left,
+        right=right,
         keypoints=normalize(akp),
         boxes=boxes.astype(np.float32),
         times=np.asarray(fr.times, np.float32),

@@ -139,8 +139,13 @@ def hand_boxes(kp, cfg: ClipConfig) -> np.ndarray:
     return smooth_boxes(boxes, cfg.smooth_window)
 
 
-def crop_hands(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def crop_hands(frames: np.ndarray, boxes: np.ndarray, size: int, *, channels_first: bool = False) -> np.ndarray:
     """Crop and resize hand boxes: uint8 (T, 2, size, size, 3).
+
+    ``channels_first=True`` returns the same crops as uint8
+    (2, T, 3, size, size) instead: hand-major, so ``out[0]``/``out[1]`` are
+    contiguous (T, 3, size, size) arrays (the ``Clip.left``/``right``
+    layout) without a transposing copy of the whole stack.
 
     frames uint8 (T, H, W, 3); boxes (T, 2, 4) in the frames' pixel
     coordinates (x0, y0, x1, y1), widened to whole pixels (floor/ceil). A box
@@ -160,7 +165,7 @@ def crop_hands(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 
     T, H, W = frames.shape[:3]
     S = boxes.shape[1] if boxes.ndim == 3 else 0
-    out = np.zeros((T, S, size, size, 3), np.uint8)
+    out = np.zeros((S, T, 3, size, size) if channels_first else (T, S, size, size, 3), np.uint8)
     if T == 0 or S == 0:
         return out
     b = np.asarray(boxes, np.float64)
@@ -183,5 +188,9 @@ def crop_hands(frames: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
             patch[sy0[t, s] - y0[t, s] : sy1[t, s] - y0[t, s], sx0[t, s] - x0[t, s] : sx1[t, s] - x0[t, s]] = \
                 frames[t, sy0[t, s] : sy1[t, s], sx0[t, s] : sx1[t, s]]
         img = Image.fromarray(patch)
-        out[t, s] = np.asarray(img.resize(dims, bilinear) if img.size != dims else img)
+        crop = np.asarray(img.resize(dims, bilinear) if img.size != dims else img)  # (size,size,3)
+        if channels_first:
+            out[s, t] = crop.transpose(2, 0, 1)
+        else:
+            out[t, s] = crop
     return out
