@@ -143,3 +143,31 @@ def test_boxes_for_other_real_layouts_are_finite_and_inside(realdata, name):
     if name == "mediapipe_holistic_long.pose":
         # the left arm hangs below the shot here: a box is only placed where it reaches into the frame
         assert ok[:, 0].mean() < 0.5
+
+
+def test_crop_hands_channels_first_is_the_same_crops_hand_major():
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (5, 50, 70, 3), dtype=np.uint8)
+    c = rng.uniform([-20, -20], [70, 50], (5, 2, 2))
+    boxes = np.concatenate([c, c + rng.uniform(4, 40, (5, 2, 1))], -1).astype(np.float32)
+    boxes[2, 1] = np.nan
+    a = crop_hands(frames, boxes, 12)
+    b = crop_hands(frames, boxes, 12, channels_first=True)
+    assert b.shape == (2, 5, 3, 12, 12) and b[0].flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(b, a.transpose(1, 0, 4, 2, 3))
+    # every crop equals slicing + zero padding + one PIL bilinear resize (the reference)
+    for t in range(5):
+        for s in range(2):
+            x0, y0, x1, y1 = boxes[t, s]
+            if not np.isfinite(boxes[t, s]).all():
+                assert a[t, s].max() == 0
+                continue
+            x0, y0, x1, y1 = int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
+            if x1 <= 0 or y1 <= 0 or x0 >= 70 or y0 >= 50:  # misses the frame: empty crop
+                assert a[t, s].max() == 0
+                continue
+            pad = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+            sy, sx = slice(max(y0, 0), min(y1, 50)), slice(max(x0, 0), min(x1, 70))
+            pad[sy.start - y0 : sy.stop - y0, sx.start - x0 : sx.stop - x0] = frames[t, sy, sx]
+            ref = np.asarray(Image.fromarray(pad).resize((12, 12), Image.BILINEAR))
+            np.testing.assert_array_equal(a[t, s], ref)

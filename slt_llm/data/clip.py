@@ -7,20 +7,19 @@ Steps and costs (T = sampled frames):
    else ``InputError`` telling the user to pass ``--pose`` or run
    ``slt-llm extract``. Read them and fill gaps up to ``cfg.max_gap`` frames.
 2. Decode once (``slt_llm.data.video.load_frames``) at a working resolution
-   chosen from the hand boxes (``working_side_for``): the smallest longer
-   side (a multiple of ``WORK_SIDE_STEP`` = 64 px) at which the median hand
-   box of the clip spans at least ``hand_size`` pixels, so a typical hand
-   crop is a downscale (never an upsampled blur), within
-   [full_size, ``MAX_WORK_SIDE_FACTOR`` x hand_size]; ``working_side(cfg)``
-   (max(8 * hand_size, full_size) = 512 px) when no box can be placed.
-   football.mp4 (640x360, hand boxes ~100 px): 448 px; the 1280x720
-   benchmark clip (boxes ~129 px): 640 px (512 px, the old fixed side,
-   gave 51-px boxes there, upsampled to 64: 26.8 dB against crops from the
-   full-resolution frame vs 29.4 dB at 640; docs/perf/decode.md). The
+   chosen from the hand boxes (``working_side_for``): ``working_side(cfg)``
+   = max(8 * hand_size, full_size) (512 px for 64-px crops), raised (in
+   steps of ``WORK_SIDE_STEP`` = 64 px, up to ``MAX_WORK_SIDE_FACTOR`` x
+   hand_size) when the clip's median hand box would span fewer than
+   ``hand_size`` pixels there, so a typical hand crop is a downscale, never
+   an upsampled blur. football.mp4 (640x360, boxes ~100 px): 512 px, as
+   before; the 1280x720 benchmark clip (boxes ~129 px): 640 px (at 512 its
+   51-px boxes were upsampled to 64: 26.8 dB against crops from the
+   full-resolution frames, 29.4 dB at 640; docs/perf/decode.md). The
    decoder (swscale) also produces the full-frame input
    (``thumb_side=full_size``), so the full frame costs padding only.
-   Memory: T x side x side*9/16 x 3 bytes for 16:9 (177 MB for 256 frames
-   at 640).
+   Memory: T x side x side*9/16 x 3 bytes for 16:9 (113 MB for 256 frames
+   at 512, 177 MB at 640).
 3. Align keypoints to frames BY TIME: the frame at time ``t`` (seconds since
    the video start, i.e. ``start + Frames.times``) takes the keypoint track at
    ``u = t * pose_fps``: linear interpolation between frames floor(u) and
@@ -115,20 +114,26 @@ def working_side(cfg: ClipConfig) -> int:
 
 def working_side_for(kp: Keypoints, cfg: ClipConfig, *, start: Optional[float] = None,
                      end: Optional[float] = None) -> int:
-    """Longer side (pixels) to decode at so that the median hand box spans
-    >= ``cfg.hand_size`` pixels (crops are downscales, not upsampled).
+    """Longer side (pixels) to decode at: ``working_side(cfg)``, or more
+    when the median hand box would span fewer than ``cfg.hand_size`` pixels
+    there (crops stay downscales, not upsampled).
 
     Boxes come from ``hand_boxes`` on the keypoint track itself (frames in
     [start, end) seconds when given), in the track's pixel frame; the side
-    is ``hand_size * long_side / median_box``, rounded up to a multiple of
-    ``WORK_SIDE_STEP``, clamped to [full_size, ``MAX_WORK_SIDE_FACTOR`` x
-    hand_size]. The decoder never upscales, so a small source is decoded
-    at its own size. ``working_side(cfg)`` when no box can be placed or the
+    needed is ``hand_size * long_side / median_box``, rounded up to a
+    multiple of ``WORK_SIDE_STEP``, capped at ``MAX_WORK_SIDE_FACTOR`` x
+    hand_size. The decoder never upscales, so a small source is decoded at
+    its own size. ``working_side(cfg)`` when no box can be placed or the
     track has no pixel size. O(track length) numpy.
+
+    A smaller side than ``working_side(cfg)`` for large hands was measured
+    and rejected: football.mp4 at 448 px gave hand crops 0.9-2.0 dB further
+    from the full-resolution crops than at 512 (docs/perf/decode.md).
     """
+    base = working_side(cfg)
     long_side = max(int(kp.width or 0), int(kp.height or 0))
     if kp.num_frames == 0 or long_side <= 0:
-        return working_side(cfg)
+        return base
     t = np.arange(kp.num_frames) / float(kp.fps)
     keep = np.ones(kp.num_frames, bool)
     if start is not None:
@@ -139,10 +144,10 @@ def working_side_for(kp: Keypoints, cfg: ClipConfig, *, start: Optional[float] =
     side = (boxes[..., 2] - boxes[..., 0]).ravel()
     side = side[np.isfinite(side) & (side > 0)]
     if side.size == 0:
-        return working_side(cfg)
+        return base
     need = cfg.hand_size * long_side / float(np.median(side))
     need = int(np.ceil(need / WORK_SIDE_STEP - 1e-6)) * WORK_SIDE_STEP
-    return int(min(max(need, cfg.full_size), MAX_WORK_SIDE_FACTOR * cfg.hand_size))
+    return int(max(base, min(need, MAX_WORK_SIDE_FACTOR * cfg.hand_size)))
 
 
 def find_pose(video, pose=None, pose_dir=None) -> Path:
