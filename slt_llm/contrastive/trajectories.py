@@ -20,7 +20,8 @@ Algorithm and cost (N samples, d dims, M candidates, K checkpoints, row block b)
     are set to -inf). Exact top-M without a full top-k over N columns: the
     columns are cut into G groups of g consecutive columns; the top-M groups by
     max over the group of max(S0, SL) (two read-only ``amax`` passes) contain
-    every top-M entry, so a top-M over those M*g entries is exact. Compute
+    every top-M entry, so a top-M over those M*g entries is exact (group q holds
+    the columns q, G+q, 2G+q, ... so its max is a vectorised elementwise max). Compute
     2*N*N*d multiply-adds (2 "floors"; a floor = one blockwise N x N x d
     product) plus 2 memory passes over each (b, N) block.
   * Other checkpoints: s^k(i, cand) gathered dot products, O(N*M*d) each.
@@ -129,7 +130,6 @@ def compute_trajectories(
     top_m: int = 64,
     block_size: int = 4096,
     memory_mb: float = 1024.0,
-    tile_mb: float = 8.0,
     dtype: torch.dtype = torch.float32,
     progress: Optional[Callable[[str, int, int], None]] = None,
 ) -> Trajectories:
@@ -140,7 +140,6 @@ def compute_trajectories(
         top_m: M; clamped to N - 1.
         block_size: anchors per scan block (b), further capped so the two
             (b, N) float32 scan buffers fit in ``memory_mb``.
-        tile_mb: size of the cache-resident column tile of the scan.
         dtype: storage of ``traj`` (float32 or float16).
         progress: optional callback(stage, done, total).
     Returns: ``Trajectories`` with cand (N, M) int32, traj (N, M, K), positive (N, K).
@@ -169,8 +168,6 @@ def compute_trajectories(
     buf0 = torch.empty(b, n_pad, dtype=torch.float32)
     buf1 = torch.empty(b, n_pad, dtype=torch.float32)
     offsets = torch.arange(g)
-    tile_cols = int(max(g, min(n_pad, (int(tile_mb * 2**20) // (4 * b)) // g * g)))  # tiles of ~tile_mb, multiple of g
-    tile_buf = torch.empty(b * tile_cols, dtype=torch.float32)
     n_blocks = -(-n // b)
     for bi, i0 in enumerate(range(0, n, b)):
         i1 = min(n, i0 + b)
@@ -181,35 +178,18 @@ def compute_trajectories(
         positive[i0:i1, 0] = (v0 * t_first[i0:i1]).sum(1)
         positive[i0:i1, last] = (vl * t_last[i0:i1]).sum(1)
         s0, sl = buf0[:bs], buf1[:bs]  # contiguous leading rows, (bs, n_pad)
-        if g == 1:
-            torch.mm(v0, t_first.t(), out=s0)
-            torch.mm(vl, t_last.t(), out=sl)
-            for s in (s0, sl):
-                s[rows, rows + i0] = float("-inf")  # the positive is not a negative
-        else:
-            # column tiles: the product lands in a cache-sized tile, its group maxima are
-            # taken while the tile is hot, then it is copied to the (bs, n_pad) buffer:
-            # one memory write per entry, as for a plain product
-            gm0 = torch.empty(bs, n_groups)
-            gm1 = torch.empty(bs, n_groups)
-            for c0_ in range(0, n_pad, tile_cols):
-                c1_ = min(n_pad, c0_ + tile_cols)
-                w = c1_ - c0_
-                tile = tile_buf[: bs * w].view(bs, w)
-                r_lo, r_hi = max(c0_ - i0, 0), min(c1_ - i0, bs)
-                for t_mat, v_, big, gm in ((t_first, v0, s0, gm0), (t_last, vl, sl, gm1)):
-                    torch.mm(v_, t_mat[c0_:c1_].t(), out=tile)
-                    if r_lo < r_hi:  # the positive is not a negative
-                        r = rows[r_lo:r_hi]
-                        tile[r, r + (i0 - c0_)] = float("-inf")
-                    if c1_ > n:
-                        tile[:, max(0, n - c0_) :] = float("-inf")
-                    gm[:, c0_ // g : c1_ // g] = tile.view(bs, w // g, g).amax(2)
-                    big[:, c0_:c1_] = tile
+        torch.mm(v0, t_first.t(), out=s0)
+        torch.mm(vl, t_last.t(), out=sl)
+        for s in (s0, sl):
+            s[rows, rows + i0] = float("-inf")  # the positive is not a negative
+            if n_pad > n:
+                s[:, n:] = float("-inf")
         if g > 1:
-            gmax = torch.maximum(gm0, gm1)  # (bs, G) group maxima of max(S0, SL)
+            # group q = columns {q, G+q, 2G+q, ...}: the max over a group is an elementwise
+            # max of g contiguous (bs, G) slices (vectorised, one read of each buffer)
+            gmax = torch.maximum(s0.view(bs, g, n_groups).amax(1), sl.view(bs, g, n_groups).amax(1))  # (bs, G)
             top_groups = torch.topk(gmax, m, dim=1, sorted=False).indices  # (bs, M)
-            cols = (top_groups.unsqueeze(2) * g + offsets).reshape(bs, m * g)  # (bs, M*g) column ids
+            cols = (offsets * n_groups + top_groups.unsqueeze(2)).reshape(bs, m * g)  # (bs, M*g) column ids
         else:
             cols = None
         c0 = s0 if cols is None else s0.gather(1, cols)
