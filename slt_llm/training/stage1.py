@@ -61,7 +61,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
 from slt_llm import distributed as dist_utils
