@@ -18,13 +18,13 @@ Algorithm and cost (N samples, d dims, M candidates, K checkpoints, row block b)
   * Scan: for each block of b anchors, S0 = V0[blk] T0^T and SL = VL[blk] TL^T
     (two (b, N) products into reused buffers; the diagonal i == j and padding
     are set to -inf). Exact top-M without a full top-k over N columns: the
-    columns are cut into G groups of g consecutive columns; the top-M groups by
+    columns are cut into G groups of g columns; the top-M groups by the
     max over the group of max(S0, SL) (two read-only ``amax`` passes) contain
     every top-M entry, so a top-M over those M*g entries is exact (group q holds
     the columns q, G+q, 2G+q, ... so its max is a vectorised elementwise max). Compute
     2*N*N*d multiply-adds (2 "floors"; a floor = one blockwise N x N x d
     product) plus 2 memory passes over each (b, N) block.
-  * Other checkpoints: s^k(i, cand) gathered dot products, O(N*M*d) each.
+  * Other checkpoints: s^k(i, cand) by SDDMM (sparse.sampled_addmm), O(N*M*d) each.
   * Memory: O(N*M*K) for the result, 2*b*N*4 bytes of scan buffers (b is capped
     by ``memory_mb``), the first and last text matrices as float32 (2*N*d*4),
     and one checkpoint's matrices at a time. N x N is never formed.
