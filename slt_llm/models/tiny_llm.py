@@ -152,6 +152,19 @@ def pretrain(model, tokenizer, texts: list, heldout: list, *, steps: int, seed: 
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.5 * (1 + math.cos(math.pi * min(s, steps) / max(steps, 1))) * 0.9 + 0.1)
     )
     model.train()
+    # tiny matmuls: one intra-op thread is as fast on an idle machine and
+    # ~10x faster on a busy one (thread oversubscription); restored below
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _pretrain_loop(model, tokenizer, seqs, held, opt, sched, rng, steps, batch_size, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain_loop(model, tokenizer, seqs, held, opt, sched, rng, steps, batch_size, progress) -> dict:
+    from tqdm.auto import tqdm
+
     order: list = []
     loss_ema = None
     bar = tqdm(range(steps), desc="make-tiny-llm", disable=not progress)
