@@ -14,9 +14,11 @@
 4. ``save_pretrained`` (safetensors) + ``tiny_llm.json`` (family, steps,
    train/held-out perplexity).
 
-Cost: ~0.4 M parameters at the default size (vocab ~600); one step at batch
-32 x ~20 tokens is ~10-20 ms on a CPU core, so the default 600 steps take
-well under a minute.
+Cost (measured on the synthetic corpus, 24 train + 4000 extra sentences,
+llama, default hidden 128 / 2 layers: 515 k params, vocab 472): the default
+600 steps take ~35 s wall on the shared 2-core machine; train ppl 4.24,
+held-out ppl 4.38 (an untrained model is ~vocab size). 1500 steps overfit
+slightly (held-out 4.55), so 600 is the default.
 """
 
 from __future__ import annotations
