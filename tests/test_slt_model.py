@@ -236,3 +236,20 @@ def test_incomplete_or_foreign_model_folders(tmp_path, tiny_llama):
     (other / "slt_config.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="different config"):
         SLTModel.from_pretrained(other)
+
+
+def test_export_qlora_adapter_merges_into_full_precision_base(tmp_path, tiny_llama):
+    from slt_llm.models.export import export_merged
+
+    torch.manual_seed(0)
+    model = SLTModel.build(small_cfg(tiny_llama, load_in_4bit=True, bnb_4bit_compute_dtype="float32"))
+    batch = rand_batch(2, 8)
+    train(model, batch, 2, lr=1e-2)
+    model.save_pretrained(tmp_path / "q")
+    export_merged(tmp_path / "q", tmp_path / "merged")
+    meta = json.loads((tmp_path / "merged" / "meta.json").read_text())
+    assert meta["adapter"] == "merged" and meta["merged_from"]["adapter"] == "qlora"
+    # reference: the same adapter on the non-quantized base (what the merge folds in)
+    ref = SLTModel.from_pretrained(tmp_path / "q", load_in_4bit=False)(batch)["logits"]
+    merged = SLTModel.from_pretrained(tmp_path / "merged")
+    torch.testing.assert_close(merged(batch)["logits"], ref, atol=1e-4, rtol=1e-4)
