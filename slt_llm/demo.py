@@ -56,7 +56,7 @@ def run_demo(
     seed: int = 0,
     dup_rate: float = 0.3,
     size: int = 96,
-    llm_steps: int = 1500,
+    llm_steps: int = 600,
     stage1_overrides: list[str] | None = None,
     stage2_overrides: list[str] | None = None,
 ) -> dict:
@@ -106,7 +106,7 @@ def run_demo(
             data_paths + [f"train.run_dir={stage1_dir}"] + list(stage1_overrides or []),
         )
         resume = (stage1_dir / "checkpoints").exists()
-        train_vlp(cfg1, resume=resume) if resume else train_vlp(cfg1)
+        train_vlp(cfg1, resume=resume)
         _mark(stage1_dir)
     else:
         print("reusing stage 1")
@@ -124,7 +124,7 @@ def run_demo(
             + list(stage2_overrides or []),
         )
         resume = (stage2_dir / "checkpoints").exists()
-        train_slt(cfg2, resume=resume) if resume else train_slt(cfg2)
+        train_slt(cfg2, resume=resume)
         if model_dir.exists():
             shutil.rmtree(model_dir)
         shutil.copytree(stage2_dir / "model", model_dir)
@@ -165,7 +165,9 @@ def run_demo(
     from slt_llm.contrastive import retrieval
 
     retr_json = root / "retrieval.json"
-    retrieval.cli(["--model", str(stage1_dir / "model"), "--manifest", str(corpus / "test.jsonl"), "--json", str(retr_json)])
+    retrieval.cli(
+        ["--model", str(stage1_dir / "model"), "--manifest", str(corpus / "test.jsonl"), "--json", str(retr_json), "--clip-cache", cache]
+    )
     retr = json.loads(retr_json.read_text())
     result["retrieval"] = retr
     result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
@@ -210,7 +212,7 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--n-dev", type=int, default=60)
     p.add_argument("--n-test", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--llm-steps", type=int, default=1500)
+    p.add_argument("--llm-steps", type=int, default=600)
     p.add_argument("--stage1", nargs="*", default=[], metavar="KEY=VALUE", help="stage-1 config overrides")
     p.add_argument("--stage2", nargs="*", default=[], metavar="KEY=VALUE", help="stage-2 config overrides")
     a = p.parse_args(argv)

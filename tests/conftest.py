@@ -14,6 +14,15 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
+# pytest-xdist runs one worker per core (`make test` uses -n 2): one intra-op
+# thread per process (and per spawned rank) avoids oversubscribing the cores,
+# which on this kind of machine made tiny-model steps ~10x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 REALDATA = Path(__file__).parent / "data" / "realdata"
 
