@@ -345,11 +345,11 @@ class PairSelector:
         rng = st.rng
         share = self.cfg.random_share
         members = np.empty(bsz, dtype=np.int64)
-        pool = []  # arrays of candidate ids reached from members' lists
+        pool, pool_pos = st.pool, st.pool_pos  # candidates reached from members' lists: pool[:size]
+        size = 0
         touched = []
         blocked_ids = []
-        first = st.take(st.unused[int(rng.integers(st.n_unused))])
-        members[0] = first
+        members[0] = st.take(st.unused[int(rng.integers(st.n_unused))])
         for step in range(1, bsz):
             u = members[step - 1]
             lo, hi = self.adj_ptr[u], self.adj_ptr[u + 1]
@@ -359,24 +359,28 @@ class PairSelector:
                 touched.append(nb)
                 fresh = np.unique(nb[~st.in_pool[nb] & ~st.used[nb]])
                 st.in_pool[fresh] = True
-                pool.append(fresh)
+                pool[size : size + len(fresh)] = fresh
+                pool_pos[fresh] = np.arange(size, size + len(fresh))
+                size += len(fresh)
             if self._has_fn:
                 part = self.false_negatives.partners(int(u))
                 if len(part):
                     st.blocked[part] = True
                     blocked_ids.append(part)
-            # candidate set: the reached pool (compacted) + a random share of unused samples
-            cur = np.concatenate(pool) if len(pool) > 1 else (pool[0] if pool else np.zeros(0, np.int64))
-            cur = cur[~st.used[cur]]
-            pool = [cur]
+            # candidate set: the reached pool + a random share of unused samples
+            cur = pool[:size]
             ok = cur[~st.blocked[cur]] if self._has_fn else cur
             n_rand = int(round(share / (1.0 - share) * len(ok))) if share > 0 else 0
             if len(ok) == 0:
                 n_rand = max(n_rand, 1)
             if n_rand:
-                r = st.unused[rng.integers(0, st.n_unused, size=n_rand)]
+                # distinct random unused samples without a sort: a window of the unused
+                # array (a random permutation kept random by swap-removal) at a random offset
+                n_rand = min(n_rand, st.n_unused)
+                o = int(rng.integers(st.n_unused - n_rand + 1))
+                r = st.unused[o : o + n_rand]
                 r = r[~st.in_pool[r] & ~st.blocked[r]]
-                ok = np.concatenate([ok, np.unique(r)]) if len(r) else ok
+                ok = np.concatenate([ok, r]) if len(r) else ok
             if len(ok) == 0:  # random draws missed: scan the unused samples (O(N), rare)
                 left = st.unused[: st.n_unused]
                 free = left[~st.blocked[left]]
@@ -386,12 +390,16 @@ class PairSelector:
                 g = st.gain[ok]
                 k = int(round(alpha * (len(ok) - 1)))
                 pick = ok[np.argpartition(g, k)[k]]
-            members[step] = st.take(pick)
+            pick = st.take(pick)
+            members[step] = pick
+            if st.in_pool[pick]:  # swap-remove from the pool, O(1)
+                p, last = pool_pos[pick], pool[size - 1]
+                pool[p], pool_pos[last] = last, p
+                size -= 1
         # reset the per-batch arrays (only what was touched)
         if touched:
             st.gain[np.concatenate(touched)] = 0.0
-        if pool:
-            st.in_pool[pool[0]] = False
+        st.in_pool[pool[:size]] = False
         st.in_pool[members] = False
         if blocked_ids:
             st.blocked[np.concatenate(blocked_ids)] = False
@@ -427,6 +435,8 @@ class _EpochState:
         self.in_pool = np.zeros(n, dtype=bool)
         self.blocked = np.zeros(n, dtype=bool)
         self.gain = np.zeros(n, dtype=np.float32)
+        self.pool = np.empty(n, dtype=np.int64)
+        self.pool_pos = np.empty(n, dtype=np.int64)
 
     def take(self, i) -> int:
         i = int(i)
