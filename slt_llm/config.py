@@ -160,7 +160,7 @@ class TrainConfig:
 class SelectionConfig:
     """SCL-SLT pair selection (stage 1). See slt_llm/contrastive."""
 
-    selection: str = "ps"  # "ps" | "random"
+    selection: str = "ps"  # "ps" | "random" | "random_fn" (random batches + text false-negative mask)
     ref_epochs: int = 10  # epochs of the random-batch reference run
     ref_interval: int = 2  # save a reference checkpoint every N epochs
     top_m: int = 64  # candidate negatives kept per anchor
