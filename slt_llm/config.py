@@ -82,6 +82,7 @@ class EncoderConfig:
     full_channels: list = field(default_factory=lambda: [16, 32, 64])
     num_keypoints: int = 53
     keypoint_hidden: int = 128
+    hand_local_keypoints: bool = True  # add wrist-relative, hand-size-normalised hand points (handshape)
     dim: int = 256
     temporal_stride: int = 4
     temporal_kernel: int = 5

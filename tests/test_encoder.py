@@ -143,3 +143,22 @@ def test_projector():
     assert sum(isinstance(m, torch.nn.Linear) for m in lin.modules()) == 1
     with pytest.raises(ConfigError, match="projector.type"):
         Projector(ProjectorConfig(type="qformer"), 32, 64)
+
+
+def test_hand_local_features_see_handshape_not_place():
+    """Wrist-relative, extent-normalised hand points: moving or scaling the hand
+    changes nothing, changing a finger does, a missing hand gives zeros."""
+    from slt_llm.models.encoder import hand_local
+
+    g = torch.Generator().manual_seed(0)
+    hand = torch.cat([torch.rand(4, 21, 2, generator=g) * 0.3, torch.ones(4, 21, 1)], -1)
+    moved = hand.clone()
+    moved[..., :2] = hand[..., :2] * 1.7 + torch.tensor([0.5, -0.2])
+    assert torch.allclose(hand_local(hand), hand_local(moved), atol=1e-5)
+    bent = hand.clone()
+    bent[:, 8, :2] += 0.05  # index fingertip
+    assert (hand_local(bent) - hand_local(hand)).abs().amax() > 0.05
+    gone = hand.clone()
+    gone[..., 2] = 0
+    assert torch.count_nonzero(hand_local(gone)) == 0
+    assert hand_local(hand).shape == (4, 42)

@@ -4,7 +4,8 @@ Per frame (all valid frames of the batch processed as ONE 2D batch):
   left/right hand crops (B,T,3,h,h) uint8 -> shared hand backbone (one set of
       weights for both hands) -> (N, Ch) + learned left/right embedding
   full frame (B,T,3,f,f) uint8 -> lighter full-frame backbone -> (N, Cf)
-  canonical keypoints (B,T,53,3) -> flatten (159) -> MLP -> (N, keypoint_hidden)
+  canonical keypoints (B,T,53,3) -> flatten (159) [+ hand-local handshape points
+      (2 x 42, see hand_local) when hand_local_keypoints] -> MLP -> (N, keypoint_hidden)
   concat -> Linear + LayerNorm -> (B,T,dim)        (padded frames are zero)
 Over time:
   Conv1d(dim, dim, temporal_kernel, stride=temporal_stride), fixed left pad
@@ -36,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from slt_llm.config import EncoderConfig
+from slt_llm.data.layout import LEFT_HAND, RIGHT_HAND
 from slt_llm.errors import ConfigError, InputError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -185,6 +187,20 @@ def sinusoidal_positions(n: int, dim: int, device=None) -> torch.Tensor:
     return pe
 
 
+def hand_local(hand: torch.Tensor) -> torch.Tensor:
+    """Handshape features: (N, 21, 3) body-normalised hand points (x, y, conf)
+    -> (N, 42) points relative to the wrist, divided by the hand's extent (its
+    largest wrist distance), zero where the hand is missing. In body-normalised
+    coordinates a whole hand spans ~0.3 shoulder widths and finger
+    configurations differ by a few hundredths; in hand-local coordinates they
+    differ by tenths, so the MLP sees the handshape as clearly as the place."""
+    xy, conf = hand[..., :2], hand[..., 2:3]
+    visible = (conf > 0).to(xy.dtype)
+    rel = (xy - xy[:, :1]) * visible * visible[:, :1]  # (N, 21, 2)
+    extent = rel.norm(dim=-1).amax(dim=1, keepdim=True).clamp_min(1e-3)  # (N, 1)
+    return (rel / extent.unsqueeze(-1)).flatten(1)
+
+
 class HandCentricEncoder(nn.Module):
     """See the module docstring. ``forward(batch) -> (tokens (B,T',dim),
     token_mask (B,T') bool)``; batch keys per ``slt_llm.data.layout``
@@ -212,7 +228,7 @@ class HandCentricEncoder(nn.Module):
             self.full_backbone = build_backbone(cfg.full_backbone, list(cfg.full_channels), "full")
             fused += self.full_backbone.out_dim
         if cfg.use_keypoints:
-            kin = cfg.num_keypoints * 3
+            kin = cfg.num_keypoints * 3 + (2 * 21 * 2 if cfg.hand_local_keypoints else 0)
             self.keypoint_mlp = nn.Sequential(
                 nn.Linear(kin, cfg.keypoint_hidden), nn.GELU(), nn.Linear(cfg.keypoint_hidden, cfg.keypoint_hidden)
             )
@@ -254,8 +270,11 @@ class HandCentricEncoder(nn.Module):
             full = batch["full"].reshape(B * T, *batch["full"].shape[2:])[idx]
             feats.append(self.full_backbone(self._images(full)))  # (N, Cf)
         if self.cfg.use_keypoints:
-            kp = batch["keypoints"].reshape(B * T, -1)[idx].float()  # (N, J*3)
-            feats.append(self.keypoint_mlp(kp))
+            kp = batch["keypoints"].reshape(B * T, *batch["keypoints"].shape[2:])[idx].float()  # (N, J, 3)
+            parts = [kp.flatten(1)]  # (N, J*3) body-normalised coordinates + confidence
+            if self.cfg.hand_local_keypoints:
+                parts += [hand_local(kp[:, LEFT_HAND]), hand_local(kp[:, RIGHT_HAND])]  # 2 x (N, 42)
+            feats.append(self.keypoint_mlp(torch.cat(parts, -1)))
         fused = self.fuse(torch.cat(feats, -1))  # (N, dim)
         out = fused.new_zeros(B * T, self.dim)
         out = out.index_copy(0, idx, fused)
