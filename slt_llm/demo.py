@@ -50,7 +50,7 @@ def _step(n: int, title: str) -> float:
 def run_demo(
     out: str = "runs/demo",
     *,
-    n_train: int = 600,
+    n_train: int = 2000,
     n_dev: int = 60,
     n_test: int = 100,
     seed: int = 0,
@@ -208,7 +208,7 @@ def _print_table(result: dict, root: Path) -> None:
 def cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="slt-llm demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--n-train", type=int, default=600)
+    p.add_argument("--n-train", type=int, default=2000)
     p.add_argument("--n-dev", type=int, default=60)
     p.add_argument("--n-test", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
