@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from tqdm import tqdm
 
 from slt_llm.errors import InputError
 
@@ -728,7 +729,8 @@ def _make_sample(job: tuple) -> tuple:
 
 
 def generate(out, *, n_train: int, n_dev: int, n_test: int, seed: int, dup_rate: float,
-             size: int = 128, vocab: Optional[int] = None, fps: int = 12, workers: int = 1) -> dict:
+             size: int = 128, vocab: Optional[int] = None, fps: int = 12, workers: int = 1,
+             progress: bool = True) -> dict:
     """Write the synthetic corpus under ``out`` (see the module docstring).
 
     ``workers`` > 1 renders samples in that many processes (same output: each
@@ -765,9 +767,10 @@ def generate(out, *, n_train: int, n_dev: int, n_test: int, seed: int, dup_rate:
         # spawn: safe even when the caller has started threads (torch, tokenizers)
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            results = list(pool.map(_make_sample, jobs, chunksize=4))
+            results = list(tqdm(pool.map(_make_sample, jobs, chunksize=4), total=len(jobs),
+                                desc="synth", unit="clip", disable=not progress))
     else:
-        results = [_make_sample(j) for j in jobs]
+        results = [_make_sample(j) for j in tqdm(jobs, desc="synth", unit="clip", disable=not progress)]
     done = iter(results)
     for split in ("train", "dev", "test"):
         samples = []
