@@ -138,7 +138,7 @@ def main(argv=None) -> int:
           f"({ratio:.2f}x floor; scanning all K checkpoints in full would be {args.k}x)")
     print(f"peak RSS {tr['peak_mb']:.0f} MB (process total incl. {tr['inputs_mb']:.0f} MB float16 inputs; "
           f"{tr['rss_before_mb']:.0f} MB before the run)")
-    print(f"group shares (high_level=0.1): " + ", ".join(f"{k}={v:.3f}" for k, v in tr["shares"].items()))
+    print("group shares (high_level=0.1): " + ", ".join(f"{k}={v:.3f}" for k, v in tr["shares"].items()))
     print(f"selector build {tr['selector_s']:.2f}s; one epoch of {tr['num_batches']} greedy batches of "
           f"{args.batch}: {tr['epoch_build_s']:.2f}s; mean batch score PS(alpha=log(3)/log(5)) "
           f"{tr['batch_score_ps']:.4f} vs random {tr['batch_score_random']:.4f}")

@@ -1,6 +1,5 @@
 """Retrieval R@k on constructed cases (known ranks), against a brute-force reference; analyze outputs."""
 
-import json
 
 import pytest
 import torch

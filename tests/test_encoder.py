@@ -15,14 +15,6 @@ from slt_llm.models.projector import Projector
 SMALL = dict(dim=32, hand_channels=[8, 16], full_channels=[8, 16], keypoint_hidden=16, num_layers=1, num_heads=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is much faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 def make_batch(B, T, hand=32, full=48, lengths=None, seed=0):
     g = torch.Generator().manual_seed(seed)
     b = {

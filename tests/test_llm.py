@@ -13,14 +13,6 @@ from slt_llm.errors import ConfigError
 from slt_llm.models.llm import adapter_metadata, load_llm
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is much faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 def _lm_batch(tok, texts):
     enc = tok(texts, return_tensors="pt", padding=True)
     labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)

@@ -21,14 +21,6 @@ TEXTS = ["the man buys bread in the morning", "we eat fish and rice in the eveni
          "where is the station"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def small_cfg(llm_path, **llm) -> SLTConfig:
     cfg = SLTConfig()

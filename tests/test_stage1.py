@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from slt_llm.config import Stage1Config, load_config, save_config
 from slt_llm.errors import ConfigError, InputError
@@ -144,7 +143,6 @@ def test_random_arm_learns_and_matches_ps_reference_phase(ps_run, tiny_corpus, t
 
 
 def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tiny_qwen2, tmp_path):
-    from slt_llm.cli import main
     from slt_llm.training.stage1 import train_vlp
 
     with pytest.raises(ConfigError, match="K >= 2"):

@@ -11,14 +11,6 @@ from slt_llm.cli import main
 from slt_llm.models.tiny_llm import DEFAULT_TEXTS, _encode, build_tiny_llm, corpus_texts, perplexity
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def text_corpus(tmp_path, n_train=60, n_dev=10, n_test=10):
     """The synthetic corpus' text side only (manifests + corpus.json), no videos: fast."""
     from slt_llm.data.synth import build_grammar, make_sentences, realize

@@ -24,7 +24,6 @@ Batches add a leading B, ``frame_mask`` bool (B, T) true on real frames,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 

@@ -198,7 +198,7 @@ def _csl_labels_from_pickle(path: Path) -> dict:
         raise InputError(path, f"refusing to unpickle: it needs more than plain data ({e}); {_convert_hint(path)}") from None
     info = data.get("info") if isinstance(data, dict) else data
     if not isinstance(info, list) or not all(isinstance(r, dict) and "name" in r for r in info):
-        raise InputError(path, f"unexpected structure (expected {{'info': [{{'name': ..., 'label_char': [...]}}]}}); "
+        raise InputError(path, "unexpected structure (expected {'info': [{'name': ..., 'label_char': [...]}]}); "
                                + _convert_hint(path))
     out = {}
     for r in info:

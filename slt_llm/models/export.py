@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import shutil
 from pathlib import Path
 from typing import Optional
 

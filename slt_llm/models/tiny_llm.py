@@ -143,7 +143,6 @@ def perplexity(model, seqs: list, pad_id: int, batch_size: int = 64) -> float:
 def pretrain(model, tokenizer, texts: list, heldout: list, *, steps: int, seed: int = 0, batch_size: int = 32,
              lr: float = 3e-3, progress: bool = True) -> dict:
     """AdamW + linear warmup/cosine for ``steps`` steps on ``texts`` (causal LM loss)."""
-    from tqdm.auto import tqdm
 
     seqs = _encode(tokenizer, texts)
     held = _encode(tokenizer, heldout) if heldout else []
