@@ -26,7 +26,7 @@ from slt_llm.config import SLTConfig, load_config
 from slt_llm.training.common import read_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_stage2 import make_corpus, make_run, train_losses  # noqa: E402
+from test_stage2 import check_export_reproduces_dev, make_corpus, make_run, train_losses  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
@@ -109,24 +109,10 @@ def test_zero3_two_processes_match_one_process(runs):
 
 
 def test_zero3_best_export_loads(runs):
-    import torch
-
-    from slt_llm.data.dataset import SLTDataset, collate_clips
-    from slt_llm.models.slt_model import SLTModel
-
     root = runs["root"]
     s = _summary(runs["z3"])
-    model = SLTModel.from_pretrained(s["model_dir"])
-    preds = [json.loads(x) for x in (Path(s["model_dir"]) / "dev_predictions.jsonl").read_text().splitlines()]
-    assert sorted(p["id"] for p in preds) == sorted(p["id"] for p in preds) and len(preds) == 3
-    cfg = load_config(SLTConfig, str(root / "zero3" / "config.yaml"))
-    ds = SLTDataset(cfg.data.dev_manifest, cfg.data.clip)
-    by_id = {ds.samples[i].id: i for i in range(len(ds))}
-    batch = collate_clips([ds[by_id[p["id"]]] for p in preds])
-    with torch.no_grad():
-        hyps = model.generate(batch, num_beams=1, max_new_tokens=cfg.train.max_new_tokens)
     # the exported weights are the full (gathered) ones that produced the dev predictions
-    assert hyps == [p["hyp"] for p in preds]
+    model = check_export_reproduces_dev(Path(s["model_dir"]), root / "zero3" / "config.yaml", n_dev=3)
     enc = model.encoder.state_dict()
     assert all(v.numel() > 0 for v in enc.values())
 

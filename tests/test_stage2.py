@@ -157,25 +157,31 @@ def test_resume_continues_with_same_losses(full_run, setup):
     assert second["best_dev_bleu"] == full_run[0]["best_dev_bleu"]
 
 
-def test_best_export_loads_and_matches_dev_predictions(full_run):
+def check_export_reproduces_dev(model_dir: Path, run_config: Path, n_dev: int):
+    """Reload an exported best-on-dev model and check it reproduces, clip for clip,
+    the dev predictions recorded at export time; returns the reloaded model."""
     import torch
 
     from slt_llm.data.dataset import SLTDataset, collate_clips
     from slt_llm.models.slt_model import SLTModel
 
-    summary, run_dir = full_run
-    model_dir = Path(summary["model_dir"])
     model = SLTModel.from_pretrained(model_dir)
     preds = [json.loads(x) for x in (model_dir / "dev_predictions.jsonl").read_text().splitlines()]
-    assert len(preds) == 3
-    cfg = load_config(SLTConfig, str(run_dir / "config.yaml"))
+    cfg = load_config(SLTConfig, str(run_config))
     ds = SLTDataset(cfg.data.dev_manifest, cfg.data.clip)
+    assert len(preds) == n_dev and len({p["id"] for p in preds}) == n_dev  # every dev clip once
     by_id = {ds.samples[i].id: i for i in range(len(ds))}
     batch = collate_clips([ds[by_id[p["id"]]] for p in preds])
     with torch.no_grad():
         hyps = model.generate(batch, num_beams=1, max_new_tokens=cfg.train.max_new_tokens)
     assert hyps == [p["hyp"] for p in preds]
     assert [p["ref"] for p in preds] == batch["texts"]
+    return model
+
+
+def test_best_export_loads_and_matches_dev_predictions(full_run):
+    summary, run_dir = full_run
+    check_export_reproduces_dev(Path(summary["model_dir"]), run_dir / "config.yaml", n_dev=3)
 
 
 def test_bad_inputs_fail_early_with_one_line(setup, tmp_path, capsys):
