@@ -268,3 +268,31 @@ def test_checkpoint_from_other_model_is_config_error(tmp_path):
     finally:
         C.teardown(acc)
     assert model is not None and math.isfinite(1.0)
+
+
+def test_deepspeed_group_cache_is_dropped_with_the_process_group(tmp_path):
+    """A second in-process run after teardown must not reuse DeepSpeed's cached clone
+    of a destroyed world group ("Group ... is not registered" in engine set-up)."""
+    import torch.distributed as dist
+    from deepspeed.utils import groups
+
+    from slt_llm.training.common import _forget_deepspeed_groups
+
+    import deepspeed
+
+    def init(i):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / f'pg{i}'}", rank=0, world_size=1)
+        deepspeed.init_distributed(dist_backend="gloo")  # DeepSpeed's comm layer over that group
+
+    init(0)
+    groups._clone_world_group()
+    dist.destroy_process_group()
+    init(1)
+    try:
+        with pytest.raises(ValueError, match="not registered"):
+            dist.get_global_rank(groups._clone_world_group(), 0)  # the stale clone, as before the fix
+        _forget_deepspeed_groups()
+        assert dist.get_global_rank(groups._clone_world_group(), 0) == 0
+    finally:
+        dist.destroy_process_group()
+        _forget_deepspeed_groups()

@@ -160,6 +160,24 @@ def setup_accelerator(train_cfg: TrainConfig, optim_cfg: Optional[OptimConfig] =
 _OWN_ENV: dict = {}  # environment variables setup_accelerator set for a launcher-less DeepSpeed run
 
 
+def _forget_deepspeed_groups() -> None:
+    """DeepSpeed caches sub-groups of the process group in module globals
+    (``deepspeed.utils.groups._WORLD_GROUP``, ...); after the process group is
+    destroyed they are stale and the next in-process engine fails with "Group
+    ... is not registered". Drop them with the group."""
+    import sys
+
+    groups = sys.modules.get("deepspeed.utils.groups")
+    if groups is None:
+        return
+    for name, value in list(vars(groups).items()):
+        if name.startswith("_") and (name.endswith("_GROUP") or name.endswith("_GROUP_RANKS")):
+            if isinstance(value, dict):
+                value.clear()
+            elif value is not None and not callable(value):
+                setattr(groups, name, None)
+
+
 def teardown(accelerator) -> None:
     """End a run: flush trackers; in a launcher-less process also drop the process
     group and Accelerate's singleton state, so another run can start in the same
@@ -175,6 +193,7 @@ def teardown(accelerator) -> None:
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
+        _forget_deepspeed_groups()
         try:
             from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
