@@ -164,7 +164,8 @@ def run_arm(arm: str, seed: int, paths: dict, out: Path, a) -> dict:
         "data.dev_manifest=null", f"train.run_dir={run2}", f"train.init_encoder={run1 / 'model'}",
         f"train.epochs={a.epochs2}", f"train.batch_size={a.batch2}", "train.eval_every=0",
         "train.max_new_tokens=24", "llm.use_lora=true", "llm.lora_r=8", "llm.lora_alpha=16",
-        "optim.lr_encoder=5e-4", "optim.lr_projector=1e-3", "optim.lr_lora=1e-3", "optim.warmup_steps=20"])
+        f"optim.lr_encoder={a.lr2_encoder}", f"optim.lr_projector={a.lr2}", f"optim.lr_lora={a.lr2}",
+        "optim.warmup_steps=20"])
     t = time.time()
     r2 = train_slt(cfg2)
     s2 = time.time() - t
@@ -206,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch1", type=int, default=32)
     p.add_argument("--epochs2", type=int, default=8)
     p.add_argument("--batch2", type=int, default=16)
+    p.add_argument("--lr2", type=float, default=2e-3, help="stage-2 projector and LoRA learning rate")
+    p.add_argument("--lr2-encoder", type=float, default=5e-4)
     a = p.parse_args(argv)
     import torch
 
