@@ -61,7 +61,6 @@ class ClipConfig:
 class DataConfig:
     train_manifest: Optional[str] = None
     dev_manifest: Optional[str] = None
-    test_manifest: Optional[str] = None
     clip: ClipConfig = field(default_factory=ClipConfig)
     on_error: str = "skip"  # "skip" (skip and count) or "raise"
     num_workers: int = 0
@@ -170,6 +169,7 @@ class SelectionConfig:
     text_sim_threshold: float = 80.0  # chrF above which sentences are near-duplicates
     hh_threshold: float = 0.9  # high-to-high pairs above this are false negatives
     high_level: float = 0.5  # similarity separating "high" from "low"
+    high_quantile: Optional[float] = None  # if set: per-checkpoint q-quantile thresholds instead of high_level
     block_size: int = 4096
 
 

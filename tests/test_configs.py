@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from slt_llm.config import SLTConfig, Stage1Config, load_config
-from slt_llm.training.common import check_deepspeed_config
+from slt_llm.training.accelerator import check_deepspeed_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_CONFIGS = sorted((ROOT / "slt_llm" / "configs").glob("*.yaml"))

@@ -291,6 +291,20 @@ def collate_clips(items: list) -> dict:
     return batch
 
 
+# ------------------------------------------------------------------- to device
+def batch_to_device(batch, device):
+    """Tensors of a (nested) batch moved to ``device``; everything else untouched.
+
+    The one batch-to-device helper (training, stage-1 embedding, translate)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: batch_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return type(batch)(batch_to_device(v, device) for v in batch)
+    return batch
+
+
 # ---------------------------------------------------------------------- batching
 class LengthGroupedBatchSampler(torch.utils.data.Sampler):
     """Batches of indices with similar lengths (less padding).

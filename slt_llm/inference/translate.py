@@ -330,12 +330,6 @@ def _skipped(batch) -> list:
     return out
 
 
-def _to_device(batch: dict, device) -> dict:
-    import torch
-
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-
-
 # --------------------------------------------------------------------- main loop
 def translate(
     model_dir: str | Path,
@@ -445,7 +439,7 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
          pose_dir, device, num_workers, extractor, pose_cache, progress, max_batches, on_batch, world):
     from torch.utils.data import DataLoader
 
-    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.data.dataset import SLTDataset, batch_to_device, collate_clips
 
     for it in items:
         it.length = estimate_seconds(it.path)
@@ -501,7 +495,7 @@ def _generate(model, batch, ids, device, num_beams, max_new_tokens) -> list:
 
     with torch.inference_mode():
         try:
-            out = model.generate(_to_device(batch, device), num_beams=num_beams, max_new_tokens=max_new_tokens)
+            out = model.generate(batch_to_device(batch, device), num_beams=num_beams, max_new_tokens=max_new_tokens)
             if len(out) != len(ids):
                 raise RuntimeError(f"generate returned {len(out)} texts for {len(ids)} clips")
             return list(out)

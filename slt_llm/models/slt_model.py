@@ -119,14 +119,6 @@ class SLTModel(nn.Module):
     def embed_dtype(self) -> torch.dtype:
         return self.llm.get_input_embeddings().weight.dtype
 
-    def trainable_groups(self) -> dict:
-        """{"encoder": [...], "projector": [...], "lora": [...]} trainable params (for per-group LRs)."""
-        return {
-            "encoder": [p for p in self.encoder.parameters() if p.requires_grad],
-            "projector": [p for p in self.projector.parameters() if p.requires_grad],
-            "lora": [p for p in self.llm.parameters() if p.requires_grad],
-        }
-
     # -------------------------------------------------------------- sequences
     def _embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids)

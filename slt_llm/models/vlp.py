@@ -33,6 +33,7 @@ import torch.nn.functional as F
 import yaml
 
 from slt_llm.config import EncoderConfig, VLPConfig, from_dict, to_dict
+from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
 
 MAX_LOGIT_SCALE = math.log(100.0)
@@ -43,11 +44,6 @@ def _head(in_dim: int, out_dim: int) -> nn.Sequential:
     """LayerNorm -> Linear(in, out) -> GELU -> Linear(out, out). The LayerNorm
     matters on the text side: LLM hidden states have large, uneven scales."""
     return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
-
-
-def batch_to_device(batch: dict, device: torch.device | str) -> dict:
-    """Move the tensors of a collated batch to ``device`` (non-tensors kept as they are)."""
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

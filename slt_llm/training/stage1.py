@@ -65,6 +65,7 @@ import torch
 
 from slt_llm import distributed as dist_utils
 from slt_llm.config import Stage1Config, load_config, save_config
+from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
 
 ARMS = ("ps", "random", "random_fn")
@@ -228,17 +229,17 @@ def compute_trajectories(ref_dirs: list[Path], ds, text_idx: torch.Tensor, text_
 def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     """Run stage 1 (see the module docstring). Returns ``{"best_dev_r1", "best_step", "steps",
     "model_dir", "selection_s", "skipped", "final_loss", "run_dir"}``."""
-    from slt_llm.training import common
+    from slt_llm.training import accelerator as accel, checkpoint, metrics_log, optim
 
     validate_config(cfg)
     if not Path(cfg.llm.path).is_dir():
         raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
     tc = cfg.train
-    accelerator = common.setup_accelerator(tc, cfg.optim, log_tensorboard=False)
+    accelerator = accel.setup_accelerator(tc, cfg.optim, log_tensorboard=False)
     try:
         return _train(cfg, resume, accelerator)
     finally:  # also on errors: another run may follow in this process (tests, the ablation)
-        common.teardown(accelerator)
+        accel.teardown(accelerator)
 
 
 def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
@@ -248,7 +249,7 @@ def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
     from slt_llm.data.dataset import SLTDataset
     from slt_llm.data.manifest import read_manifest
     from slt_llm.models.vlp import VLPModel
-    from slt_llm.training import common
+    from slt_llm.training import accelerator as accel, checkpoint, metrics_log, optim
 
     tc, sel = cfg.train, cfg.selection
     run_dir = Path(tc.run_dir)
@@ -268,7 +269,7 @@ def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
                 p.unlink(missing_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     accelerator.wait_for_everyone()
-    common.seed_everything(tc.seed)
+    checkpoint.seed_everything(tc.seed)
 
     # ---- data (bad samples found once, before training)
     ds, train_samples, bad = build_training_set(cfg, rank, world)
@@ -296,26 +297,26 @@ def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
     text_dim = int(all_text.shape[1])
 
     # ---- model, optimizer, schedule
-    common.seed_everything(tc.seed)
+    checkpoint.seed_everything(tc.seed)
     model = VLPModel(cfg.encoder, cfg.vlp, text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
                      llm_dtype=cfg.llm.dtype)
     model.clip_cfg = cfg.data.clip
-    optimizer = common.build_optimizer(common.make_param_groups(model, cfg.optim), cfg.optim)
+    optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim), cfg.optim)
     # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
     steps_per_epoch = math.ceil(n / global_batch)
     total = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
-    scheduler = common.build_scheduler(optimizer, cfg.optim, total)
+    scheduler = optim.build_scheduler(optimizer, cfg.optim, total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    use_ds = common.uses_deepspeed(accelerator)
+    use_ds = accel.uses_deepspeed(accelerator)
     loss_fn = SelectiveInfoNCE(rank=rank, world_size=world)
-    logger = common.MetricsLogger(run_dir, accelerator)
+    logger = metrics_log.MetricsLogger(run_dir, accelerator)
 
-    state = common.TrainerState()
+    state = checkpoint.TrainerState()
     best = {"key": None, "r1": None, "step": None}
     if resume:
-        ckpt = common.latest_checkpoint(run_dir)
+        ckpt = checkpoint.latest_checkpoint(run_dir)
         if ckpt is not None:
-            state = common.load_checkpoint(accelerator, ckpt)
+            state = checkpoint.load_checkpoint(accelerator, ckpt)
             logger.truncate_after(state.step)
             extra = ckpt / "stage1_state.json"
             if extra.is_file():
@@ -358,7 +359,7 @@ def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
     dev_ds = SLTDataset(dev_samples, cfg.data.clip, on_error="skip", **dkw) if dev_samples else None
 
     def export(dest: Path):
-        with common.unwrap_for_save(accelerator, model) as m:
+        with accel.unwrap_for_save(accelerator, model) as m:
             if accelerator.is_main_process:
                 tmp = dest.with_name(dest.name + ".tmp")
                 m.save_pretrained(tmp, clip_cfg=cfg.data.clip)
@@ -386,8 +387,8 @@ def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
 
     # ---- the loop
     model.train()
-    bar = common.progress_bar(total, initial=state.step, enabled=tc.progress, desc="stage 1")
-    thr = common.Throughput()
+    bar = metrics_log.progress_bar(total, initial=state.step, enabled=tc.progress, desc="stage 1")
+    thr = metrics_log.Throughput()
     last_loss = float("nan")
     epoch = state.epoch
     while state.step < total:
@@ -408,7 +409,7 @@ def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
             if batch.get("skipped"):
                 raise InputError(batch["skipped"][0][0], f"sample became unreadable during training "
                                                         f"({batch['skipped'][0][1]})")
-            batch = common.to_device(batch, device)
+            batch = batch_to_device(batch, device)
             t_emb = text_llm[text_idx[batch["index"].cpu()]].to(device)  # (b, H)
             v, t, scale = model(batch, t_emb)  # (b,E), (b,E), ()
             loss = loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
@@ -471,9 +472,9 @@ def _maybe_best(metrics: Optional[dict], step: int, best: dict, export, run_dir:
 
 
 def _save(accelerator, run_dir: Path, state, best: dict, keep: int) -> None:
-    from slt_llm.training import common
+    from slt_llm.training import accelerator as accel, checkpoint, metrics_log, optim
 
-    out = common.save_checkpoint(accelerator, run_dir, state, keep)
+    out = checkpoint.save_checkpoint(accelerator, run_dir, state, keep)
     if accelerator.is_main_process:
         (out / "stage1_state.json").write_text(json.dumps(best))
     accelerator.wait_for_everyone()
