@@ -107,7 +107,7 @@ def test_full_run_outputs(full_run, setup):
     assert back.train.max_steps == 4 and back.encoder.dim == 32
     # checkpoints at 2 and 4 with trainer state
     st = json.loads((run_dir / "checkpoints" / "step_4" / "trainer_state.json").read_text())
-    assert st["step"] == 4 and st["best_dev_bleu"] == summary["best_dev_bleu"]
+    assert st["step"] == 4 and st["best_metric"] == summary["best_dev_bleu"]
 
 
 def test_qlora_adamw8bit_loss_goes_down_on_repeated_batch(setup, tmp_path):

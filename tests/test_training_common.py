@@ -228,7 +228,7 @@ def test_checkpoint_roundtrip_rotation_and_rng(tmp_path):
                                          max_grad_norm=1.0)
         for k in range(1, 4):
             step()
-            st = checkpoint.TrainerState(step=k, epoch=0, batch_in_epoch=k, best_dev_bleu=1.5 * k, best_step=k)
+            st = checkpoint.TrainerState(step=k, epoch=0, batch_in_epoch=k, best_metric=1.5 * k, best_step=k)
             checkpoint.save_checkpoint(acc, tmp_path, st, keep=2)
         assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["step_2", "step_3"]
         saved = {k: v.clone() for k, v in acc.unwrap_model(model).state_dict().items()}
@@ -238,7 +238,7 @@ def test_checkpoint_roundtrip_rotation_and_rng(tmp_path):
         step()
         assert not torch.equal(saved["head.weight"], acc.unwrap_model(model).head.weight)
         st = checkpoint.load_checkpoint(acc, checkpoint.latest_checkpoint(tmp_path))
-        assert (st.step, st.batch_in_epoch, st.best_dev_bleu, st.best_step) == (3, 3, 4.5, 3)
+        assert (st.step, st.batch_in_epoch, st.best_metric, st.best_step) == (3, 3, 4.5, 3)
         for k, v in acc.unwrap_model(model).state_dict().items():
             torch.testing.assert_close(v, saved[k], rtol=0, atol=0)
         assert opt.param_groups[0]["lr"] == pytest.approx(lr_saved)

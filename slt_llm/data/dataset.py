@@ -291,6 +291,30 @@ def collate_clips(items: list) -> dict:
     return batch
 
 
+# ------------------------------------------------------------ readable samples
+def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
+    """``(dataset, samples, bad)``: ``data_cfg.train_manifest`` (a DataConfig) as an
+    SLTDataset with unreadable samples removed, found by one pre-scan sharded over
+    ranks (rank r checks r, r+W, ...; results all-gathered; with ``cache_dir`` set
+    the scan also fills the clip cache). ``data.on_error=raise`` raises on the
+    first bad sample. Sample i of ``samples`` is dataset index i. Cost: one load
+    per sample (divided over the ranks)."""
+    from slt_llm import distributed as dist_utils
+
+    dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir)
+    samples = read_manifest(data_cfg.train_manifest)
+    ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
+    mine = [i for i in range(rank, len(ds), world_size) if "error" in ds[i]]
+    bad = sorted(i for part in dist_utils.all_gather_object(mine) for i in part)
+    if bad and data_cfg.on_error == "raise":
+        raise InputError(samples[bad[0]].video, ds[bad[0]].get("error", "unreadable sample"))
+    if bad:
+        bad_set = set(bad)
+        samples = [s for i, s in enumerate(samples) if i not in bad_set]
+        ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
+    return ds, samples, bad
+
+
 # ------------------------------------------------------------------- to device
 def batch_to_device(batch, device):
     """Tensors of a (nested) batch moved to ``device``; everything else untouched.

@@ -35,6 +35,7 @@ import yaml
 from slt_llm.config import EncoderConfig, VLPConfig, from_dict, to_dict
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
+from slt_llm.run_layout import STAGE1_MODEL_CONFIG
 
 MAX_LOGIT_SCALE = math.log(100.0)
 BATCH_TENSOR_KEYS = ("full", "left", "right", "keypoints", "boxes", "times", "frame_mask", "lengths", "index")
@@ -172,13 +173,13 @@ class VLPModel(nn.Module):
         for name, sd in (("encoder.safetensors", enc), ("heads.safetensors", heads)):
             save_file(sd, str(out / (name + ".tmp")))
             os.replace(out / (name + ".tmp"), out / name)
-        (out / "vlp_config.yaml.tmp").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        os.replace(out / "vlp_config.yaml.tmp", out / "vlp_config.yaml")
+        (out / (STAGE1_MODEL_CONFIG + ".tmp")).write_text(yaml.safe_dump(cfg, sort_keys=False))
+        os.replace(out / (STAGE1_MODEL_CONFIG + ".tmp"), out / STAGE1_MODEL_CONFIG)
         return out
 
     @classmethod
     def read_config(cls, model_dir: str | os.PathLike) -> dict:
-        p = Path(model_dir) / "vlp_config.yaml"
+        p = Path(model_dir) / STAGE1_MODEL_CONFIG
         if not p.is_file():
             raise InputError(model_dir, "not a stage-1 model folder (no vlp_config.yaml); "
                                         "expected the output of `slt-llm vlp` (RUN_DIR/model)")

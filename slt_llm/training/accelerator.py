@@ -27,6 +27,7 @@ import torch
 
 from slt_llm.config import OptimConfig, TrainConfig
 from slt_llm.errors import ConfigError
+from slt_llm.run_layout import tensorboard_dir
 
 
 # ------------------------------------------------------------------ DeepSpeed JSON
@@ -124,7 +125,7 @@ def setup_accelerator(train_cfg: TrainConfig, optim_cfg: Optional[OptimConfig] =
     else:
         kwargs["gradient_accumulation_steps"] = train_cfg.grad_accum
     if log_tensorboard and _has_tensorboard():
-        kwargs.update(log_with="tensorboard", project_dir=str(Path(train_cfg.run_dir) / "tb"))
+        kwargs.update(log_with="tensorboard", project_dir=str(tensorboard_dir(train_cfg.run_dir)))
     accelerator = Accelerator(**kwargs)
     if ds_path is not None:
         ds_cfg = accelerator.state.deepspeed_plugin.deepspeed_config

@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from slt_llm import distributed as dist_utils
 from slt_llm.errors import ConfigError
-from slt_llm.training.accelerator import uses_deepspeed
+from slt_llm.training.accelerator import unwrap_for_save, uses_deepspeed
 
-CHECKPOINT_DIR = "checkpoints"
-TRAINER_STATE = "trainer_state.json"
+from slt_llm.run_layout import CHECKPOINT_DIR, TRAINER_STATE, checkpoint_dir, checkpoints_root
+
+__all__ = ["CHECKPOINT_DIR", "TRAINER_STATE", "TrainerState", "checkpoint_dir", "export_folder", "latest_checkpoint",
+           "list_checkpoints", "load_checkpoint", "resume_state", "rng_state", "save_checkpoint", "seed_everything",
+           "set_rng_state"]
 
 
 # -------------------------------------------------------------------------- seeding
@@ -67,18 +71,31 @@ class TrainerState:
     """Where a run is: enough to resume with the same data order.
 
     step: optimizer steps done. epoch: current epoch. batch_in_epoch: global
-    (micro) batches of ``epoch`` already consumed. best_dev_bleu: best dev
-    BLEU-4 so far (None before the first evaluation). skipped: bad samples
-    skipped so far. rng: per-rank RNG states (filled when saved).
+    (micro) batches of ``epoch`` already consumed. best_metric: the dev
+    score of the exported model (stage 2: BLEU-4; stage 1: video-to-text
+    R@1), None before the first evaluation; best_key: the list it was
+    compared by (ties broken by the later entries); best_step: its step.
+    skipped: bad samples skipped so far. rng: per-rank RNG states (filled
+    when saved).
     """
 
     step: int = 0
     epoch: int = 0
     batch_in_epoch: int = 0
-    best_dev_bleu: Optional[float] = None
+    best_metric: Optional[float] = None
+    best_key: Optional[list] = None
     best_step: Optional[int] = None
     skipped: int = 0
     rng: list = field(default_factory=list)
+
+    def update_best(self, key: list) -> bool:
+        """Record ``key`` (larger is better, compared element by element) at the
+        current step when it beats the best so far; True when it did."""
+        key = [float(x) for x in key]
+        if self.best_key is not None and key <= self.best_key:
+            return False
+        self.best_key, self.best_metric, self.best_step = key, key[0], self.step
+        return True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -90,13 +107,9 @@ class TrainerState:
         return cls(**known)
 
 
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step}"
-
-
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints (those with a trainer state), oldest first."""
-    root = Path(run_dir) / CHECKPOINT_DIR
+    root = checkpoints_root(run_dir)
     if not root.is_dir():
         return []
     found = []
@@ -161,3 +174,39 @@ def load_checkpoint(accelerator, ckpt: str | Path) -> TrainerState:
     if state.rng and r < len(state.rng):
         set_rng_state(state.rng[r])
     return state
+
+
+def resume_state(accelerator, run_dir: str | Path, logger=None, *, what: str = "training") -> TrainerState:
+    """The state to continue from: the latest complete checkpoint of ``run_dir``
+    restored (collective; ``logger``'s metrics lines beyond it dropped), or a
+    fresh ``TrainerState`` when there is none (said in one line)."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        dist_utils.print0(f"{what}: --resume: no checkpoint under {checkpoints_root(run_dir)}; starting fresh")
+        return TrainerState()
+    state = load_checkpoint(accelerator, ckpt)
+    if logger is not None:
+        logger.truncate_after(state.step)
+    dist_utils.print0(f"{what}: resumed from {ckpt} (step {state.step}, epoch {state.epoch}, "
+                      f"batch {state.batch_in_epoch})")
+    return state
+
+
+def export_folder(accelerator, model, dest: str | Path, write: Callable, params=None) -> Path:
+    """Export a model folder from rank 0; collective (every rank calls it).
+
+    ``write(module, tmp_dir)`` writes the folder's files from the unwrapped,
+    full module (under ZeRO-3 ``params``, default all, are gathered first; see
+    ``accelerator.unwrap_for_save``) into a temp folder beside ``dest``, which
+    then replaces ``dest``. The one export path of both stages.
+    """
+    dest = Path(dest)
+    with unwrap_for_save(accelerator, model, params) as full:
+        if accelerator.is_main_process:
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            write(full, tmp)
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
+    accelerator.wait_for_everyone()
+    return dest

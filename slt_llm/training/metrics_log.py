@@ -13,7 +13,7 @@ import torch
 
 from slt_llm import distributed as dist_utils
 
-METRICS_FILE = "metrics.jsonl"
+from slt_llm.run_layout import METRICS_FILE, metrics_path
 
 
 # ------------------------------------------------------------------------ metrics
@@ -28,7 +28,7 @@ class MetricsLogger:
     """
 
     def __init__(self, run_dir: str | Path, accelerator=None):
-        self.path = Path(run_dir) / METRICS_FILE
+        self.path = metrics_path(run_dir)
         self.accelerator = accelerator
         self.is_main = accelerator.is_main_process if accelerator is not None else dist_utils.is_main()
         if self.is_main:
@@ -64,7 +64,7 @@ class MetricsLogger:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / METRICS_FILE
+    path = metrics_path(run_dir)
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

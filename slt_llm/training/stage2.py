@@ -4,7 +4,7 @@
 ``scripts/train_slt.py`` is the same entry under ``accelerate launch``
 (DeepSpeed ZeRO-2/3 from ``ds_configs/``) or alone.
 
-Per optimizer step (``training.common``): every rank takes its slice of
+Per optimizer step (``training.data_order``, ``training.token_loss``): every rank takes its slice of
 ``train.grad_accum`` global batches of ``batch_size * world_size`` clips (the
 epoch order depends only on ``seed + epoch``), the summed token loss is
 normalised by the step's target-token count over all ranks and micro-steps,
@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from slt_llm import distributed as dist_utils
+from slt_llm import run_layout as layout
 from slt_llm.config import SLTConfig, load_config, save_config, to_dict
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError
@@ -161,18 +161,15 @@ def export_model(accelerator, model, out_dir: Path, predictions: Optional[list] 
     unwrapped = accelerator.unwrap_model(model)
     params = list(unwrapped.encoder.parameters()) + list(unwrapped.projector.parameters()) + \
         [p for p in unwrapped.llm.parameters() if p.requires_grad]
-    with accel.unwrap_for_save(accelerator, model, params) as full:
-        if accelerator.is_main_process:
-            tmp = out_dir.with_name(out_dir.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            full.save_pretrained(tmp)
-            if predictions is not None:
-                with (tmp / "dev_predictions.jsonl").open("w") as f:
-                    for p in predictions:
-                        f.write(json.dumps(p, ensure_ascii=False) + "\n")
-            shutil.rmtree(out_dir, ignore_errors=True)
-            tmp.replace(out_dir)
-    accelerator.wait_for_everyone()
+
+    def write(full, tmp: Path) -> None:
+        full.save_pretrained(tmp)
+        if predictions is not None:
+            with (tmp / "dev_predictions.jsonl").open("w") as f:
+                for p in predictions:
+                    f.write(json.dumps(p, ensure_ascii=False) + "\n")
+
+    checkpoint.export_folder(accelerator, model, out_dir, write, params)
     return out_dir
 
 
@@ -230,19 +227,10 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
     unwrapped = accelerator.unwrap_model(model)
 
     metrics = metrics_log.MetricsLogger(run_dir, accelerator)
-    state = checkpoint.TrainerState()
-    if resume:
-        ckpt = checkpoint.latest_checkpoint(run_dir)
-        if ckpt is not None:
-            state = checkpoint.load_checkpoint(accelerator, ckpt)
-            metrics.truncate_after(state.step)
-            dist_utils.print0(f"resumed from {ckpt} (step {state.step}, epoch {state.epoch}, "
-                              f"batch {state.batch_in_epoch})")
-        else:
-            dist_utils.print0(f"--resume: no checkpoint under {run_dir / checkpoint.CHECKPOINT_DIR}; starting fresh")
+    state = checkpoint.resume_state(accelerator, run_dir, metrics, what="stage 2") if resume else checkpoint.TrainerState()
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, layout.config_path(run_dir))
     accelerator.wait_for_everyone()
 
     n_params = sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters())  # ZeRO-3: full sizes
@@ -259,7 +247,7 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
     last_saved = state.step if resume and state.step > 0 else -1
     ga = tc.grad_accum
     final_loss = None
-    model_dir = run_dir / "model"
+    model_dir = layout.model_dir(run_dir)
     skipped_window = 0
 
     while state.step < total and (stop_at_step is None or state.step < stop_at_step):
@@ -326,7 +314,7 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
     if last_saved != state.step and state.step > 0:
         checkpoint.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
     accelerator.wait_for_everyone()
-    return {"best_dev_bleu": state.best_dev_bleu, "best_step": state.best_step,
+    return {"best_dev_bleu": state.best_metric, "best_step": state.best_step,
             "model_dir": str(model_dir) if model_dir.is_dir() else None, "steps": state.step,
             "run_dir": str(run_dir), "skipped": state.skipped, "final_loss": final_loss, "world_size": world}
 
@@ -335,13 +323,12 @@ def _eval_and_export(accelerator, model, dev_ds, collate, cfg, state, model_dir:
     """Dev BLEU-4; export when it beats the best so far. Returns the fields for metrics.jsonl."""
     res = evaluate_dev(accelerator, model, dev_ds, collate, cfg)
     bleu = res["bleu4"]
-    better = state.best_dev_bleu is None or bleu > state.best_dev_bleu
+    better = state.update_best([bleu])
     if better:
-        state.best_dev_bleu, state.best_step = bleu, state.step
         export_model(accelerator, model, model_dir, res["predictions"] if accelerator.is_main_process else None)
     dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips"
-                      + (" (best, exported)" if better else f" (best {state.best_dev_bleu:.2f} at step {state.best_step})"))
-    return {"dev_bleu4": bleu, "dev_n": res["n"], "best_dev_bleu": state.best_dev_bleu,
+                      + (" (best, exported)" if better else f" (best {state.best_metric:.2f} at step {state.best_step})"))
+    return {"dev_bleu4": bleu, "dev_n": res["n"], "best_dev_bleu": state.best_metric,
             "bleu_signature": res["signature"]}
 
 
