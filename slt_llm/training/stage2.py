@@ -36,7 +36,7 @@ import torch
 
 from slt_llm import distributed as dist_utils
 from slt_llm import run_layout as layout
-from slt_llm.config import SLTConfig, load_config, save_config, to_dict
+from slt_llm.config import SLTConfig, load_config, save_config
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError
 from slt_llm.metrics import compute_metrics
@@ -217,7 +217,7 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
                           f"({tc.grad_accum} x global batch {gb} = batch_size {tc.batch_size} x {world} processes)")
 
     model = SLTModel.build(cfg)
-    model.meta_extra["clip"] = to_dict(dc.clip)  # recorded in meta.json: `slt-llm translate` samples clips as in training
+    model.clip_cfg = dc.clip  # recorded in clip.yaml: `slt-llm translate` samples clips as in training
     if tc.init_encoder:
         model.load_encoder_from(tc.init_encoder)
     groups = optim.make_param_groups(model, cfg.optim)
