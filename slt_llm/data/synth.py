@@ -54,10 +54,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from tqdm import tqdm
 
 from slt_llm.data.grammar import SLOTS, build_grammar, content_words, glosses, make_sentences, realize
 from slt_llm.errors import InputError
+from slt_llm.progress import progress_bar
 
 # ----------------------------------------------------------------------------- lexicon
 NUM_SIGNERS = 4
@@ -506,10 +506,10 @@ def generate(out, *, n_train: int, n_dev: int, n_test: int, seed: int, dup_rate:
         # spawn: safe even when the caller has started threads (torch, tokenizers)
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            results = list(tqdm(pool.map(_make_sample, jobs, chunksize=4), total=len(jobs),
-                                desc="synth", unit="clip", disable=not progress))
+            results = list(progress_bar(pool.map(_make_sample, jobs, chunksize=4), total=len(jobs),
+                                        desc="synth", unit="clip", enabled=progress))
     else:
-        results = [_make_sample(j) for j in tqdm(jobs, desc="synth", unit="clip", disable=not progress)]
+        results = [_make_sample(j) for j in progress_bar(jobs, desc="synth", unit="clip", enabled=progress)]
     done = iter(results)
     for split in ("train", "dev", "test"):
         samples = []

@@ -416,9 +416,9 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
                         prefetch_factor=2 if num_workers > 0 else None, persistent_workers=False)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from slt_llm.progress import progress_bar
 
-        bar = tqdm(total=sum(len(b) for b in batches), unit="video", desc="translate", dynamic_ncols=True)
+        bar = progress_bar(total=sum(len(b) for b in batches), unit="video", desc="translate")
     by_id = {it.id: it for it in items}
     for bi, batch in enumerate(loader):
         rows = [{"id": sid, "path": by_id[sid].path, "translation": None, "error": msg} for sid, msg in _skipped(batch)]

@@ -164,11 +164,11 @@ def pretrain(model, tokenizer, texts: list, heldout: list, *, steps: int, seed: 
 
 
 def _pretrain_loop(model, tokenizer, seqs, held, opt, sched, rng, steps, batch_size, progress) -> dict:
-    from tqdm.auto import tqdm
+    from slt_llm.progress import progress_bar
 
     order: list = []
     loss_ema = None
-    bar = tqdm(range(steps), desc="make-tiny-llm", disable=not progress)
+    bar = progress_bar(range(steps), desc="make-tiny-llm", enabled=progress)
     for _ in bar:
         if len(order) < batch_size:
             more = list(range(len(seqs)))

@@ -71,11 +71,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def progress_bar(total: int, initial: int = 0, enabled: bool = True, desc: str = "train"):
-    """tqdm bar on rank 0 (disabled elsewhere or when ``enabled`` is false)."""
-    from tqdm.auto import tqdm
+    """Progress of a training run on rank 0 (``slt_llm.progress``: a tqdm bar on a terminal,
+    a line every few seconds otherwise); silent on other ranks or when ``enabled`` is false."""
+    from slt_llm.progress import progress_bar as _bar
 
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
-                disable=not (enabled and dist_utils.is_main()))
+    return _bar(total=total, initial=initial, desc=desc, unit="step", enabled=enabled and dist_utils.is_main())
 
 
 class Throughput:
