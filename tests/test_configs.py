@@ -60,7 +60,7 @@ def test_deepspeed_json(path):
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
         assert data[key] == "auto", f"{path.name}: {key} should be auto"
     assert data["bf16"]["enabled"] == "auto" and data["fp16"]["enabled"] == "auto"
-    assert "optimizer" not in data and "scheduler" not in data  # ours come from training.common
+    assert "optimizer" not in data and "scheduler" not in data  # ours come from training.optim
     zero = data["zero_optimization"]
     if path.stem.startswith("zero3"):
         assert zero["stage"] == 3
