@@ -219,7 +219,7 @@ class Stage1Trainer:
         from slt_llm.contrastive.retrieval import unique_sentences
 
         cfg = self.cfg
-        ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype,
+        ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, device=self.device,
                    cache_dir=layout.text_cache_dir(cfg), trust_remote_code=cfg.llm.trust_remote_code)
         train_uniq, self.text_idx = unique_sentences(self.train_texts)
         self.dev_uniq = list(dict.fromkeys(s.text for s in self.dev_samples))
@@ -339,7 +339,8 @@ class Stage1Trainer:
                                                     f"({batch['skipped'][0][1]})")
         batch = batch_to_device(batch, self.device)
         t_emb = self.text_llm[self.text_idx[batch["index"].cpu()]].to(self.device)  # (b, H)
-        v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
+        with accel.forward_context(self.accelerator):  # DeepSpeed half precision: autocast the fp32 inputs
+            v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
         loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
         self.accelerator.backward(loss)
         if not accel.uses_deepspeed(self.accelerator) and self.cfg.optim.max_grad_norm:
@@ -374,13 +375,15 @@ class Stage1Trainer:
         bs, n = self.tc.batch_size, len(self.dev_ds)
         # every rank embeds the whole (small) dev set: same forward count on all ranks (ZeRO-3 safe)
         batches = [list(range(s, min(s + bs, n))) for s in range(0, n, bs)]
-        v, index = m.embed_videos(clip_loader(self.dev_ds, batches, self.cfg.data.num_workers), device=self.device)
-        if v.shape[0] == 0:
-            return None
-        dev_texts = [self.dev_samples[i].text for i in index.tolist()]
-        uniq, vt = unique_sentences(dev_texts)
-        rows = torch.tensor([self.dev_uniq.index(t) for t in uniq])
-        t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
+        with accel.forward_context(self.accelerator):
+            v, index = m.embed_videos(clip_loader(self.dev_ds, batches, self.cfg.data.num_workers),
+                                      device=self.device)
+            if v.shape[0] == 0:
+                return None
+            dev_texts = [self.dev_samples[i].text for i in index.tolist()]
+            uniq, vt = unique_sentences(dev_texts)
+            rows = torch.tensor([self.dev_uniq.index(t) for t in uniq])
+            t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
         return retrieval_metrics(v, t, vt)
 
     def evaluate_and_export(self) -> None:
