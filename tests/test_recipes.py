@@ -161,8 +161,10 @@ def test_recipe_starts_under_its_launcher_two_processes(stage, tiny_corpus, tiny
         out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
         pytest.fail(f"{recipe} under {launch_cfg} did not finish in 240 s (hang?):\n{out[-2000:]}")
     if proc.returncode != 0:
-        pytest.fail(f"{recipe} under {launch_cfg} failed ({proc.returncode}):\n"
-                    + "\n".join((proc.stdout + proc.stderr).splitlines()[-30:]))
+        lines = (proc.stdout + proc.stderr).splitlines()
+        errors = [x for x in lines if re.match(r"\s*(\[rank\d+\]: )?\w*(Error|Exception)\b", x)]
+        pytest.fail(f"{recipe} under {launch_cfg} failed ({proc.returncode}): " + " | ".join(errors[:4]) + "\n"
+                    + "\n".join(lines[-15:]))
     assert "ZeRO 3" in proc.stdout or stage == "stage1"
     assert _first_loss(run) > 0 and (run / "model").is_dir()
     if stage == "stage1":
