@@ -92,6 +92,9 @@ class EncoderConfig:
     use_full: bool = True
     use_keypoints: bool = True
     backbone_weights: Optional[str] = None  # local torchvision/timm state dict
+    # resnet18's BatchNorm: "batch" (batch statistics; one process only) or "frozen" (running
+    # statistics, affine trained: identical for any number of processes)
+    batchnorm: str = "batch"
 
 
 @dataclass

@@ -219,3 +219,22 @@ def test_deepspeed_bf16_in_one_process(full_run, setup):
     assert loss == pytest.approx(train_losses(full_run[1])[1], rel=2e-2)
     assert (root / "bf16" / "checkpoints" / "step_1" / "trainer_state.json").is_file()
     SLTModel.from_pretrained(summary["model_dir"])
+
+
+def test_stage2_builds_the_model_on_the_training_device(tiny_corpus, tiny_llama, tmp_path, monkeypatch):
+    """train_slt asks SLTModel.build for the accelerator's device, so a QLoRA base is quantised
+    there (load_llm's device_map) instead of on CPU and moved afterwards."""
+    from slt_llm.training.stage2 import train_slt
+
+    seen = {}
+
+    def spy(cfg, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop after the build request")
+
+    monkeypatch.setattr("slt_llm.models.slt_model.load_llm", spy)
+    cfg = load_config(SLTConfig, str(make_run(make_corpus(tiny_corpus, tmp_path / "c"), tiny_llama, tmp_path / "r",
+                                              tmp_path / "cache")), ["llm.load_in_4bit=true"])
+    with pytest.raises(RuntimeError, match="stop after the build request"):
+        train_slt(cfg)
+    assert seen["device"] is not None and str(seen["device"]) == "cpu"

@@ -231,9 +231,11 @@ class Stage1Trainer:
     def build_model(self) -> None:
         """VLPModel, optimizer, schedule, loss; model/optimizer/scheduler prepared."""
         from slt_llm.contrastive.loss import SelectiveInfoNCE
+        from slt_llm.models.encoder import check_data_parallel
         from slt_llm.models.vlp import VLPModel
 
         cfg, tc = self.cfg, self.tc
+        check_data_parallel(cfg.encoder, self.world)
         checkpoint.seed_everything(tc.seed)
         model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
                          llm_dtype=cfg.llm.dtype)

@@ -216,7 +216,10 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
         raise ConfigError(f"{dc.train_manifest}: {len(train_ds)} samples, fewer than one optimizer step "
                           f"({tc.grad_accum} x global batch {gb} = batch_size {tc.batch_size} x {world} processes)")
 
-    model = SLTModel.build(cfg)
+    from slt_llm.models.encoder import check_data_parallel
+
+    check_data_parallel(cfg.encoder, world)
+    model = SLTModel.build(cfg, device=accelerator.device)  # the QLoRA base is quantised on this device
     model.clip_cfg = dc.clip  # recorded in clip.yaml: `slt-llm translate` samples clips as in training
     if tc.init_encoder:
         model.load_encoder_from(tc.init_encoder)
