@@ -67,6 +67,7 @@ class DataConfig:
     num_workers: int = 0
     pose_dir: Optional[str] = None
     cache_dir: Optional[str] = None  # decoded clips cached here (npz) when set
+    allow_outside_root: bool = False  # manifest paths may leave the manifest's folder (absolute, '..', symlinks)
 
 
 # -------------------------------------------------------------------------- model

@@ -91,6 +91,7 @@ class SLTDataset(torch.utils.data.Dataset):
         pose_dir=None,
         cache_dir=None,
         require_text: bool = True,
+        allow_outside_root: bool = False,
     ):
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
@@ -98,7 +99,8 @@ class SLTDataset(torch.utils.data.Dataset):
         self.source: Optional[str] = None
         if isinstance(samples_or_manifest, (str, os.PathLike)):
             self.source = str(samples_or_manifest)
-            m = read_manifest(samples_or_manifest, require_text=require_text, on_error=on_error)
+            m = read_manifest(samples_or_manifest, require_text=require_text, on_error=on_error,
+                              allow_outside_root=allow_outside_root)
             self.samples = list(m)
             self.manifest_errors = list(m.errors)
         else:

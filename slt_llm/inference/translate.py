@@ -3,7 +3,8 @@
     slt-llm translate --model DIR --input PATH --output FILE [--batch-size B]
         [--num-beams N] [--max-new-tokens T] [--pose-dir DIR] [--device cpu|cuda]
         [--num-workers W] [--extractor-model FILE] [--extractor-backend NAME]
-        [--llm-path DIR] [--clip KEY=VALUE ...] [--retry-errors] [--no-progress]
+        [--llm-path DIR] [--clip KEY=VALUE ...] [--retry-errors] [--allow-outside-root]
+        [--no-progress]
 
 What happens, in order:
 
@@ -122,9 +123,10 @@ class Inputs:
     errors: list = field(default_factory=list)  # InputError of unreadable manifest rows
 
 
-def list_inputs(path: str | Path) -> Inputs:
+def list_inputs(path: str | Path, allow_outside_root: bool = False) -> Inputs:
     """Folder -> every video / frame folder under it (stable order); a file ->
-    a JSONL manifest (``require_text=False``; bad rows are reported, not fatal)."""
+    a JSONL manifest (``require_text=False``; bad rows, including paths outside
+    the manifest's folder unless ``allow_outside_root``, are reported, not fatal)."""
     from slt_llm.data.manifest import Sample, read_manifest
 
     p = Path(path)
@@ -146,7 +148,7 @@ def list_inputs(path: str | Path) -> Inputs:
         raise InputError(p, "input not found (expected a folder of videos or a .jsonl manifest)")
     if p.suffix.lower() != ".jsonl":
         raise InputError(p, "input is a file but not a .jsonl manifest (pass a folder of videos or a manifest)")
-    man = read_manifest(p, require_text=False, on_error="skip")
+    man = read_manifest(p, require_text=False, on_error="skip", allow_outside_root=allow_outside_root)
     items = [Item(s.id, s.video, s) for s in man]
     return Inputs(items, list(getattr(man, "errors", [])))
 
@@ -395,6 +397,7 @@ def translate(
     max_batches: Optional[int] = None,
     on_batch: Optional[Callable[[int, list], None]] = None,
     retry_errors: bool = False,
+    allow_outside_root: bool = False,
 ) -> dict:
     """Translate every input not yet in ``output``; returns a summary dict:
     ``inputs``, ``already_done``, ``translated``, ``failed``, ``failed_ids``,
@@ -438,7 +441,7 @@ def translate(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda but no CUDA device is available")
 
-    inputs = list_inputs(input)
+    inputs = list_inputs(input, allow_outside_root)
     if rank == 0:
         merge_shards(output)  # leftovers of an interrupted multi-process run
     retried = 0
@@ -598,13 +601,16 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--clip", action="append", default=[], metavar="KEY=VALUE", help="override a clip option, e.g. --clip max_frames=128")
     ap.add_argument("--retry-errors", action="store_true",
                     help="translate again the inputs whose row in OUTPUT is an error row (e.g. a transient out-of-memory); the new row replaces it")
+    ap.add_argument("--allow-outside-root", action="store_true",
+                    help="manifest input: paths may lie outside the manifest's folder (absolute, '..', symlinks)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     s = translate(a.model, a.input, a.output, batch_size=a.batch_size, num_beams=a.num_beams,
                   max_new_tokens=a.max_new_tokens, pose_dir=a.pose_dir, device=a.device,
                   num_workers=a.num_workers, extractor_model=a.extractor_model,
                   extractor_backend=a.extractor_backend, llm_path=a.llm_path,
-                  clip_overrides=a.clip, progress=not a.no_progress, retry_errors=a.retry_errors)
+                  clip_overrides=a.clip, progress=not a.no_progress, retry_errors=a.retry_errors,
+                  allow_outside_root=a.allow_outside_root)
     from slt_llm import distributed as dist_
 
     failed = s["failed"] + len(s["manifest_errors"])

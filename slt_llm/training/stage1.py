@@ -130,7 +130,7 @@ def build_training_set(cfg: Stage1Config, rank: int = 0, world_size: int = 1):
     from slt_llm.data.manifest import read_manifest
 
     dkw = dict(pose_dir=cfg.data.pose_dir, cache_dir=cfg.data.cache_dir)
-    samples = read_manifest(cfg.data.train_manifest)
+    samples = read_manifest(cfg.data.train_manifest, allow_outside_root=cfg.data.allow_outside_root)
     ds = SLTDataset(samples, cfg.data.clip, on_error="skip", **dkw)
     bad = _prescan(ds, rank, world_size)
     if bad and cfg.data.on_error == "raise":
@@ -283,7 +283,7 @@ def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
     if global_batch > n:
         raise ConfigError(f"global batch {global_batch} (train.batch_size={tc.batch_size} x {world} processes) "
                           f"is larger than the training set ({n} readable samples)")
-    dev_samples = read_manifest(cfg.data.dev_manifest) if cfg.data.dev_manifest else []
+    dev_samples = read_manifest(cfg.data.dev_manifest, allow_outside_root=cfg.data.allow_outside_root) if cfg.data.dev_manifest else []
 
     # ---- text side: the frozen LLM, once (cached)
     ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, cache_dir=text_cache_dir(cfg),
