@@ -152,6 +152,7 @@ class TrainConfig:
     eval_every: int = 200  # dev BLEU-4 (greedy); selects the best model
     keep_checkpoints: int = 2
     deepspeed: Optional[str] = None  # path to a ds_configs/*.json
+    num_machines: Optional[int] = None  # machines the run must span (checked at start, one-line error if alone)
     init_encoder: Optional[str] = None  # stage-1 run/model dir to start from
     max_new_tokens: int = 48
     dev_limit: Optional[int] = None  # evaluate on the first N dev samples
