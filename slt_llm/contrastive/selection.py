@@ -324,7 +324,8 @@ class PairSelector:
         self.cfg = cfg
         self.num_samples = n
         self.traj = traj
-        self.scores = score_pairs(traj, high_z=getattr(cfg, "high_z", 1.0), high_level=cfg.high_level)
+        self.scores = score_pairs(traj, high_z=getattr(cfg, "high_z", 1.0), high_level=cfg.high_level,
+                                  high_quantile=getattr(cfg, "high_quantile", None))
         self.neutral = neutral_delta(traj, self.scores)
         cand = traj.cand.numpy().astype(np.int64)  # (N, M)
         anchors = np.repeat(np.arange(n, dtype=np.int64), m)
