@@ -51,7 +51,7 @@ from slt_llm.data.manifest import Sample, read_manifest
 from slt_llm.errors import InputError
 
 CLIP_ARRAYS = ("full", "left", "right", "keypoints", "boxes", "times")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: full-frame thumbnails scaled from the working picture (slt_llm/data/video.py)
 
 
 def _stat_key(path: Path) -> list:
