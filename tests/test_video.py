@@ -420,3 +420,18 @@ def test_thumbs_from_the_working_picture_match_thumbs_from_the_source(realdata):
     mse = ((fr.thumbs.astype(np.float64) - ref) ** 2).mean()
     assert 10 * np.log10(255**2 / mse) > 40  # measured 55.9 dB on the whole clip
     assert np.abs(fr.thumbs.astype(np.float64).mean() - ref.mean()) < 0.5
+
+
+def test_thread_settings_do_not_change_pixels(realdata, grey24, monkeypatch):
+    """Small pictures are converted on one swscale thread (cheaper); decoding
+    and converting with FFmpeg's threads gives the same pixels."""
+    from slt_llm.data import video as video_mod
+
+    cases = ((grey24, {}), (realdata / "football.mp4", dict(max_side=320, thumb_side=64, max_frames=8)))
+    single = [read_video(path, threads=1, **kw) for path, kw in cases]
+    monkeypatch.setattr(video_mod, "_SWS_SINGLE_THREAD_PIXELS", 0)  # every conversion threaded
+    for (path, kw), one in zip(cases, single):
+        threaded = read_video(path, threads=2, **kw)
+        np.testing.assert_array_equal(one.frames, threaded.frames)
+        if one.thumbs is not None:
+            np.testing.assert_array_equal(one.thumbs, threaded.thumbs)

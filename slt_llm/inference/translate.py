@@ -441,11 +441,47 @@ def translate(
     return summary
 
 
-def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, num_beams, max_new_tokens,
-         pose_dir, device, num_workers, extractor, pose_cache, progress, max_batches, on_batch, world):
+def _identity(x):
+    return x
+
+
+def _batch_loader(ds, batches: list, *, num_workers: int, device):
+    """Collated batches in the order of ``batches``, decoded ahead by
+    ``num_workers`` DataLoader processes (0: in this process).
+
+    The workers take single samples, not whole batches: every worker helps
+    fill each batch, so the first batch is ready after ~B / W decodes (not
+    B), and the last one does not wait on a single worker. Up to two
+    batches of samples are in flight (the same memory bound as two batches
+    per worker before). Collation (``collate_clips``: padding) runs here,
+    in the order the samples were asked for, so a batch holds exactly the
+    samples of its ``batches`` entry."""
+    import torch
     from torch.utils.data import DataLoader
 
-    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.data.dataset import collate_clips
+
+    pin = str(device).startswith("cuda")
+    if num_workers <= 0:
+        for b in batches:
+            yield collate_clips([ds[i] for i in b])
+        return
+    order = [i for b in batches for i in b]
+    biggest = max((len(b) for b in batches), default=1)
+    ahead = max(2, -(-2 * biggest // num_workers))  # per worker: two batches in flight in all
+    loader = DataLoader(ds, sampler=order, batch_size=None, collate_fn=_identity, num_workers=num_workers,
+                        prefetch_factor=ahead, persistent_workers=False)
+    it = iter(loader)
+    for b in batches:
+        batch = collate_clips([next(it) for _ in b])
+        if pin:
+            batch = {k: (v.pin_memory() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+        yield batch
+
+
+def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, num_beams, max_new_tokens,
+         pose_dir, device, num_workers, extractor, pose_cache, progress, max_batches, on_batch, world):
+    from slt_llm.data.dataset import SLTDataset
 
     for it in items:
         it.length = estimate_seconds(it.path)
@@ -459,9 +495,7 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
         batches = batches[:max_batches]
     if num_workers is None:
         num_workers = min(4, max(1, (os.cpu_count() or 2) // max(1, world) - 1))
-    loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate_clips, num_workers=num_workers,
-                        pin_memory=str(device).startswith("cuda"),
-                        prefetch_factor=2 if num_workers > 0 else None, persistent_workers=False)
+    loader = _batch_loader(ds, batches, num_workers=num_workers, device=device)
     bar = None
     if progress:
         from tqdm.auto import tqdm
