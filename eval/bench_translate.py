@@ -32,7 +32,7 @@ def build_tiny_model(work: Path) -> Path:
     """Tiny SLT model folder (random weights) for speed measurements."""
     import torch
 
-    from slt_llm.config import SLTConfig, load_config, to_dict
+    from slt_llm.config import SLTConfig, load_config
     from slt_llm.models.slt_model import SLTModel
     from slt_llm.models.tiny_llm import build_tiny_llm
 
@@ -45,7 +45,7 @@ def build_tiny_model(work: Path) -> Path:
     cfg = load_config(SLTConfig, None, tiny_overrides(llm))
     torch.manual_seed(0)
     model = SLTModel.build(cfg)
-    model.meta_extra["clip"] = to_dict(cfg.data.clip)  # what training records for translate
+    model.clip_cfg = cfg.data.clip  # what training records for translate
     model.save_pretrained(str(model_dir))
     return model_dir
 
@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     from slt_llm.data.dataset import SLTDataset, collate_clips
     from slt_llm.data.manifest import read_manifest
     from slt_llm.data.synth import generate
-    from slt_llm.inference.translate import _to_device, clip_config_of, translate
+    from slt_llm.data.dataset import batch_to_device
+    from slt_llm.inference.translate import clip_config_of, translate
     from slt_llm.models.slt_model import SLTModel
 
     work = Path(a.work)
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
     # warm-up (allocator, first-call overheads) on both paths, not timed
     ds = SLTDataset(samples[:2], clip_cfg, on_error="skip")
     with torch.inference_mode():
-        model.generate(_to_device(collate_clips([ds[0]]), a.device), num_beams=1, max_new_tokens=a.max_new_tokens)
+        model.generate(batch_to_device(collate_clips([ds[0]]), a.device), num_beams=1, max_new_tokens=a.max_new_tokens)
 
     def plain_loop() -> tuple[float, dict]:
         """1. plain loop: load clip -> generate, one video at a time, main process only."""
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
                 item = ds[i]
                 if "error" in item:
                     continue
-                out[item["id"]] = model.generate(_to_device(collate_clips([item]), a.device), num_beams=1,
+                out[item["id"]] = model.generate(batch_to_device(collate_clips([item]), a.device), num_beams=1,
                                                  max_new_tokens=a.max_new_tokens)[0]
         return time.perf_counter() - t, out
 

@@ -53,6 +53,18 @@ def _step(n: int, title: str) -> float:
     return time.time()
 
 
+def _reusable_step(n: int, title: str, folder: Path, what: str, work) -> float:
+    """Step ``n``: run ``work()`` unless ``folder`` is already marked done (then say it is
+    reused), mark it done with the time taken; returns that time (also on reuse)."""
+    t = _step(n, title)
+    if _done(folder):
+        print(f"reusing {what}")
+    else:
+        work()
+        _mark(folder, {"seconds": time.time() - t})
+    return _seconds(folder)
+
+
 def run_demo(
     out: str = "runs/demo",
     *,
@@ -73,27 +85,21 @@ def run_demo(
     timings: dict[str, float] = {}
     cache = str(root / "clip_cache")
 
-    t = _step(1, f"synthetic corpus -> {corpus}")
-    if not _done(corpus):
+    def make_corpus():
         from slt_llm.data.synth import generate
 
         if corpus.exists():
             shutil.rmtree(corpus)
         generate(corpus, n_train=n_train, n_dev=n_dev, n_test=n_test, seed=seed, dup_rate=dup_rate, size=size)
-        _mark(corpus, {"seconds": time.time() - t})
-    else:
-        print("reusing the corpus")
-    timings["corpus_s"] = _seconds(corpus)
 
-    t = _step(2, f"tiny stand-in LLM -> {llm_dir}")
-    if not _done(llm_dir):
+    timings["corpus_s"] = _reusable_step(1, f"synthetic corpus -> {corpus}", corpus, "the corpus", make_corpus)
+
+    def make_llm():
         from slt_llm.models import tiny_llm
 
         tiny_llm.cli(["--corpus", str(corpus), "--out", str(llm_dir), "--family", "llama", "--steps", str(llm_steps)])
-        _mark(llm_dir, {"seconds": time.time() - t})
-    else:
-        print("reusing the LLM")
-    timings["llm_s"] = _seconds(llm_dir)
+
+    timings["llm_s"] = _reusable_step(2, f"tiny stand-in LLM -> {llm_dir}", llm_dir, "the LLM", make_llm)
 
     data_paths = [
         f"data.train_manifest={corpus / 'train.jsonl'}",
@@ -102,8 +108,7 @@ def run_demo(
         f"llm.path={llm_dir}",
     ]
 
-    t = _step(3, f"stage 1: selective contrastive alignment (pair selection) -> {stage1_dir}")
-    if not _done(stage1_dir):
+    def stage1():
         from slt_llm.training.stage1 import train_vlp
 
         cfg1 = load_config(
@@ -111,15 +116,12 @@ def run_demo(
             _config_path("demo_stage1.yaml"),
             data_paths + [f"train.run_dir={stage1_dir}"] + list(stage1_overrides or []),
         )
-        resume = (stage1_dir / "checkpoints").exists()
-        train_vlp(cfg1, resume=resume)
-        _mark(stage1_dir, {"seconds": time.time() - t})
-    else:
-        print("reusing stage 1")
-    timings["stage1_s"] = _seconds(stage1_dir)
+        train_vlp(cfg1, resume=(stage1_dir / "checkpoints").exists())
 
-    t = _step(4, f"stage 2: translation with LoRA from the stage-1 encoder -> {stage2_dir}")
-    if not _done(stage2_dir):
+    timings["stage1_s"] = _reusable_step(3, f"stage 1: selective contrastive alignment (pair selection) -> {stage1_dir}",
+                                         stage1_dir, "stage 1", stage1)
+
+    def stage2():
         from slt_llm.training.stage2 import train_slt
 
         cfg2 = load_config(
@@ -129,15 +131,13 @@ def run_demo(
             + [f"train.run_dir={stage2_dir}", f"train.init_encoder={stage1_dir / 'model'}"]
             + list(stage2_overrides or []),
         )
-        resume = (stage2_dir / "checkpoints").exists()
-        train_slt(cfg2, resume=resume)
+        train_slt(cfg2, resume=(stage2_dir / "checkpoints").exists())
         if model_dir.exists():
             shutil.rmtree(model_dir)
         shutil.copytree(stage2_dir / "model", model_dir)
-        _mark(stage2_dir, {"seconds": time.time() - t})
-    else:
-        print("reusing stage 2")
-    timings["stage2_s"] = _seconds(stage2_dir)
+
+    timings["stage2_s"] = _reusable_step(4, f"stage 2: translation with LoRA from the stage-1 encoder -> {stage2_dir}",
+                                         stage2_dir, "stage 2", stage2)
 
     t = _step(5, "translate the test split's video folder")
     test_videos = root / "test_videos"

@@ -76,21 +76,26 @@ def test_loss_equals_bruteforce_with_and_without_mask():
     assert only_pos.item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_scale_is_clamped_and_module_can_own_temperature():
+def test_temperature_has_one_owner_the_model():
+    """The loss uses the scale it is given (gradient flows to it); the stage-1 model owns the
+    learnable temperature and caps the scale at 100 (no gradient beyond the cap)."""
+    from slt_llm.config import EncoderConfig, VLPConfig
+    from slt_llm.models.vlp import VLPModel
+
     xv, xt, *_ = _problem()
-    loss = SelectiveInfoNCE(init_temperature=0.07)
-    assert loss.log_scale.exp().item() == pytest.approx(1 / 0.07, rel=1e-5)
-    out = loss(xv, xt)
-    out.backward()
-    assert loss.log_scale.grad is not None and loss.log_scale.grad.abs() > 0
-    s = torch.tensor(500.0, requires_grad=True)
-    a = SelectiveInfoNCE(max_logit_scale=100.0)(xv, xt, s)
-    b = SelectiveInfoNCE(max_logit_scale=100.0)(xv, xt, torch.tensor(100.0))
-    assert a.item() == pytest.approx(b.item(), rel=1e-6)
-    a.backward()
-    assert s.grad.item() == 0.0
-    with pytest.raises(ConfigError):
-        SelectiveInfoNCE()(xv, xt)
+    s = torch.tensor(7.0, requires_grad=True)
+    SelectiveInfoNCE()(xv, xt, s).backward()
+    assert s.grad is not None and s.grad.abs() > 0
+    assert not list(SelectiveInfoNCE().parameters())
+    m = VLPModel(EncoderConfig(dim=16, hand_channels=[4, 8], full_channels=[4, 8], keypoint_hidden=8, num_layers=1,
+                               num_heads=2), VLPConfig(embed_dim=8, init_temperature=0.07), 12)
+    assert m.clamped_logit_scale().exp().item() == pytest.approx(1 / 0.07, rel=1e-5)
+    with torch.no_grad():
+        m.logit_scale.fill_(math.log(500.0))
+    capped = m.clamped_logit_scale().exp()
+    assert capped.item() == pytest.approx(100.0, rel=1e-5)
+    SelectiveInfoNCE()(xv, xt, capped).backward()
+    assert m.logit_scale.grad.item() == 0.0
     with pytest.raises(ConfigError):
         SelectiveInfoNCE(rank=2, world_size=2)
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from slt_llm.config import SLTConfig, load_config
-from slt_llm.training.common import read_metrics
+from slt_llm.training.metrics_log import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def make_corpus(tiny_corpus: Path, out: Path) -> Path:
                 r[k] = str((tiny_corpus / r[k]).resolve())
     bad = out / "broken.mp4"
     bad.write_bytes(b"\x00\x01garbage" * 300)
-    from slt_llm.training.common import epoch_order
+    from slt_llm.training.data_order import epoch_order
 
     first = int(epoch_order(len(rows) + 1, seed=0, epoch=0)[1])  # 2nd clip of the first global batch
     rows.insert(first, dict(rows[0], id="broken", video=str(bad)))
@@ -107,7 +107,7 @@ def test_full_run_outputs(full_run, setup):
     assert back.train.max_steps == 4 and back.encoder.dim == 32
     # checkpoints at 2 and 4 with trainer state
     st = json.loads((run_dir / "checkpoints" / "step_4" / "trainer_state.json").read_text())
-    assert st["step"] == 4 and st["best_dev_bleu"] == summary["best_dev_bleu"]
+    assert st["step"] == 4 and st["best_metric"] == summary["best_dev_bleu"]
 
 
 def test_qlora_adamw8bit_loss_goes_down_on_repeated_batch(setup, tmp_path):

@@ -27,13 +27,13 @@ from slt_llm.inference import translate as tr  # noqa: E402
 def tiny_model(tmp_path_factory, tiny_llama) -> Path:
     import torch
 
-    from slt_llm.config import SLTConfig, load_config, to_dict
+    from slt_llm.config import SLTConfig, load_config
     from slt_llm.models.slt_model import SLTModel
 
     cfg = load_config(SLTConfig, None, tiny_overrides(tiny_llama))
     torch.manual_seed(0)
     model = SLTModel.build(cfg)
-    model.meta_extra["clip"] = to_dict(cfg.data.clip)  # as training records it
+    model.clip_cfg = cfg.data.clip  # as training records it
     out = tmp_path_factory.mktemp("slt_model") / "model"
     model.save_pretrained(str(out))
     return out

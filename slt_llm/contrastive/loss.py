@@ -6,7 +6,8 @@ With W ranks each holding a local batch of b pairs (global batch B = W*b),
 rank r holds video features v_a and text features t_a for its local rows
 a = 0..b-1 (global position g(a) = r*b + a). Both are L2-normalised inside the
 loss. After the all-gather every rank sees the global columns V, T (B, d).
-With the scale s = clamp(logit_scale, max=max_logit_scale) (= 1/temperature),
+With the scale s = logit_scale (= 1/temperature; the model owns and clamps it:
+``VLPModel.logit_scale``),
 and F the false-negative relation (a boolean matrix, never true on the
 positive), the local loss is
 
@@ -213,18 +214,15 @@ class SelectiveInfoNCE(nn.Module):
     Args:
         rank, world_size: this process's place (explicit, as in open_clip's ClipLoss).
         false_negatives: optional ``FalseNegatives``; used when ``index`` is given.
-        init_temperature: if set, the module owns a learnable ``log_scale``
-            parameter (CLIP parametrisation: scale = exp(log_scale), initial
-            1/init_temperature); otherwise the caller passes ``logit_scale``.
-        max_logit_scale: the scale is clamped to at most this (CLIP: 100).
         normalize: L2-normalise the features inside (default True).
 
-    forward(video (b,d), text (b,d), logit_scale=None, *, index=None (b,) int
+    forward(video (b,d), text (b,d), logit_scale, *, index=None (b,) int
     dataset indices of the local rows, fn_mask=None (b, W*b) bool,
     false_negatives=None) -> scalar loss (this rank's L_r).
 
     ``logit_scale`` is the multiplier s = 1/temperature (already exponentiated,
-    a tensor so it can be learned), as in open_clip. The mask is ``fn_mask``
+    a tensor so it can be learned), as in open_clip; the temperature has one
+    owner, the model (``VLPModel.clamped_logit_scale``). The mask is ``fn_mask``
     when given, else looked up from ``false_negatives.mask(index, gathered
     index)``; the positive entry is always unmasked. Cost: see module doc.
     """
@@ -235,8 +233,6 @@ class SelectiveInfoNCE(nn.Module):
         world_size: int = 1,
         *,
         false_negatives: Optional[FalseNegatives] = None,
-        init_temperature: Optional[float] = None,
-        max_logit_scale: float = 100.0,
         normalize: bool = True,
     ):
         super().__init__()
@@ -244,19 +240,14 @@ class SelectiveInfoNCE(nn.Module):
             raise ConfigError(f"SelectiveInfoNCE: bad rank {rank} / world_size {world_size}")
         self.rank, self.world_size = rank, world_size
         self.false_negatives = false_negatives
-        self.max_logit_scale = float(max_logit_scale)
         self.normalize = normalize
-        if init_temperature is not None:
-            self.log_scale = nn.Parameter(torch.tensor(float(np.log(1.0 / init_temperature))))
-        else:
-            self.log_scale = None
         self.last_stats: dict = {}
 
     def forward(
         self,
         video: torch.Tensor,
         text: torch.Tensor,
-        logit_scale: Optional[torch.Tensor] = None,
+        logit_scale: torch.Tensor,
         *,
         index: Optional[torch.Tensor] = None,
         fn_mask: Optional[torch.Tensor] = None,
@@ -264,10 +255,6 @@ class SelectiveInfoNCE(nn.Module):
     ) -> torch.Tensor:
         if video.shape != text.shape or video.dim() != 2:
             raise ConfigError(f"SelectiveInfoNCE: video {tuple(video.shape)} and text {tuple(text.shape)} must both be (b, d)")
-        if logit_scale is None:
-            if self.log_scale is None:
-                raise ConfigError("SelectiveInfoNCE: pass logit_scale or build the loss with init_temperature")
-            logit_scale = self.log_scale.exp()
         b = video.shape[0]
         if video.dtype in (torch.float16, torch.bfloat16):  # logits in float32 under mixed precision
             video, text = video.float(), text.float()
@@ -276,7 +263,7 @@ class SelectiveInfoNCE(nn.Module):
             text = F.normalize(text, dim=-1)
         all_video = gather_features(video, self.rank, self.world_size)  # (B, d)
         all_text = gather_features(text, self.rank, self.world_size)  # (B, d)
-        scale = torch.as_tensor(logit_scale, device=video.device).to(video.dtype).clamp(max=self.max_logit_scale)
+        scale = torch.as_tensor(logit_scale, device=video.device).to(video.dtype)
         logits_v2t = scale * video @ all_text.t()  # (b, B)
         logits_t2v = scale * text @ all_video.t()  # (b, B)
         labels = torch.arange(b, device=video.device) + self.rank * b

@@ -130,7 +130,7 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
 
 
 def cli(argv: list[str]) -> int:
-    from slt_llm.config import ClipConfig, from_dict
+    from slt_llm.config import ClipConfig
     from slt_llm.models.vlp import VLPModel
 
     p = argparse.ArgumentParser(prog="slt-llm retrieval", description=__doc__.split("\n\n")[0])
@@ -144,11 +144,10 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--pose-dir", default=None)
     p.add_argument("--clip-cache", default=None, help="decoded-clip cache folder")
     a = p.parse_args(argv)
-    cfg = VLPModel.read_config(a.model)
     model = VLPModel.from_pretrained(a.model, device=a.device)
     if a.llm:
         model.llm_path = str(Path(a.llm).resolve())
-    clip_cfg = from_dict(ClipConfig, cfg.get("clip") or {}, "clip")
+    clip_cfg = model.clip_cfg or ClipConfig()
     res = evaluate_retrieval(model, a.manifest, clip_cfg, batch_size=a.batch_size, device=a.device,
                              pose_dir=a.pose_dir, cache_dir=a.clip_cache, text_cache_dir=a.text_cache)
     for d in ("v2t", "t2v"):

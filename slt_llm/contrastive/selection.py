@@ -277,7 +277,7 @@ class PairSelector:
         self.cfg = cfg
         self.num_samples = n
         self.traj = traj
-        self.scores = score_pairs(traj, high_level=cfg.high_level)
+        self.scores = score_pairs(traj, high_level=cfg.high_level, high_quantile=cfg.high_quantile)
         cand = traj.cand.numpy().astype(np.int64)  # (N, M)
         anchors = np.repeat(np.arange(n, dtype=np.int64), m)
         flat_cand = cand.reshape(-1)

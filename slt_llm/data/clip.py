@@ -60,7 +60,7 @@ from slt_llm.data.layout import Clip
 from slt_llm.data.pose import Keypoints, fill_gaps, normalize, read_pose
 from slt_llm.errors import InputError
 
-__all__ = ["load_clip", "find_pose", "align_keypoints", "frame_keypoints", "letterbox", "pad_square",
+__all__ = ["load_clip", "find_pose", "align_keypoints", "frame_keypoints", "pad_square",
            "working_side", "working_side_for", "clip_to_tensors", "HOLD_SECONDS"]
 
 HOLD_SECONDS = 0.5  # beyond the keypoint track's end, hold the last frame this long, then conf 0
@@ -211,35 +211,11 @@ def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECO
     return xy, conf, covered
 
 
-def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
-    """Downscale (T,H,W,3) uint8 frames to fit ``size`` x ``size``, centred on black bars.
-
-    Returns uint8 (T, size, size, 3). One PIL bilinear resize per frame
-    (~1.1 ms per 512x288 frame; ``load_clip`` no longer calls it: the
-    decoder's thumbnails + ``pad_square`` replace it).
-    """
-    from PIL import Image
-
-    T, H, W = frames.shape[:3]
-    out = np.zeros((T, size, size, 3), np.uint8)
-    if T == 0 or H == 0 or W == 0:
-        return out
-    s = size / max(H, W)
-    nh, nw = max(1, round(H * s)), max(1, round(W * s))
-    y0, x0 = (size - nh) // 2, (size - nw) // 2
-    for t in range(T):
-        img = Image.fromarray(frames[t])
-        if (nw, nh) != (W, H):
-            img = img.resize((nw, nh), Image.BILINEAR)
-        out[t, y0 : y0 + nh, x0 : x0 + nw] = np.asarray(img)
-    return out
-
-
 def pad_square(frames: np.ndarray, size: int, *, channels_first: bool = False) -> np.ndarray:
     """Centre (T,h,w,3) uint8 images with max(h, w) <= ``size`` on black
     ``size`` x ``size`` canvases: uint8 (T, size, size, 3), or
-    (T, 3, size, size) with ``channels_first``; bars split as ``letterbox``
-    splits them. One vectorised copy (no resampling)."""
+    (T, 3, size, size) with ``channels_first``; bars split evenly (the
+    odd pixel after the picture). One vectorised copy (no resampling)."""
     T, h, w = frames.shape[:3]
     if h > size or w > size:
         raise ValueError(f"pad_square: images {w}x{h} do not fit in {size}x{size}")

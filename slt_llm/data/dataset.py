@@ -41,7 +41,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -216,32 +216,35 @@ class SLTDataset(torch.utils.data.Dataset):
         item.update(fps=arrays["fps"], id=s.id, text=s.text, index=i)
         return item
 
-    # ------------------------------------------------------------------ lengths
-    def estimated_lengths(self) -> list:
-        """Frames each sample will have after sampling, estimated from container
-        metadata (no decoding beyond one frame per file; frame folders: image count).
-        0 for samples whose video cannot be probed. Cost: one file open per sample."""
-        from slt_llm.data.video import list_images, probe_video
 
-        cfg = self.clip_cfg
-        out = []
-        for s in self.samples:
+# ---------------------------------------------------------------------- lengths
+def estimate_frames(sample: Sample, clip_cfg: ClipConfig) -> int:
+    """Frames a sample will have after sampling (``clip_cfg``: fps or max_fps, max_frames,
+    the sample's start/end), from container metadata only (no decoding; frame folders:
+    image count / 25 fps). 0 when the video cannot be opened. The one length estimator
+    (translate batches inputs of similar length with it). Cost: one file open."""
+    from slt_llm.data.video import _duration, _native_fps, _open, list_images
+
+    try:
+        p = Path(sample.video)
+        if p.is_dir():
+            native, dur = 25.0, len(list_images(p)) / 25.0
+        else:
+            container = _open(p)
             try:
-                p = Path(s.video)
-                if p.is_dir():
-                    native, dur = 25.0, len(list_images(p)) / 25.0
-                else:
-                    info = probe_video(p)
-                    native, dur = info.fps, info.duration
-                t0 = s.start or 0.0
-                t1 = min(s.end, dur) if s.end is not None else dur
-                rate = cfg.fps if cfg.fps else min(native, cfg.max_fps)
-                rate = min(rate, native)
-                n = int(math.floor(max(t1 - t0, 0.0) * rate + 0.5))
-                out.append(max(0, min(n, cfg.max_frames)))
-            except (InputError, OSError):
-                out.append(0)
-        return out
+                stream = container.streams.video[0]
+                native, dur = _native_fps(stream), _duration(container, stream)
+            finally:
+                container.close()
+            if dur is None:
+                return 0
+        t0 = sample.start or 0.0
+        t1 = min(sample.end, dur) if sample.end is not None else dur
+        rate = min(clip_cfg.fps if clip_cfg.fps else min(native, clip_cfg.max_fps), native)
+        n = int(math.floor(max(t1 - t0, 0.0) * rate + 0.5))
+        return max(0, min(n, clip_cfg.max_frames))
+    except (InputError, OSError, IndexError):
+        return 0
 
 
 # ---------------------------------------------------------------------- collate
@@ -291,62 +294,50 @@ def collate_clips(items: list) -> dict:
     return batch
 
 
+# ------------------------------------------------------------ readable samples
+def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
+    """``(dataset, samples, bad)``: ``data_cfg.train_manifest`` (a DataConfig) as an
+    SLTDataset with unreadable samples removed, found by one pre-scan sharded over
+    ranks (rank r checks r, r+W, ...; results all-gathered; with ``cache_dir`` set
+    the scan also fills the clip cache). ``data.on_error=raise`` raises on the
+    first bad sample. Sample i of ``samples`` is dataset index i. Cost: one load
+    per sample (divided over the ranks)."""
+    from slt_llm import distributed as dist_utils
+
+    dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir)
+    samples = read_manifest(data_cfg.train_manifest)
+    ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
+    mine = [i for i in range(rank, len(ds), world_size) if "error" in ds[i]]
+    bad = sorted(i for part in dist_utils.all_gather_object(mine) for i in part)
+    if bad and data_cfg.on_error == "raise":
+        raise InputError(samples[bad[0]].video, ds[bad[0]].get("error", "unreadable sample"))
+    if bad:
+        bad_set = set(bad)
+        samples = [s for i, s in enumerate(samples) if i not in bad_set]
+        ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
+    return ds, samples, bad
+
+
+# ------------------------------------------------------------------- to device
+def batch_to_device(batch, device):
+    """Tensors of a (nested) batch moved to ``device``; everything else untouched.
+
+    The one batch-to-device helper (training, stage-1 embedding, translate)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: batch_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return type(batch)(batch_to_device(v, device) for v in batch)
+    return batch
+
+
 # ---------------------------------------------------------------------- batching
-class LengthGroupedBatchSampler(torch.utils.data.Sampler):
-    """Batches of indices with similar lengths (less padding).
-
-    shuffle=True (training): indices are permuted (seed + epoch), cut into
-    mega-batches of ``batch_size * group_mult``, each sorted by length
-    (longest first) and cut into batches; the batch order is then shuffled.
-    shuffle=False (inference): all indices sorted by length, longest first,
-    then cut into batches (the first batch shows the memory peak early).
-    Deterministic for (seed, epoch); call ``set_epoch(e)`` between epochs.
-    Cost: O(N log N) per epoch.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, group_mult: int = 50):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.lengths = np.asarray(list(lengths), dtype=np.int64)
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.seed = int(seed)
-        self.drop_last = drop_last
-        self.group_mult = max(1, int(group_mult))
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def batches(self) -> list:
-        n = len(self.lengths)
-        if self.shuffle:
-            rng = np.random.default_rng([self.seed, self.epoch])
-            perm = rng.permutation(n)
-            mega = self.batch_size * self.group_mult
-            batches = []
-            for s in range(0, n, mega):
-                grp = perm[s:s + mega]
-                grp = grp[np.argsort(-self.lengths[grp], kind="stable")]
-                batches += [grp[j:j + self.batch_size] for j in range(0, len(grp), self.batch_size)]
-            if self.drop_last:
-                batches = [b for b in batches if len(b) == self.batch_size]
-            order = rng.permutation(len(batches))
-            return [batches[i].tolist() for i in order]
-        idx = np.argsort(-self.lengths, kind="stable")
-        batches = [idx[j:j + self.batch_size] for j in range(0, n, self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        return [b.tolist() for b in batches]
-
-    def __iter__(self) -> Iterator[list]:
-        return iter(self.batches())
-
-    def __len__(self) -> int:
-        n = len(self.lengths)
-        if not self.drop_last:
-            return math.ceil(n / self.batch_size)
-        if not self.shuffle:
-            return n // self.batch_size
-        return len(self.batches())
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length, longest first (stable), cut into batches of
+    ``batch_size`` (the last may be smaller): little padding, and the first
+    batch shows the memory peak early. O(N log N)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    idx = np.argsort(-np.asarray(list(lengths), dtype=np.int64), kind="stable")
+    return [idx[j:j + batch_size].tolist() for j in range(0, len(idx), batch_size)]

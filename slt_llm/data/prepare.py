@@ -107,6 +107,15 @@ def _read_text(path: Path) -> str:
         raise InputError(path, "not UTF-8 text") from None
 
 
+def _columns(path: Path, header: list, required, hint: str) -> dict:
+    """Column index of each ``required`` name in an annotation file's ``header``;
+    InputError naming the missing ones (and ``hint``) otherwise."""
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(path, f"header lacks column(s) {', '.join(missing)} ({hint})")
+    return {c: header.index(c) for c in required}
+
+
 def _pose_for(pose_dir: Optional[Path], sid: str) -> Optional[str]:
     if pose_dir is None:
         return None
@@ -141,10 +150,7 @@ def prepare_phoenix(root: Path, video_dir: Optional[Path], pose_dir: Optional[Pa
         if not lines:
             raise InputError(path, "empty annotation file")
         header = [h.strip().lower() for h in lines[0].split("|")]
-        missing = [c for c in PHOENIX_COLUMNS if c not in header]
-        if missing:
-            raise InputError(path, f"header lacks column(s) {', '.join(missing)} (expected {'|'.join(PHOENIX_COLUMNS)})")
-        col = {c: header.index(c) for c in PHOENIX_COLUMNS}
+        col = _columns(path, header, PHOENIX_COLUMNS, f"expected {'|'.join(PHOENIX_COLUMNS)}")
         samples, counter, seen = [], Counter(), set()
         for lineno, line in enumerate(lines[1:], start=2):
             if not line.strip():
@@ -290,10 +296,7 @@ def prepare_how2sign(root: Path, video_dir: Optional[Path], pose_dir: Optional[P
         if not rows:
             raise InputError(path, "empty annotation file")
         header = [h.strip() for h in rows[0]]
-        missing = [c for c in H2S_COLUMNS if c not in header]
-        if missing:
-            raise InputError(path, f"header lacks column(s) {', '.join(missing)} (is it tab-separated?)")
-        col = {c: header.index(c) for c in H2S_COLUMNS}
+        col = _columns(path, header, H2S_COLUMNS, "is it tab-separated?")
         samples, counter, seen = [], Counter(), set()
         for lineno, r in enumerate(rows[1:], start=2):
             if not any(x.strip() for x in r):

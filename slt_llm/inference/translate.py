@@ -18,8 +18,8 @@ What happens, in order:
 3. The output (JSONL, or CSV when the name ends in ``.csv``) is read if it
    exists: ids already there are skipped (a partial last line left by a kill
    is cut off first, so that input is redone; no id is ever written twice).
-4. Pending inputs are ordered by duration (container metadata, no decoding)
-   and cut into batches of similar length (``LengthGroupedBatchSampler``,
+4. Pending inputs are ordered by estimated frames (container metadata, no decoding)
+   and cut into batches of similar length (``data.dataset.length_sorted_batches``,
    longest first); a DataLoader with ``num_workers`` processes
    decodes and crops (``SLTDataset``) single samples, every worker helping
    to fill each batch, while the main process collates and runs the model
@@ -74,35 +74,19 @@ def check_model_dir(model_dir: str | Path, llm_path: Optional[str] = None) -> di
 
 
 def clip_config_of(model_dir: str | Path, overrides: Optional[list] = None, *, warn: bool = False):
-    """The ``ClipConfig`` the model was trained with, plus ``key=value``
-    overrides (e.g. ``max_frames=128``). Looked up in the folder's
-    ``slt_config.yaml`` (``data.clip`` or ``clip``), then ``meta.json``
-    (``clip``, which training writes through ``SLTModel.meta_extra``); the
-    defaults otherwise (with a warning when ``warn``)."""
-    import yaml
+    """The ``ClipConfig`` the model was trained with (``config.read_clip_settings``:
+    the folder's ``clip.yaml``), plus ``key=value`` overrides (e.g.
+    ``max_frames=128``) coerced like any config value (``config.apply_overrides``);
+    the defaults when the folder records none (with a warning when ``warn``)."""
+    from slt_llm.config import ClipConfig, apply_overrides, read_clip_settings
 
-    from slt_llm.config import ClipConfig, from_dict
-
-    d = Path(model_dir)
-    clip = None
-    raw = yaml.safe_load((d / "slt_config.yaml").read_text()) or {}
-    if isinstance(raw, dict):
-        data = raw.get("data")
-        clip = data.get("clip") if isinstance(data, dict) else None
-        clip = clip if clip is not None else raw.get("clip")
-    if clip is None and (d / "meta.json").is_file():
-        meta = json.loads((d / "meta.json").read_text())
-        clip = meta.get("clip") if isinstance(meta, dict) else None
-    if clip is None and warn:
-        print(f"translate: warning: {d} records no clip settings; using the ClipConfig defaults "
-              "(pass --clip KEY=VALUE to match training)", file=sys.stderr)
-    cfg = from_dict(ClipConfig, clip or {}, "data.clip")
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not hasattr(cfg, key):
-            raise ConfigError(f"bad clip option {item!r} (KEY=VALUE with KEY one of {', '.join(ClipConfig.__dataclass_fields__)})")
-        setattr(cfg, key, yaml.safe_load(value))
-    return cfg
+    cfg = read_clip_settings(model_dir)
+    if cfg is None:
+        if warn:
+            print(f"translate: warning: {model_dir} records no clip settings; using the ClipConfig defaults "
+                  "(pass --clip KEY=VALUE to match training)", file=sys.stderr)
+        cfg = ClipConfig()
+    return apply_overrides(cfg, overrides, prefix="data.clip")
 
 
 # --------------------------------------------------------------------- inputs
@@ -113,7 +97,6 @@ class Item:
     id: str
     path: str
     sample: object
-    length: float = 0.0
 
 
 @dataclass
@@ -151,36 +134,13 @@ def list_inputs(path: str | Path) -> Inputs:
     return Inputs(items, list(getattr(man, "errors", [])))
 
 
-def estimate_seconds(path: str) -> float:
-    """Duration used to group inputs of similar length (0 when unknown).
-    Container metadata only (no decoding); frame folders: files / 25."""
-    p = Path(path)
-    try:
-        if p.is_dir():
-            return sum(1 for _ in p.iterdir()) / 25.0
-        import av
+def length_batches(items: list, batch_size: int, clip_cfg) -> list:
+    """Indices into ``items`` cut into batches of similar length, longest first
+    (``data.dataset.length_sorted_batches``), from each input's estimated number
+    of sampled frames (``data.dataset.estimate_frames``: metadata only)."""
+    from slt_llm.data.dataset import estimate_frames, length_sorted_batches
 
-        with av.open(str(p)) as c:
-            if c.duration:
-                return float(c.duration) / 1e6
-            vs = c.streams.video[0]
-            if vs.duration and vs.time_base:
-                return float(vs.duration * vs.time_base)
-    except Exception:  # unreadable: the dataset reports it; order does not matter
-        return 0.0
-    return 0.0
-
-
-def length_batches(items: list, batch_size: int, clip_cfg=None) -> list:
-    """Indices into ``items`` cut into batches of similar length, longest
-    first (``LengthGroupedBatchSampler(shuffle=False)``), from the estimated
-    number of sampled frames (duration x sampling rate, capped at max_frames)."""
-    from slt_llm.data.dataset import LengthGroupedBatchSampler
-
-    rate = 25.0 if clip_cfg is None else float(clip_cfg.fps or clip_cfg.max_fps)
-    cap = 10**9 if clip_cfg is None else int(clip_cfg.max_frames)
-    lengths = [min(cap, int(round(it.length * rate))) for it in items]
-    return LengthGroupedBatchSampler(lengths, batch_size, shuffle=False).batches()
+    return length_sorted_batches([estimate_frames(it.sample, clip_cfg) for it in items], batch_size)
 
 
 # --------------------------------------------------------------------- output rows
@@ -331,12 +291,6 @@ def _skipped(batch) -> list:
         else:
             out.append((str(s), "could not be read"))
     return out
-
-
-def _to_device(batch: dict, device) -> dict:
-    import torch
-
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 # --------------------------------------------------------------------- main loop
@@ -515,8 +469,6 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
          pose_dir, device, num_workers, extractor, pose_cache, progress, max_batches, on_batch, world):
     from slt_llm.data.dataset import SLTDataset
 
-    for it in items:
-        it.length = estimate_seconds(it.path)
     samples = [it.sample for it in items]
     if extractor is not None:
         Path(pose_cache).mkdir(parents=True, exist_ok=True)
@@ -530,9 +482,9 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
     loader = _batch_loader(ds, batches, num_workers=num_workers, device=device, world=world)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from slt_llm.progress import progress_bar
 
-        bar = tqdm(total=sum(len(b) for b in batches), unit="video", desc="translate", dynamic_ncols=True)
+        bar = progress_bar(total=sum(len(b) for b in batches), unit="video", desc="translate")
     by_id = {it.id: it for it in items}
     for bi, batch in enumerate(loader):
         rows = [{"id": sid, "path": by_id[sid].path, "translation": None, "error": msg} for sid, msg in _skipped(batch)]
@@ -565,9 +517,11 @@ def _generate(model, batch, ids, device, num_beams, max_new_tokens) -> list:
     sample at a time so only the culprit gets an error row."""
     import torch
 
+    from slt_llm.data.dataset import batch_to_device
+
     with torch.inference_mode():
         try:
-            out = model.generate(_to_device(batch, device), num_beams=num_beams, max_new_tokens=max_new_tokens)
+            out = model.generate(batch_to_device(batch, device), num_beams=num_beams, max_new_tokens=max_new_tokens)
             if len(out) != len(ids):
                 raise RuntimeError(f"generate returned {len(out)} texts for {len(ids)} clips")
             return list(out)

@@ -256,8 +256,3 @@ class TextEmbedder:
         if not texts:
             return torch.zeros(0, self.dim or 0)
         return self._emb[torch.tensor([self._row[t] for t in texts], dtype=torch.long)]
-
-    def embed_unique(self, texts: Iterable[str]) -> tuple[list[str], torch.Tensor]:
-        """``(unique_texts, (U, H))``: the distinct sentences in first-seen order and their rows."""
-        uniq = list(dict.fromkeys(texts))
-        return uniq, self.embed(uniq)

@@ -14,10 +14,12 @@ a forward pass: the encoder's, plus O(B*(dim*E + H*E)) for the heads.
 A stage-1 model folder (``save_pretrained``):
 
 - ``vlp_config.yaml``: ``encoder`` (EncoderConfig), ``vlp`` (VLPConfig),
-  ``clip`` (ClipConfig used in training), ``text_dim``, ``llm: {path, pooling, dtype}`` (the LLM whose text space the heads
+  ``text_dim``, ``llm: {path, pooling, dtype}`` (the LLM whose text space the heads
   were trained against: retrieval needs it to embed sentences);
 - ``encoder.safetensors``: the encoder's state dict (what stage 2 loads);
-- ``heads.safetensors``: ``video_head.*``, ``text_head.*``, ``logit_scale``.
+- ``heads.safetensors``: ``video_head.*``, ``text_head.*``, ``logit_scale``;
+- ``clip.yaml``: the ClipConfig used in training (``config.write_clip_settings``,
+  the same file as in a stage-2 model folder).
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from slt_llm.config import EncoderConfig, VLPConfig, from_dict, to_dict
+from slt_llm.config import EncoderConfig, VLPConfig, from_dict, read_clip_settings, to_dict, write_clip_settings
+from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
+from slt_llm.run_layout import STAGE1_MODEL_CONFIG
 
 MAX_LOGIT_SCALE = math.log(100.0)
 BATCH_TENSOR_KEYS = ("full", "left", "right", "keypoints", "boxes", "times", "frame_mask", "lengths", "index")
@@ -43,11 +47,6 @@ def _head(in_dim: int, out_dim: int) -> nn.Sequential:
     """LayerNorm -> Linear(in, out) -> GELU -> Linear(out, out). The LayerNorm
     matters on the text side: LLM hidden states have large, uneven scales."""
     return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
-
-
-def batch_to_device(batch: dict, device: torch.device | str) -> dict:
-    """Move the tensors of a collated batch to ``device`` (non-tensors kept as they are)."""
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -155,7 +154,7 @@ class VLPModel(nn.Module):
     def save_pretrained(self, out_dir: str | os.PathLike, *, pooling: Optional[str] = None,
                         clip_cfg=None) -> Path:
         """Write the stage-1 model folder (see module docstring); returns its path.
-        ``clip_cfg`` (a ClipConfig, default ``self.clip_cfg``) is recorded as ``clip`` so
+        ``clip_cfg`` (a ClipConfig, default ``self.clip_cfg``) is recorded in ``clip.yaml`` so
         retrieval decodes clips the way training did. Files are written to temp names and
         renamed, so a reader never sees half a folder."""
         from safetensors.torch import save_file
@@ -168,21 +167,19 @@ class VLPModel(nn.Module):
             "text_dim": self.text_dim,
             "llm": {"path": self.llm_path, "pooling": pooling or self.vlp_cfg.pooling, "dtype": self.llm_dtype},
         }
-        clip_cfg = clip_cfg if clip_cfg is not None else self.clip_cfg
-        if clip_cfg is not None:
-            cfg["clip"] = to_dict(clip_cfg)
         enc = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
         heads = {k: v.detach().cpu().contiguous() for k, v in self.heads_state_dict().items()}
         for name, sd in (("encoder.safetensors", enc), ("heads.safetensors", heads)):
             save_file(sd, str(out / (name + ".tmp")))
             os.replace(out / (name + ".tmp"), out / name)
-        (out / "vlp_config.yaml.tmp").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        os.replace(out / "vlp_config.yaml.tmp", out / "vlp_config.yaml")
+        write_clip_settings(out, clip_cfg if clip_cfg is not None else self.clip_cfg)
+        (out / (STAGE1_MODEL_CONFIG + ".tmp")).write_text(yaml.safe_dump(cfg, sort_keys=False))
+        os.replace(out / (STAGE1_MODEL_CONFIG + ".tmp"), out / STAGE1_MODEL_CONFIG)
         return out
 
     @classmethod
     def read_config(cls, model_dir: str | os.PathLike) -> dict:
-        p = Path(model_dir) / "vlp_config.yaml"
+        p = Path(model_dir) / STAGE1_MODEL_CONFIG
         if not p.is_file():
             raise InputError(model_dir, "not a stage-1 model folder (no vlp_config.yaml); "
                                         "expected the output of `slt-llm vlp` (RUN_DIR/model)")
@@ -190,8 +187,7 @@ class VLPModel(nn.Module):
             cfg = yaml.safe_load(p.read_text())
             return {"encoder": from_dict(EncoderConfig, cfg["encoder"], "encoder"),
                     "vlp": from_dict(VLPConfig, cfg["vlp"], "vlp"),
-                    "text_dim": int(cfg["text_dim"]), "llm": dict(cfg.get("llm") or {}),
-                    "clip": cfg.get("clip")}
+                    "text_dim": int(cfg["text_dim"]), "llm": dict(cfg.get("llm") or {})}
         except (yaml.YAMLError, KeyError, TypeError, ValueError, ConfigError) as e:
             raise InputError(p, f"unreadable stage-1 model config ({str(e).splitlines()[0]})") from None
 
@@ -203,10 +199,7 @@ class VLPModel(nn.Module):
         cfg = cls.read_config(model_dir)
         model = cls(cfg["encoder"], cfg["vlp"], cfg["text_dim"], llm_path=cfg["llm"].get("path"),
                     llm_dtype=cfg["llm"].get("dtype", "float32"))
-        if cfg["clip"]:
-            from slt_llm.config import ClipConfig
-
-            model.clip_cfg = from_dict(ClipConfig, cfg["clip"], "clip")
+        model.clip_cfg = read_clip_settings(model_dir)
         d = Path(model_dir)
         for name in ("encoder.safetensors", "heads.safetensors"):
             if not (d / name).is_file():
