@@ -62,7 +62,7 @@ from slt_llm.errors import InputError
 
 CLIP_ARRAYS = ("full", "left", "right", "keypoints", "boxes", "times")
 TEACHER_ARRAYS = ("hand_teacher", "hand_teacher_mask")  # with hand_teacher=True (not cached: read per item)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: full-frame thumbnails scaled from the working picture (slt_llm/data/video.py)
 
 
 def _stat_key(path: Path) -> list:
