@@ -3,7 +3,7 @@
 
 Two processes (``accelerate launch``, DeepSpeed over gloo on CPU with
 ``DS_ACCELERATOR=cpu``, or NCCL on GPUs), the shipped ``ds_configs/zero{0,2,3}.json``
-through ``training.common.setup_accelerator`` (the trainer's own path), a random
+through ``training.accel.setup_accelerator`` (the trainer's own path), a random
 Llama-style causal LM, fully trainable, fp32, AdamW. Bytes are counted from the
 tensors each rank holds, not from process RSS:
 
@@ -78,11 +78,11 @@ def worker(args) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from slt_llm.config import OptimConfig, TrainConfig
-    from slt_llm.training import common
+    from slt_llm.training import accelerator as accel, optim
 
     tc = TrainConfig(run_dir=str(args.out), batch_size=1, deepspeed=STAGES[args.stage], seed=0)
     oc = OptimConfig(lr_head=1e-4, weight_decay=0.0)
-    acc = common.setup_accelerator(tc, oc, log_tensorboard=False)
+    acc = accel.setup_accelerator(tc, oc, log_tensorboard=False)
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.hidden * 8 // 3 // 64 * 64,
                       num_hidden_layers=args.layers, num_attention_heads=max(1, args.hidden // 64),
@@ -90,8 +90,8 @@ def worker(args) -> None:
                       tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg)
     n_params = sum(p.numel() for p in model.parameters())
-    opt = common.build_optimizer(common.make_param_groups(model, oc, assign=lambda n: "head"), oc)
-    sched = common.build_scheduler(opt, oc, 10)
+    opt = optim.build_optimizer(optim.make_param_groups(model, oc, assign=lambda n: "head"), oc)
+    sched = optim.build_scheduler(opt, oc, 10)
     engine, opt_w, _ = acc.prepare(model, opt, sched)
     zopt = engine.optimizer  # DeepSpeed's ZeRO optimizer (or the torch optimizer at stage 0)
     ids = torch.randint(0, args.vocab, (1, args.seq), generator=torch.Generator().manual_seed(acc.process_index))
@@ -134,11 +134,11 @@ def worker(args) -> None:
            "grads": grads, "adam": state, "master": master, "live_tensors": _live_tensor_bytes(),
            "step_s": step_s, "loss": float(loss)}
     rec["total"] = rec["params"] + rec["grads"] + rec["adam"] + rec["master"]
-    recs = common.dist_utils.all_gather_object(rec)
+    recs = dist_utils..all_gather_object(rec)
     if acc.is_main_process:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / f"zero{args.stage}.json").write_text(json.dumps(recs))
-    common.teardown(acc)
+    accel.teardown(acc)
 
 
 def _port() -> int:

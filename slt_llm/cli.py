@@ -15,6 +15,8 @@ COMMANDS = {
     "prepare": ("slt_llm.data.prepare", "convert PHOENIX-2014T / CSL-Daily / How2Sign annotations to manifests"),
     "inspect": ("slt_llm.data.inspect", "contact sheet + hand boxes of one video"),
     "extract": ("slt_llm.data.extract", "extract keypoints from videos into .pose sidecars"),
+    "describe": ("slt_llm.data.describe", "hand-motion descriptions (JSONL) from the keypoints"),
+    "hand-teacher": ("slt_llm.data.hand_teacher", "built-in hand-teacher sidecars (<stem>.hands.npz) from the keypoints"),
     "make-tiny-llm": ("slt_llm.models.tiny_llm", "build + pre-train the tiny stand-in LLM"),
     "import-llm": ("slt_llm.models.gguf_import", "a GGUF checkpoint (or the packaged SmolLM2) -> HF model folder"),
     "vlp": ("slt_llm.training.stage1", "stage 1: selective contrastive alignment (one process)"),

@@ -61,12 +61,17 @@ class ClipConfig:
 class DataConfig:
     train_manifest: Optional[str] = None
     dev_manifest: Optional[str] = None
-    test_manifest: Optional[str] = None
     clip: ClipConfig = field(default_factory=ClipConfig)
     on_error: str = "skip"  # "skip" (skip and count) or "raise"
     num_workers: int = 0
     pose_dir: Optional[str] = None
     cache_dir: Optional[str] = None  # decoded clips cached here (npz) when set
+    allow_outside_root: bool = False  # manifest paths may leave the manifest's folder (absolute, '..', symlinks)
+    # stage-1 hand auxiliaries (docs/hand_descriptions.md): a descriptions JSONL (by sample id,
+    # `slt-llm describe`) and per-frame hand-teacher sidecars (<stem>.hands.npz, `slt-llm hand-teacher`)
+    descriptions: Optional[str] = None
+    hand_teacher: bool = False
+    hands_dir: Optional[str] = None  # where sidecars are when not beside the videos
 
 
 # -------------------------------------------------------------------------- model
@@ -93,6 +98,10 @@ class EncoderConfig:
     use_full: bool = True
     use_keypoints: bool = True
     backbone_weights: Optional[str] = None  # local torchvision/timm state dict
+    # per-frame hand head (BeyondGloss's HaMeR distillation): crop features -> Linear -> teacher
+    # features (this many per hand, the sidecars' D); GELU of it is fed back into the frame
+    # features. 0 = no head. Stage 1 sets it from the sidecars when data.hand_teacher is on.
+    hand_head_dim: int = 0
 
 
 @dataclass
@@ -151,6 +160,7 @@ class TrainConfig:
     eval_every: int = 200  # dev BLEU-4 (greedy); selects the best model
     keep_checkpoints: int = 2
     deepspeed: Optional[str] = None  # path to a ds_configs/*.json
+    num_machines: Optional[int] = None  # machines the run must span (checked at start, one-line error if alone)
     init_encoder: Optional[str] = None  # stage-1 run/model dir to start from
     max_new_tokens: int = 48
     dev_limit: Optional[int] = None  # evaluate on the first N dev samples
@@ -170,6 +180,7 @@ class SelectionConfig:
     text_sim_threshold: float = 80.0  # chrF above which sentences are near-duplicates
     hh_threshold: float = 0.9  # high-to-high pairs above this are false negatives
     high_level: float = 0.5  # similarity separating "high" from "low"
+    high_quantile: Optional[float] = None  # if set: per-checkpoint q-quantile thresholds instead of high_level
     block_size: int = 4096
 
 
@@ -179,6 +190,10 @@ class VLPConfig:
     pooling: str = "mean"  # text pooling over the frozen LLM: mean | last
     init_temperature: float = 0.07
     text_cache_dir: Optional[str] = None
+    # auxiliary loss weights (BeyondGloss): None = 0.5 for descriptions when data.descriptions is
+    # set, 0.3 for hand distillation when data.hand_teacher is on, 0 otherwise
+    desc_weight: Optional[float] = None
+    hand_weight: Optional[float] = None
 
 
 @dataclass
@@ -222,6 +237,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     try:
         if tp is float and isinstance(value, (str, int)) and not isinstance(value, bool):
             return float(value)
+        if tp is int and (isinstance(value, (bool, float)) or (isinstance(value, str) and "." in value)):
+            raise ValueError(value)  # 3.5 (or 3.0) for an int field is a mistake, not something to round
         if tp is int and isinstance(value, str):
             return int(value)
         if tp is bool and isinstance(value, str):
@@ -264,17 +281,42 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def apply_override(cfg, dotted: str, value: Any) -> None:
+def apply_override(cfg, dotted: str, value: Any, *, prefix: str = "") -> None:
+    """Set ``cfg.<dotted>`` to ``value`` coerced to the field's type (``prefix``:
+    where ``cfg`` sits in a larger config, for messages, e.g. ``"data.clip"``)."""
     parts = dotted.split(".")
+    full = f"{prefix}.{dotted}" if prefix else dotted
     obj = cfg
     for p in parts[:-1]:
         if not dataclasses.is_dataclass(obj) or not hasattr(obj, p):
-            raise ConfigError(f"unknown config key {dotted!r}")
+            raise ConfigError(f"unknown config key {full!r}")
         obj = getattr(obj, p)
-    if not dataclasses.is_dataclass(obj) or parts[-1] not in {f.name for f in dataclasses.fields(obj)}:
-        raise ConfigError(f"unknown config key {dotted!r}")
+    names = {f.name for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else set()
+    if parts[-1] not in names:
+        raise ConfigError(f"unknown config key {full!r}" + (f" (known: {', '.join(sorted(names))})" if names else ""))
     hints = typing.get_type_hints(type(obj))
-    setattr(obj, parts[-1], _coerce(hints[parts[-1]], value, dotted))
+    tp = hints[parts[-1]]
+    if _is_dataclass_type(tp):
+        setattr(obj, parts[-1], from_dict(tp, value, full))
+    else:
+        setattr(obj, parts[-1], _coerce(tp, value, full))
+
+
+def apply_overrides(cfg, overrides: Optional[list] = None, *, prefix: str = ""):
+    """Apply ``key.sub=value`` strings (values parsed as YAML, then coerced like a
+    config file's) to ``cfg`` in place; returns ``cfg``. The one override path:
+    ``load_config`` and ``translate --clip`` both use it."""
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        key, raw = item.split("=", 1)
+        key = key.lstrip("-")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            value = raw
+        apply_override(cfg, key, value, prefix=prefix)
+    return cfg
 
 
 def load_config(cls, path: Optional[str] = None, overrides: Optional[list] = None):
@@ -294,15 +336,43 @@ def load_config(cls, path: Optional[str] = None, overrides: Optional[list] = Non
         except (yaml.YAMLError, json.JSONDecodeError) as e:
             raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
         data = data or {}
-    cfg = from_dict(cls, data, "")
-    for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not key=value")
-        key, raw = item.split("=", 1)
-        key = key.lstrip("-")
-        apply_override(cfg, key, yaml.safe_load(raw) if raw != "" else None)
-    return cfg
+    return apply_overrides(from_dict(cls, data, ""), overrides)
 
 
 def save_config(cfg, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+# ------------------------------------------------------- clip settings of a model
+CLIP_FILE = "clip.yaml"
+
+
+def write_clip_settings(folder: str | Path, clip: Optional[ClipConfig]) -> None:
+    """Record the ``ClipConfig`` a model was trained with in its folder
+    (``clip.yaml``, the one place for stage-1 and stage-2 model folders)."""
+    if clip is None:
+        return
+    tmp = Path(folder) / (CLIP_FILE + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(clip), sort_keys=False))
+    tmp.replace(Path(folder) / CLIP_FILE)
+
+
+def read_clip_settings(folder: str | Path) -> Optional[ClipConfig]:
+    """The ``ClipConfig`` recorded in a model folder, or None when it records none.
+
+    ``clip.yaml``; folders written before it existed kept the settings as
+    ``clip`` in ``meta.json`` (stage 2) or ``vlp_config.yaml`` (stage 1), read
+    as a fallback. ConfigError for an unreadable or invalid record."""
+    d = Path(folder)
+    raw = None
+    try:
+        if (d / CLIP_FILE).is_file():
+            raw = yaml.safe_load((d / CLIP_FILE).read_text()) or {}
+        elif (d / "meta.json").is_file():
+            raw = (json.loads((d / "meta.json").read_text()) or {}).get("clip")
+        elif (d / "vlp_config.yaml").is_file():
+            raw = (yaml.safe_load((d / "vlp_config.yaml").read_text()) or {}).get("clip")
+    except (OSError, yaml.YAMLError, json.JSONDecodeError, AttributeError) as e:
+        raise ConfigError(f"{d}: unreadable clip settings ({str(e).splitlines()[0] if str(e) else type(e).__name__})") \
+            from None
+    return None if raw is None else from_dict(ClipConfig, raw, "data.clip")

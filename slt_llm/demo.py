@@ -38,7 +38,7 @@ LLMS = ("tiny", "smollm2")
 # 135M-parameter SmolLM2 costs ~100x one through the tiny LLM (docs/perf/demo.md):
 # - temporal_stride 4: half the video tokens (<= 24 per clip), so the LLM runs
 #   over ~50 instead of ~75 positions per sample (its cost is linear in them);
-# - stage 1 is unchanged (it aligns to SmolLM2's own mean-pooled hidden states);
+# - stage 1 is otherwise unchanged (it aligns to SmolLM2's own mean-pooled hidden states);
 # - stage 2: ~2 epochs of the 2000 clips at batch 8, higher projector/LoRA
 #   rates for the short run, LoRA on the attention projections only, dev BLEU
 #   on 30 clips twice.
@@ -75,6 +75,18 @@ def _step(n: int, title: str) -> float:
     return time.time()
 
 
+def _reusable_step(n: int, title: str, folder: Path, what: str, work) -> float:
+    """Step ``n``: run ``work()`` unless ``folder`` is already marked done (then say it is
+    reused), mark it done with the time taken; returns that time (also on reuse)."""
+    t = _step(n, title)
+    if _done(folder):
+        print(f"reusing {what}")
+    else:
+        work()
+        _mark(folder, {"seconds": time.time() - t})
+    return _seconds(folder)
+
+
 def run_demo(
     out: str = "runs/demo",
     *,
@@ -90,8 +102,8 @@ def run_demo(
     llm: str = "tiny",
 ) -> dict:
     """The six steps (module doc). ``llm``: "tiny" (built here) or "smollm2"
-    (imported; adds :data:`SMOLLM2_STAGE1` / :data:`SMOLLM2_STAGE2` before
-    the caller's overrides)."""
+    (imported; :data:`SMOLLM2_STAGE1` / :data:`SMOLLM2_STAGE2` go before the
+    caller's overrides)."""
     if llm not in LLMS:
         from slt_llm.errors import ConfigError
 
@@ -106,20 +118,16 @@ def run_demo(
     timings: dict[str, float] = {}
     cache = str(root / "clip_cache")
 
-    t = _step(1, f"synthetic corpus -> {corpus}")
-    if not _done(corpus):
+    def make_corpus():
         from slt_llm.data.synth import generate
 
         if corpus.exists():
             shutil.rmtree(corpus)
         generate(corpus, n_train=n_train, n_dev=n_dev, n_test=n_test, seed=seed, dup_rate=dup_rate, size=size)
-        _mark(corpus, {"seconds": time.time() - t})
-    else:
-        print("reusing the corpus")
-    timings["corpus_s"] = _seconds(corpus)
 
-    t = _step(2, f"{'tiny stand-in LLM' if llm == 'tiny' else 'SmolLM2-135M-Instruct imported from GGUF'} -> {llm_dir}")
-    if not _done(llm_dir):
+    timings["corpus_s"] = _reusable_step(1, f"synthetic corpus -> {corpus}", corpus, "the corpus", make_corpus)
+
+    def make_llm():
         if llm == "tiny":
             from slt_llm.models import tiny_llm
 
@@ -129,10 +137,9 @@ def run_demo(
 
             meta = import_gguf(smollm2_gguf(), llm_dir, overwrite=True)
             print(f"imported {meta['model_type']} ({meta['params']:,} params, vocab {meta['vocab_size']})")
-        _mark(llm_dir, {"seconds": time.time() - t, "llm": llm})
-    else:
-        print("reusing the LLM")
-    timings["llm_s"] = _seconds(llm_dir)
+
+    what = "tiny stand-in LLM" if llm == "tiny" else "SmolLM2-135M-Instruct imported from GGUF"
+    timings["llm_s"] = _reusable_step(2, f"{what} -> {llm_dir}", llm_dir, "the LLM", make_llm)
 
     data_paths = [
         f"data.train_manifest={corpus / 'train.jsonl'}",
@@ -141,8 +148,7 @@ def run_demo(
         f"llm.path={llm_dir}",
     ]
 
-    t = _step(3, f"stage 1: selective contrastive alignment (pair selection) -> {stage1_dir}")
-    if not _done(stage1_dir):
+    def stage1():
         from slt_llm.training.stage1 import train_vlp
 
         cfg1 = load_config(
@@ -150,15 +156,12 @@ def run_demo(
             _config_path("demo_stage1.yaml"),
             data_paths + [f"train.run_dir={stage1_dir}"] + list(stage1_overrides or []),
         )
-        resume = (stage1_dir / "checkpoints").exists()
-        train_vlp(cfg1, resume=resume)
-        _mark(stage1_dir, {"seconds": time.time() - t})
-    else:
-        print("reusing stage 1")
-    timings["stage1_s"] = _seconds(stage1_dir)
+        train_vlp(cfg1, resume=(stage1_dir / "checkpoints").exists())
 
-    t = _step(4, f"stage 2: translation with LoRA from the stage-1 encoder -> {stage2_dir}")
-    if not _done(stage2_dir):
+    timings["stage1_s"] = _reusable_step(3, f"stage 1: selective contrastive alignment (pair selection) -> {stage1_dir}",
+                                         stage1_dir, "stage 1", stage1)
+
+    def stage2():
         from slt_llm.training.stage2 import train_slt
 
         cfg2 = load_config(
@@ -168,15 +171,13 @@ def run_demo(
             + [f"train.run_dir={stage2_dir}", f"train.init_encoder={stage1_dir / 'model'}"]
             + list(stage2_overrides or []),
         )
-        resume = (stage2_dir / "checkpoints").exists()
-        train_slt(cfg2, resume=resume)
+        train_slt(cfg2, resume=(stage2_dir / "checkpoints").exists())
         if model_dir.exists():
             shutil.rmtree(model_dir)
         shutil.copytree(stage2_dir / "model", model_dir)
-        _mark(stage2_dir, {"seconds": time.time() - t})
-    else:
-        print("reusing stage 2")
-    timings["stage2_s"] = _seconds(stage2_dir)
+
+    timings["stage2_s"] = _reusable_step(4, f"stage 2: translation with LoRA from the stage-1 encoder -> {stage2_dir}",
+                                         stage2_dir, "stage 2", stage2)
 
     t = _step(5, "translate the test split's video folder")
     test_videos = root / "test_videos"
@@ -215,10 +216,8 @@ def run_demo(
     )
     retr = json.loads(retr_json.read_text())
     result["retrieval"] = retr
-    result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
-    metrics_json.write_text(json.dumps(result, indent=1))
-    timings["eval_s"] = time.time() - t
     result["llm"] = llm
+    timings["eval_s"] = time.time() - t
     result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     metrics_json.write_text(json.dumps(result, indent=1))
 

@@ -175,7 +175,7 @@ def test_full_frame_from_decoder_thumbs_matches_the_old_letterbox(realdata, foot
     """The full frame is the decoder's thumbnail padded (no resampling in Python):
     same geometry as letterboxing the working frames in PIL, same content within
     the filters' difference (measured 39 dB, mean offset ~1.7 levels)."""
-    from slt_llm.data.clip import letterbox, pad_square
+    from slt_llm.data.clip import pad_square
     from slt_llm.data.video import read_video
 
     cfg, clip = football_clip
@@ -201,3 +201,43 @@ def test_no_huge_pages_context_restores_numpy_setting():
         assert _set_madvise_hugepage(True) is True  # restored
     finally:
         _set_madvise_hugepage(prev)
+
+
+def test_crops_cut_from_lazily_converted_frames_equal_crops_from_the_rgb_stack(realdata, football_clip):
+    """load_clip converts each working frame only when cutting its hands
+    (decode_video); the crops are bit-identical to crop_hands on read_video's
+    full RGB stack at the same working side."""
+    from slt_llm.data.hands import crop_hands
+    from slt_llm.data.video import read_video
+
+    cfg, clip = football_clip
+    fr = read_video(realdata / "football.mp4", max_frames=cfg.max_frames, max_side=clip.meta["work_side"],
+                    thumb_side=cfg.full_size)
+    left, right = crop_hands(fr.frames, clip.boxes * np.float32(fr.scale), cfg.hand_size, channels_first=True)
+    np.testing.assert_array_equal(clip.left, left)
+    np.testing.assert_array_equal(clip.right, right)
+    assert clip.meta["work_size"] == [fr.frames.shape[2], fr.frames.shape[1]]
+
+
+def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
+    """Reference for the decoder-thumbnail path (the loader's former full-frame step): downscale (T,H,W,3) uint8 frames to fit ``size`` x ``size``, centred on black bars.
+
+    Returns uint8 (T, size, size, 3). One PIL bilinear resize per frame
+    (~1.1 ms per 512x288 frame; ``load_clip`` no longer calls it: the
+    decoder's thumbnails + ``pad_square`` replace it).
+    """
+    from PIL import Image
+
+    T, H, W = frames.shape[:3]
+    out = np.zeros((T, size, size, 3), np.uint8)
+    if T == 0 or H == 0 or W == 0:
+        return out
+    s = size / max(H, W)
+    nh, nw = max(1, round(H * s)), max(1, round(W * s))
+    y0, x0 = (size - nh) // 2, (size - nw) // 2
+    for t in range(T):
+        img = Image.fromarray(frames[t])
+        if (nw, nh) != (W, H):
+            img = img.resize((nw, nh), Image.BILINEAR)
+        out[t, y0 : y0 + nh, x0 : x0 + nw] = np.asarray(img)
+    return out

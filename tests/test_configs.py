@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from slt_llm.config import SLTConfig, Stage1Config, load_config
-from slt_llm.training.common import check_deepspeed_config
+from slt_llm.training.accelerator import check_deepspeed_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_CONFIGS = sorted((ROOT / "slt_llm" / "configs").glob("*.yaml"))
@@ -60,7 +60,7 @@ def test_deepspeed_json(path):
     for key in ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping"):
         assert data[key] == "auto", f"{path.name}: {key} should be auto"
     assert data["bf16"]["enabled"] == "auto" and data["fp16"]["enabled"] == "auto"
-    assert "optimizer" not in data and "scheduler" not in data  # ours come from training.common
+    assert "optimizer" not in data and "scheduler" not in data  # ours come from training.optim
     zero = data["zero_optimization"]
     if path.stem.startswith("zero3"):
         assert zero["stage"] == 3

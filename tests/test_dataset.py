@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import shutil
@@ -12,7 +14,7 @@ import torch
 
 from slt_llm.config import ClipConfig
 from slt_llm.data.clip import load_clip
-from slt_llm.data.dataset import LengthGroupedBatchSampler, SLTDataset, collate_clips
+from slt_llm.data.dataset import SLTDataset, collate_clips, estimate_frames, length_sorted_batches
 from slt_llm.data.manifest import read_manifest, write_manifest
 from slt_llm.errors import InputError
 
@@ -25,6 +27,9 @@ def mixed(tmp_path, tiny_corpus):
     good = read_manifest(tiny_corpus / "train.jsonl")[:4]
     vids = tmp_path / "v"
     vids.mkdir()
+    for s in good:  # inside the manifest's folder (paths may not leave it)
+        for k in ("video", "pose"):
+            setattr(s, k, shutil.copy(getattr(s, k), vids))
     src = good[0]
     zero = vids / "zero.mp4"
     zero.write_bytes(b"")
@@ -147,40 +152,34 @@ def test_cache_hit_returns_identical_arrays_and_changes_invalidate(tiny_corpus, 
     assert torch.equal(it["full"], first[1]["full"]) and ds4.cache_misses == 2
 
 
-def test_estimated_lengths_match_decoded(tiny_corpus):
+def test_estimated_frames_match_decoded(tiny_corpus):
     ds = SLTDataset(read_manifest(tiny_corpus / "dev.jsonl"), CFG)
-    est = ds.estimated_lengths()
-    assert est == [ds[i]["full"].shape[0] for i in range(len(ds))]
-    capped = SLTDataset(ds.samples, ClipConfig(full_size=32, hand_size=16, max_frames=20, fps=6.0))
-    assert all(e <= 20 for e in capped.estimated_lengths())
-    assert capped.estimated_lengths() == [capped[i]["full"].shape[0] for i in range(len(ds))]
+    assert [estimate_frames(s, CFG) for s in ds.samples] == [ds[i]["full"].shape[0] for i in range(len(ds))]
+    cfg = ClipConfig(full_size=32, hand_size=16, max_frames=20, fps=6.0)
+    capped = SLTDataset(ds.samples, cfg)
+    est = [estimate_frames(s, cfg) for s in ds.samples]
+    assert all(e <= 20 for e in est) and est == [capped[i]["full"].shape[0] for i in range(len(ds))]
+    assert estimate_frames(dataclasses.replace(ds.samples[0], video=str(tiny_corpus / "nowhere.mp4")), cfg) == 0
 
 
-def test_length_grouped_sampler_is_deterministic_and_groups():
+def test_length_sorted_batches_group_similar_lengths():
     rng = np.random.default_rng(0)
     lengths = rng.integers(10, 200, size=103).tolist()
-    s = LengthGroupedBatchSampler(lengths, 8, seed=1, group_mult=4)
-    a, b = list(s), list(LengthGroupedBatchSampler(lengths, 8, seed=1, group_mult=4))
-    assert a == b and len(a) == len(s) == 13
-    assert sorted(i for batch in a for i in batch) == list(range(103))
-    s.set_epoch(1)
-    assert list(s) != a
-    # padding is lower than with random batches
+    batches = length_sorted_batches(lengths, 8)
+    assert len(batches) == 13 and sorted(i for b in batches for i in b) == list(range(103))
+    assert [lengths[i] for b in batches for i in b] == sorted(lengths, reverse=True)
     perm = rng.permutation(103)
     rand = [perm[i:i + 8] for i in range(0, 103, 8)]
 
     def waste(bs):
         return sum(max(lengths[i] for i in bt) * len(bt) - sum(lengths[i] for i in bt) for bt in bs)
 
-    assert waste(a) < 0.5 * waste(rand)
-    inf = list(LengthGroupedBatchSampler(lengths, 8, shuffle=False))
-    flat = [lengths[i] for bt in inf for i in bt]
-    assert flat == sorted(lengths, reverse=True)
-    assert len(LengthGroupedBatchSampler(lengths, 8, shuffle=False, drop_last=True)) == 12
+    assert waste(batches) < 0.5 * waste(rand)
 
 
 def test_manifest_errors_are_kept_under_skip(tmp_path, tiny_corpus):
     good = read_manifest(tiny_corpus / "train.jsonl")[0]
+    good.video, good.pose = shutil.copy(good.video, tmp_path), shutil.copy(good.pose, tmp_path)
     m = tmp_path / "m.jsonl"
     write_manifest(m, [good])
     with open(m, "a") as f:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from slt_llm.config import SLTConfig, load_config
-from slt_llm.training.common import read_metrics
+from slt_llm.training.metrics_log import read_metrics
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_stage2 import check_export_reproduces_dev, make_corpus, make_run, train_losses  # noqa: E402

@@ -198,12 +198,17 @@ def test_export_merged_same_logits(tmp_path, tiny_llama):
     train(model, batch, 3, lr=1e-2)
     model.eval()
     ref = model(batch, return_logits=True)["logits"]
+    model.meta_extra["note"] = {"trained_on": "synthetic"}
+    model.clip_cfg = ClipConfig(max_frames=24, hand_size=48)
     model.save_pretrained(tmp_path / "m")
     assert main(["export", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "merged")]) == 0
     meta = json.loads((tmp_path / "merged" / "meta.json").read_text())
     assert meta["adapter"] == "merged" and meta["merged_from"]["adapter"] == "lora"
+    assert meta["note"] == {"trained_on": "synthetic"}  # the export keeps what the model recorded
     assert (tmp_path / "merged" / "llm" / "model.safetensors").is_file() and not (tmp_path / "merged" / "adapter").exists()
     merged = SLTModel.from_pretrained(tmp_path / "merged", llm_path=tmp_path / "nowhere")  # needs no base
+    assert merged.clip_cfg == ClipConfig(max_frames=24, hand_size=48)
+    assert merged.meta_extra["note"] == {"trained_on": "synthetic"} and merged.meta_extra["adapter"] == "merged"
     assert not any("lora_" in n for n, _ in merged.named_parameters())
     torch.testing.assert_close(merged(batch, return_logits=True)["logits"], ref, atol=1e-4, rtol=1e-4)
     # exporting a merged model again is refused

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from slt_llm.cli import main as cli_main
-from slt_llm.data import synth
+from slt_llm.data import grammar, synth
 from slt_llm.data.manifest import read_manifest
 from slt_llm.data.pose import read_pose
 from slt_llm.data.layout import LEFT_HAND, RIGHT_HAND
@@ -48,10 +48,10 @@ def test_same_seed_same_corpus_other_seed_differs(tmp_path):
 
 @pytest.mark.parametrize("rate", [0.0, 0.3, 0.5])
 def test_dup_rate_is_the_share_of_repeated_or_near_repeated_sentences(rate):
-    g = synth.build_grammar()
+    g = grammar.build_grammar()
     n = 600
-    train = synth.make_sentences(g, n, 0, 0, seed=1, dup_rate=rate)["train"]
-    seqs = [synth.glosses(s) for s, _ in train]
+    train = grammar.make_sentences(g, n, 0, 0, seed=1, dup_rate=rate)["train"]
+    seqs = [grammar.glosses(s) for s, _ in train]
     sets = [set(q) for q in seqs]
     # components of the "same or one sign changed" graph: n - components = duplicates
     parent = list(range(n))
@@ -111,7 +111,7 @@ def test_test_split_has_unseen_combinations_of_seen_words(tiny_corpus):
     assert len([t for t in test if t in held]) == 2  # a third of 6
     assert unseen
     # at the scale of the demo every word of a held-out triple is used in training
-    sents = synth.make_sentences(synth.build_grammar(), 600, 100, 100, seed=0, dup_rate=0.3)
+    sents = grammar.make_sentences(grammar.build_grammar(), 600, 100, 100, seed=0, dup_rate=0.3)
     tr = [(s["subj"], s["verb"], s["obj"]) for s, _ in sents["train"]]
     te = [(s["subj"], s["verb"], s["obj"]) for s, k in sents["test"] if k == "unseen"]
     assert len(te) == 33 and not set(te) & set(tr)
@@ -145,21 +145,21 @@ def test_video_and_keypoints_agree(tiny_corpus):
 
 def test_extra_sentences_never_return_dev_or_test(tiny_corpus):
     held_out = {s.text for split in ("dev", "test") for s in read_manifest(tiny_corpus / f"{split}.jsonl")}
-    extra = synth.extra_sentences(tiny_corpus, 3000, seed=5)
+    extra = grammar.extra_sentences(tiny_corpus, 3000, seed=5)
     assert len(extra) == 3000 == len(set(extra))
     assert not held_out & set(extra)
-    assert extra == synth.extra_sentences(tiny_corpus, 3000, seed=5)
-    assert extra != synth.extra_sentences(tiny_corpus, 3000, seed=6)
+    assert extra == grammar.extra_sentences(tiny_corpus, 3000, seed=5)
+    assert extra != grammar.extra_sentences(tiny_corpus, 3000, seed=6)
     # the generator can produce the dev/test sentences: the exclusion is real
     g = json.loads((tiny_corpus / "corpus.json").read_text())["grammar"]
     rng = np.random.default_rng(0)
-    triples = synth.svo_triples(g)
-    pool = {synth.realize(g, synth.sample_slots(g, rng, triples)) for _ in range(5000)}
+    triples = grammar.svo_triples(g)
+    pool = {grammar.realize(g, grammar.sample_slots(g, rng, triples)) for _ in range(5000)}
     assert len(pool) > 4000
 
 
 def test_lexicon_signs_are_distinguishable():
-    words = synth.content_words(synth.build_grammar())
+    words = grammar.content_words(grammar.build_grammar())
     assert 40 <= len(words) <= 60
     lex = synth.build_lexicon(words)
     assert list(lex) == [w.upper() for w in words]
@@ -175,13 +175,13 @@ def test_lexicon_signs_are_distinguishable():
 
 
 def test_vocab_option_shrinks_the_language():
-    g = synth.build_grammar(24)
-    words = synth.content_words(g)
+    g = grammar.build_grammar(24)
+    words = grammar.content_words(g)
     assert 20 <= len(words) <= 28
     for v in g["verbs"]:
-        assert synth._objects_of(g, v)
-    s = synth.make_sentences(g, 50, 5, 5, seed=0, dup_rate=0.2)
-    assert all(set(w.lower() for w in synth.glosses(sl)) <= set(words) for sl, _ in s["train"])
+        assert grammar._objects_of(g, v)
+    s = grammar.make_sentences(g, 50, 5, 5, seed=0, dup_rate=0.2)
+    assert all(set(w.lower() for w in grammar.glosses(sl)) <= set(words) for sl, _ in s["train"])
 
 
 def test_cli_writes_corpus_and_rejects_bad_rate(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""training/common.py with a small stand-in token model, in one process (plain Accelerate).
+"""The shared training infrastructure (training/accelerator, checkpoint, data_order, optim, token_loss, metrics_log) with a small stand-in token model, in one process (plain Accelerate).
 
 The multi-process DeepSpeed paths are exercised with the real SLT model in
 tests/test_distributed_stage2.py.
@@ -14,7 +14,7 @@ import torch
 
 from slt_llm.config import OptimConfig, TrainConfig
 from slt_llm.errors import ConfigError
-from slt_llm.training import common as C
+from slt_llm.training import accelerator as accel, checkpoint, data_order, metrics_log, optim, token_loss
 
 V = 40  # vocabulary of the stand-in
 
@@ -62,25 +62,25 @@ def _run(tmp_path, *, batch_size, grad_accum, steps=3, max_grad_norm=1e9):
     tc = TrainConfig(run_dir=str(tmp_path / f"run_{batch_size}_{grad_accum}"), batch_size=batch_size,
                      grad_accum=grad_accum, seed=0)
     oc = OptimConfig(lr_encoder=5e-2, lr_projector=5e-2, lr_head=5e-2, warmup_steps=1, max_grad_norm=max_grad_norm)
-    acc = C.setup_accelerator(tc, oc)
+    acc = accel.setup_accelerator(tc, oc)
     try:
         model = TokenModel()
-        opt = C.build_optimizer(C.make_param_groups(model, oc), oc)
-        sch = C.build_scheduler(opt, oc, steps)
+        opt = optim.build_optimizer(optim.make_param_groups(model, oc), oc)
+        sch = optim.build_scheduler(opt, oc, steps)
         model, opt, sch = acc.prepare(model, opt, sch)
         x, mask = _data()
-        batches = C.global_batches(len(x), batch_size, tc.seed, 0, multiple_of=grad_accum)
+        batches = data_order.global_batches(len(x), batch_size, tc.seed, 0, multiple_of=grad_accum)
         losses = []
         for s in range(steps):
             micro = [_batch(x, mask, b) for b in batches[s * grad_accum:(s + 1) * grad_accum]]
             counts = [int(b["mask"][:, 1:].sum()) for b in micro] if grad_accum > 1 else None
-            out = C.token_loss_step(acc, model, opt, sch, micro, lambda m, b: m(b),
+            out = token_loss.token_loss_step(acc, model, opt, sch, micro, lambda m, b: m(b),
                                     max_grad_norm=max_grad_norm, local_token_counts=counts)
             losses.append(out["loss"])
         params = {k: v.detach().clone() for k, v in acc.unwrap_model(model).state_dict().items()}
         return losses, params
     finally:
-        C.teardown(acc)
+        accel.teardown(acc)
 
 
 def test_grad_accum_equals_large_batch(tmp_path):
@@ -97,7 +97,7 @@ def test_token_normalisation_is_not_mean_of_means(tmp_path):
     """The per-step loss is total token loss / total tokens, not an average of micro-batch means."""
     x, mask = _data()
     model = TokenModel()
-    batches = C.global_batches(len(x), 2, 0, 0, multiple_of=4)
+    batches = data_order.global_batches(len(x), 2, 0, 0, multiple_of=4)
     micro = [_batch(x, mask, b) for b in batches[:4]]
     with torch.no_grad():
         outs = [model(b) for b in micro]
@@ -106,37 +106,37 @@ def test_token_normalisation_is_not_mean_of_means(tmp_path):
     assert abs(token_mean - mean_of_means) > 1e-4  # the data make the two differ
     l_acc, _ = _run(tmp_path, batch_size=2, grad_accum=4, steps=1)
     assert l_acc[0] == pytest.approx(token_mean, rel=1e-6)
-    assert C.token_loss_scale(100, world_size=2, grad_accum=4) == pytest.approx(0.08)
+    assert token_loss.token_loss_scale(100, world_size=2, grad_accum=4) == pytest.approx(0.08)
 
 
 def test_data_order_deterministic_and_sharded():
-    a = C.global_batches(50, 8, seed=3, epoch=2)
-    b = C.global_batches(50, 8, seed=3, epoch=2)
-    c = C.global_batches(50, 8, seed=3, epoch=3)
+    a = data_order.global_batches(50, 8, seed=3, epoch=2)
+    b = data_order.global_batches(50, 8, seed=3, epoch=2)
+    c = data_order.global_batches(50, 8, seed=3, epoch=3)
     assert a == b and a != c and len(a) == 6
     assert sorted(i for g in a for i in g) == sorted(set(i for g in a for i in g))  # no repeats in an epoch
     # two ranks of batch 4 see exactly the global batch of one process with batch 8
     for g in a:
-        assert C.rank_slice(g, 0, 2) + C.rank_slice(g, 1, 2) == g
-    assert len(C.global_batches(50, 8, 3, 2, multiple_of=4)) == 4
+        assert data_order.rank_slice(g, 0, 2) + data_order.rank_slice(g, 1, 2) == g
+    assert len(data_order.global_batches(50, 8, 3, 2, multiple_of=4)) == 4
     # evaluation shards: equal counts per rank, every index once among valid entries
     seen = []
     for r in range(3):
-        idx, ok = C.shard_evenly(7, r, 3)
+        idx, ok = data_order.shard_evenly(7, r, 3)
         assert len(idx) == 3
         seen += [i for i, v in zip(idx, ok) if v]
     assert sorted(seen) == list(range(7))
     tc = TrainConfig(batch_size=4, grad_accum=2, epochs=3)
-    assert C.steps_per_epoch(50, tc, world_size=2) == 3 and C.total_steps(50, tc, 2) == 9
+    assert data_order.steps_per_epoch(50, tc, world_size=2) == 3 and data_order.total_steps(50, tc, 2) == 9
 
 
 def test_schedule_and_param_groups():
-    assert C.lr_factor(0, 4, 20) == pytest.approx(0.2)
-    assert C.lr_factor(3, 4, 20) == pytest.approx(0.8)
-    assert C.lr_factor(4, 4, 20) == pytest.approx(1.0)
-    assert C.lr_factor(12, 4, 20) == pytest.approx(0.5)  # half way through the cosine
-    assert C.lr_factor(20, 4, 20) == pytest.approx(0.0, abs=1e-12)
-    assert C.lr_factor(15, 4, 20, "constant") == 1.0
+    assert optim.lr_factor(0, 4, 20) == pytest.approx(0.2)
+    assert optim.lr_factor(3, 4, 20) == pytest.approx(0.8)
+    assert optim.lr_factor(4, 4, 20) == pytest.approx(1.0)
+    assert optim.lr_factor(12, 4, 20) == pytest.approx(0.5)  # half way through the cosine
+    assert optim.lr_factor(20, 4, 20) == pytest.approx(0.0, abs=1e-12)
+    assert optim.lr_factor(15, 4, 20, "constant") == 1.0
 
     class WithLora(TokenModel):
         def __init__(self):
@@ -146,21 +146,21 @@ def test_schedule_and_param_groups():
             self.frozen.requires_grad_(False)
 
     oc = OptimConfig(lr_encoder=1.0, lr_projector=2.0, lr_lora=3.0, lr_head=4.0, weight_decay=0.1)
-    groups = {g["name"]: g for g in C.make_param_groups(WithLora(), oc)}
+    groups = {g["name"]: g for g in optim.make_param_groups(WithLora(), oc)}
     assert {k: g["lr"] for k, g in groups.items()} == {
         "encoder": 1.0, "projector": 2.0, "projector_no_decay": 2.0, "lora": 3.0, "head": 4.0, "head_no_decay": 4.0}
     assert groups["projector_no_decay"]["weight_decay"] == 0.0 and groups["projector"]["weight_decay"] == 0.1
     n = sum(p.numel() for g in groups.values() for p in g["params"])
     assert n == sum(p.numel() for p in WithLora().parameters() if p.requires_grad)
     # the schedule applies per group
-    opt = C.build_optimizer(list(groups.values()), oc)
-    sch = C.build_scheduler(opt, OptimConfig(warmup_steps=1, schedule="cosine"), 5)
+    opt = optim.build_optimizer(list(groups.values()), oc)
+    sch = optim.build_scheduler(opt, OptimConfig(warmup_steps=1, schedule="cosine"), 5)
     assert [g["lr"] for g in opt.param_groups][:1] == [pytest.approx(0.5 * g) for g in [opt.param_groups[0]["initial_lr"]]]
     opt.step()  # (no gradients: a no-op, keeps torch's step-order check quiet)
     sch.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["initial_lr"])
     with pytest.raises(ConfigError, match="adamw"):
-        C.build_optimizer(list(groups.values()), OptimConfig(optimizer="sgd"))
+        optim.build_optimizer(list(groups.values()), OptimConfig(optimizer="sgd"))
 
 
 def test_adamw8bit_lowers_loss():
@@ -169,7 +169,7 @@ def test_adamw8bit_lowers_loss():
     x, mask = _data()
     model = TokenModel()
     oc = OptimConfig(optimizer="adamw8bit", lr_encoder=3e-2, lr_projector=3e-2, lr_head=3e-2)
-    opt = C.build_optimizer(C.make_param_groups(model, oc), oc)
+    opt = optim.build_optimizer(optim.make_param_groups(model, oc), oc)
     assert isinstance(opt, bnb.optim.AdamW8bit)
     batch = {"x": x, "mask": mask}
     first = float(model(batch)["loss"].detach())
@@ -184,89 +184,89 @@ def test_bad_deepspeed_config_is_config_error(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"zero_optimization": {"stage": 3,}')
     with pytest.raises(ConfigError, match="bad.json: DeepSpeed config is not valid JSON"):
-        C.setup_accelerator(TrainConfig(deepspeed=str(bad), run_dir=str(tmp_path)))
+        accel.setup_accelerator(TrainConfig(deepspeed=str(bad), run_dir=str(tmp_path)))
     nozero = tmp_path / "nozero.json"
     nozero.write_text('{"train_micro_batch_size_per_gpu": "auto"}')
     with pytest.raises(ConfigError, match="nozero.json: .*no zero_optimization"):
-        C.setup_accelerator(TrainConfig(deepspeed=str(nozero), run_dir=str(tmp_path)))
+        accel.setup_accelerator(TrainConfig(deepspeed=str(nozero), run_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="missing.json: DeepSpeed config file not found"):
-        C.check_deepspeed_config(tmp_path / "missing.json")
+        accel.check_deepspeed_config(tmp_path / "missing.json")
     stage = tmp_path / "stage.json"
     stage.write_text('{"zero_optimization": {"stage": 5}}')
     with pytest.raises(ConfigError, match="stage must be"):
-        C.check_deepspeed_config(stage)
+        accel.check_deepspeed_config(stage)
     import os
 
     assert "RANK" not in os.environ or os.environ.get("RANK") == "0"
 
 
 def test_metrics_logger_schema_and_truncate(tmp_path):
-    log = C.MetricsLogger(tmp_path)
+    log = metrics_log.MetricsLogger(tmp_path)
     for s in (1, 2, 3):
         log.log(s, loss=torch.tensor(1.0 / s), lr=1e-3, samples_per_s=12.5, epoch=0)
-    rows = C.read_metrics(tmp_path)
+    rows = metrics_log.read_metrics(tmp_path)
     assert [r["step"] for r in rows] == [1, 2, 3]
     for r in rows:
         assert {"step", "loss", "lr", "samples_per_s"} <= set(r)
         assert isinstance(r["loss"], float)
     log.truncate_after(2)
-    assert [r["step"] for r in C.read_metrics(tmp_path)] == [1, 2]
+    assert [r["step"] for r in metrics_log.read_metrics(tmp_path)] == [1, 2]
     json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
 
 
 def test_checkpoint_roundtrip_rotation_and_rng(tmp_path):
     tc = TrainConfig(run_dir=str(tmp_path), batch_size=2)
     oc = OptimConfig(lr_encoder=0.1, lr_projector=0.1, lr_head=0.1, warmup_steps=0)
-    acc = C.setup_accelerator(tc, oc)
+    acc = accel.setup_accelerator(tc, oc)
     try:
         model = TokenModel()
-        opt = C.build_optimizer(C.make_param_groups(model, oc), oc)
-        sch = C.build_scheduler(opt, oc, 10)
+        opt = optim.build_optimizer(optim.make_param_groups(model, oc), oc)
+        sch = optim.build_scheduler(opt, oc, 10)
         model, opt, sch = acc.prepare(model, opt, sch)
         x, mask = _data()
-        step = lambda: C.token_loss_step(acc, model, opt, sch, [_batch(x, mask, [0, 1])], lambda m, b: m(b),
+        step = lambda: token_loss.token_loss_step(acc, model, opt, sch, [_batch(x, mask, [0, 1])], lambda m, b: m(b),
                                          max_grad_norm=1.0)
         for k in range(1, 4):
             step()
-            st = C.TrainerState(step=k, epoch=0, batch_in_epoch=k, best_dev_bleu=1.5 * k, best_step=k)
-            C.save_checkpoint(acc, tmp_path, st, keep=2)
-        assert [p.name for p in C.list_checkpoints(tmp_path)] == ["step_2", "step_3"]
+            st = checkpoint.TrainerState(step=k, epoch=0, batch_in_epoch=k, best_metric=1.5 * k, best_step=k)
+            checkpoint.save_checkpoint(acc, tmp_path, st, keep=2)
+        assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["step_2", "step_3"]
         saved = {k: v.clone() for k, v in acc.unwrap_model(model).state_dict().items()}
         lr_saved = opt.param_groups[0]["lr"]
         noise_after_save = torch.rand(3)
         step()
         step()
         assert not torch.equal(saved["head.weight"], acc.unwrap_model(model).head.weight)
-        st = C.load_checkpoint(acc, C.latest_checkpoint(tmp_path))
-        assert (st.step, st.batch_in_epoch, st.best_dev_bleu, st.best_step) == (3, 3, 4.5, 3)
+        st = checkpoint.load_checkpoint(acc, checkpoint.latest_checkpoint(tmp_path))
+        assert (st.step, st.batch_in_epoch, st.best_metric, st.best_step) == (3, 3, 4.5, 3)
         for k, v in acc.unwrap_model(model).state_dict().items():
             torch.testing.assert_close(v, saved[k], rtol=0, atol=0)
         assert opt.param_groups[0]["lr"] == pytest.approx(lr_saved)
         assert torch.equal(torch.rand(3), noise_after_save)  # RNG continues as after the save
         # an incomplete checkpoint (no trainer state) is ignored
         (tmp_path / "checkpoints" / "step_9").mkdir()
-        assert C.latest_checkpoint(tmp_path).name == "step_3"
+        assert checkpoint.latest_checkpoint(tmp_path).name == "step_3"
     finally:
-        C.teardown(acc)
+        accel.teardown(acc)
 
 
 def test_checkpoint_from_other_model_is_config_error(tmp_path):
     tc = TrainConfig(run_dir=str(tmp_path), batch_size=2)
     oc = OptimConfig()
-    acc = C.setup_accelerator(tc, oc)
+    acc = accel.setup_accelerator(tc, oc)
     try:
         model = acc.prepare(TokenModel())
-        C.save_checkpoint(acc, tmp_path, C.TrainerState(step=1), keep=1)
+        checkpoint.save_checkpoint(acc, tmp_path, checkpoint.TrainerState(step=1), keep=1)
     finally:
-        C.teardown(acc)
-    acc = C.setup_accelerator(tc, oc)
+        accel.teardown(acc)
+    acc = accel.setup_accelerator(tc, oc)
     try:
         other = torch.nn.Sequential(torch.nn.Linear(3, 3))
         acc.prepare(other)
         with pytest.raises(ConfigError, match="does not match"):
-            C.load_checkpoint(acc, C.latest_checkpoint(tmp_path))
+            checkpoint.load_checkpoint(acc, checkpoint.latest_checkpoint(tmp_path))
     finally:
-        C.teardown(acc)
+        accel.teardown(acc)
     assert model is not None and math.isfinite(1.0)
 
 
@@ -276,7 +276,7 @@ def test_deepspeed_group_cache_is_dropped_with_the_process_group(tmp_path):
     import torch.distributed as dist
     from deepspeed.utils import groups
 
-    from slt_llm.training.common import _forget_deepspeed_groups
+    from slt_llm.training.accelerator import _forget_deepspeed_groups
 
     import deepspeed
 

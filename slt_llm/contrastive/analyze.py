@@ -156,28 +156,29 @@ def load_run_trajectories(run_dir: str | os.PathLike):
 
     Reads the saved trajectories or computes them from the reference checkpoints
     (InputError when the run has none, or fewer than two)."""
+    from slt_llm import run_layout as layout
     from slt_llm.config import Stage1Config, load_config
+    from slt_llm.contrastive.reference import trajectories_from_references, training_set_for_analysis
     from slt_llm.contrastive.trajectories import Trajectories
-    from slt_llm.training import stage1
 
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise InputError(run, "not a stage-1 run directory (no config.yaml)")
-    cfg = load_config(Stage1Config, str(run / "config.yaml"))
-    refs = stage1.reference_dirs(run)
+    if not layout.config_path(run).is_file():
+        raise InputError(run, f"not a stage-1 run directory (no {layout.CONFIG_FILE})")
+    cfg = load_config(Stage1Config, str(layout.config_path(run)))
+    refs = layout.reference_dirs(run)
     if len(refs) < 2:
-        raise InputError(run, f"run has {len(refs)} reference checkpoint(s) under {stage1.REFERENCE_DIR}/; "
+        raise InputError(run, f"run has {len(refs)} reference checkpoint(s) under {layout.REFERENCE_DIR}/; "
                               "the analysis needs K >= 2 (train with selection.ref_epochs >= 2 * ref_interval)")
     epochs = [(int(d.name.split("_")[1]) + 1) * cfg.selection.ref_interval for d in refs]
-    traj_path = run / stage1.REFERENCE_DIR / stage1.TRAJ_FILE
-    texts_path = run / stage1.TEXTS_FILE
+    traj_path = layout.trajectories_path(run)
+    texts_path = layout.texts_path(run)
     if traj_path.is_file() and texts_path.is_file():
         traj = Trajectories.load(traj_path)
         texts = json.loads(texts_path.read_text())
     else:
-        texts, ds, text_idx, text_llm = stage1.training_set_for_analysis(cfg)
-        traj = stage1.compute_trajectories(refs, ds, text_idx, text_llm, cfg.selection,
-                                           batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers)
+        texts, ds, text_idx, text_llm = training_set_for_analysis(cfg)
+        traj = trajectories_from_references(refs, ds, text_idx, text_llm, cfg.selection,
+                                            batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers)
         traj.save(traj_path)
     if traj.num_samples != len(texts):
         raise InputError(traj_path, f"trajectories cover {traj.num_samples} samples, the training set has "

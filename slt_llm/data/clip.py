@@ -6,7 +6,10 @@ Steps and costs (T = sampled frames):
    ``<video stem>.pose`` beside the video, else ``pose_dir/<stem>.pose``,
    else ``InputError`` telling the user to pass ``--pose`` or run
    ``slt-llm extract``. Read them and fill gaps up to ``cfg.max_gap`` frames.
-2. Decode once (``slt_llm.data.video.load_frames``) at a working resolution
+2. Decode once (``slt_llm.data.video.decode_video`` for files: the working
+   frames stay in the decoder's pixel format and each is converted to RGB
+   only when its hands are cut, so no T x H x W x 3 stack is written;
+   ``load_frames`` for frame folders) at a working resolution
    chosen from the hand boxes (``working_side_for``): ``working_side(cfg)``
    = max(8 * hand_size, full_size) (512 px for 64-px crops), raised (in
    steps of ``WORK_SIDE_STEP`` = 64 px, up to ``MAX_WORK_SIDE_FACTOR`` x
@@ -17,9 +20,10 @@ Steps and costs (T = sampled frames):
    51-px boxes were upsampled to 64: 26.8 dB against crops from the
    full-resolution frames, 29.4 dB at 640; docs/perf/decode.md). The
    decoder (swscale) also produces the full-frame input
-   (``thumb_side=full_size``), so the full frame costs padding only.
-   Memory: T x side x side*9/16 x 3 bytes for 16:9 (113 MB for 256 frames
-   at 512, 177 MB at 640).
+   (``thumb_side=full_size``, scaled from the working picture), so the
+   full frame costs padding only.
+   Memory: T x side x side*9/16 x 1.5 bytes for 16:9 yuv420p video (57 MB
+   for 256 frames at 512, 88 MB at 640; frame folders: x 3 as RGB).
 3. Align keypoints to frames BY TIME: the frame at time ``t`` (seconds since
    the video start, i.e. ``start + Frames.times``) takes the keypoint track at
    ``u = t * pose_fps``: linear interpolation between frames floor(u) and
@@ -56,7 +60,7 @@ from slt_llm.data.layout import Clip
 from slt_llm.data.pose import Keypoints, fill_gaps, normalize, read_pose
 from slt_llm.errors import InputError
 
-__all__ = ["load_clip", "find_pose", "align_keypoints", "frame_keypoints", "letterbox", "pad_square",
+__all__ = ["load_clip", "find_pose", "align_keypoints", "frame_keypoints", "pad_square",
            "working_side", "working_side_for", "clip_to_tensors", "HOLD_SECONDS"]
 
 HOLD_SECONDS = 0.5  # beyond the keypoint track's end, hold the last frame this long, then conf 0
@@ -207,35 +211,11 @@ def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECO
     return xy, conf, covered
 
 
-def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
-    """Downscale (T,H,W,3) uint8 frames to fit ``size`` x ``size``, centred on black bars.
-
-    Returns uint8 (T, size, size, 3). One PIL bilinear resize per frame
-    (~1.1 ms per 512x288 frame; ``load_clip`` no longer calls it: the
-    decoder's thumbnails + ``pad_square`` replace it).
-    """
-    from PIL import Image
-
-    T, H, W = frames.shape[:3]
-    out = np.zeros((T, size, size, 3), np.uint8)
-    if T == 0 or H == 0 or W == 0:
-        return out
-    s = size / max(H, W)
-    nh, nw = max(1, round(H * s)), max(1, round(W * s))
-    y0, x0 = (size - nh) // 2, (size - nw) // 2
-    for t in range(T):
-        img = Image.fromarray(frames[t])
-        if (nw, nh) != (W, H):
-            img = img.resize((nw, nh), Image.BILINEAR)
-        out[t, y0 : y0 + nh, x0 : x0 + nw] = np.asarray(img)
-    return out
-
-
 def pad_square(frames: np.ndarray, size: int, *, channels_first: bool = False) -> np.ndarray:
     """Centre (T,h,w,3) uint8 images with max(h, w) <= ``size`` on black
     ``size`` x ``size`` canvases: uint8 (T, size, size, 3), or
-    (T, 3, size, size) with ``channels_first``; bars split as ``letterbox``
-    splits them. One vectorised copy (no resampling)."""
+    (T, 3, size, size) with ``channels_first``; bars split evenly (the
+    odd pixel after the picture). One vectorised copy (no resampling)."""
     T, h, w = frames.shape[:3]
     if h > size or w > size:
         raise ValueError(f"pad_square: images {w}x{h} do not fit in {size}x{size}")
@@ -288,7 +268,7 @@ def load_clip(
     Raises ``InputError`` for a missing/bad video or pose file, a pose file
     that does not cover the video, or a clip where no hand can be placed.
     """
-    from slt_llm.data.video import load_frames
+    from slt_llm.data.video import decode_video, load_frames
 
     if isinstance(pose, Keypoints):
         kp, pose_path = pose, pose.source or "<keypoints>"
@@ -301,10 +281,15 @@ def load_clip(
     # (frame i <-> keypoint frame i), as when `slt-llm extract` made the track
     side = working_side_for(kp, cfg, start=start, end=end)
     with _NoHugePages():
-        fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
-                         max_side=side, start=start, end=end, threads=cfg.decode_threads,
-                         folder_fps=float(kp.fps), thumb_side=cfg.full_size)
-    frames = np.asarray(fr.frames)
+        if Path(video).is_dir():
+            fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
+                             max_side=side, start=start, end=end, folder_fps=float(kp.fps),
+                             thumb_side=cfg.full_size)
+            frames = np.asarray(fr.frames)
+        else:  # no RGB stack: each working frame is converted when its hands are cut
+            fr = frames = decode_video(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
+                                       max_side=side, start=start, end=end, threads=cfg.decode_threads,
+                                       thumb_side=cfg.full_size)
     T = frames.shape[0]
     if T == 0:
         raise InputError(video, "no frames decoded")
@@ -318,6 +303,8 @@ def load_clip(
         # written straight in the Clip's channels-first layout (no transposing copies)
         left, right = crop_hands(frames, box_work, cfg.hand_size, channels_first=True)  # (T,3,h,h) each
         full = pad_square(fr.thumbs, cfg.full_size, channels_first=True)  # (T,3,f,f): padding only
+    if hasattr(frames, "release"):
+        frames.release()
 
     return Clip(
         full=full,

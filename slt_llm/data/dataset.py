@@ -11,7 +11,17 @@ clip with ``slt_llm.data.clip.load_clip`` and returns::
     times     float32 (T,)
     fps float, id str, text str, index int
 
-or, for a bad sample under ``on_error="skip"``, ``{"error": message, "id": ...,
+With ``hand_teacher=True`` items add the per-frame teacher features of
+``slt_llm.data.hand_teacher`` (the ``<video stem>.hands.npz`` sidecar, aligned
+to the clip's frame times)::
+
+    hand_teacher       float32 (T, 2, D)   [left, right]
+    hand_teacher_mask  bool    (T, 2)      true where the teacher saw that hand
+
+(a missing or bad sidecar makes the sample bad, skipped and counted like an
+unreadable video); ``collate_clips`` pads them (mask false on padded frames).
+
+Or, for a bad sample under ``on_error="skip"``, ``{"error": message, "id": ...,
 "index": ...}`` (the message names the file and the problem). Under
 ``"raise"`` the ``InputError`` propagates. OSError/ValueError/RuntimeError/
 EOFError raised while loading are reported as an ``InputError`` naming the
@@ -41,7 +51,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -51,7 +61,8 @@ from slt_llm.data.manifest import Sample, read_manifest
 from slt_llm.errors import InputError
 
 CLIP_ARRAYS = ("full", "left", "right", "keypoints", "boxes", "times")
-CACHE_VERSION = 1
+TEACHER_ARRAYS = ("hand_teacher", "hand_teacher_mask")  # with hand_teacher=True (not cached: read per item)
+CACHE_VERSION = 2  # 2: full-frame thumbnails scaled from the working picture (slt_llm/data/video.py)
 
 
 def _stat_key(path: Path) -> list:
@@ -77,6 +88,8 @@ class SLTDataset(torch.utils.data.Dataset):
         cache_dir: decoded clips are cached there as ``.npz`` (see module doc).
         require_text: manifests must have a non-empty sentence per row
             (False for translation input).
+        hand_teacher: also load each sample's hand-teacher sidecar (see module doc),
+            looked up in ``hands_dir`` and beside the video.
 
     Bad manifest rows: under "skip" they are left out and listed in
     ``manifest_errors``; under "raise" reading the manifest raises.
@@ -91,6 +104,9 @@ class SLTDataset(torch.utils.data.Dataset):
         pose_dir=None,
         cache_dir=None,
         require_text: bool = True,
+        allow_outside_root: bool = False,
+        hand_teacher: bool = False,
+        hands_dir=None,
     ):
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
@@ -98,7 +114,8 @@ class SLTDataset(torch.utils.data.Dataset):
         self.source: Optional[str] = None
         if isinstance(samples_or_manifest, (str, os.PathLike)):
             self.source = str(samples_or_manifest)
-            m = read_manifest(samples_or_manifest, require_text=require_text, on_error=on_error)
+            m = read_manifest(samples_or_manifest, require_text=require_text, on_error=on_error,
+                              allow_outside_root=allow_outside_root)
             self.samples = list(m)
             self.manifest_errors = list(m.errors)
         else:
@@ -109,6 +126,8 @@ class SLTDataset(torch.utils.data.Dataset):
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.hand_teacher = bool(hand_teacher)
+        self.hands_dir = None if hands_dir is None else str(hands_dir)
         self.errors: dict[int, str] = {}  # index -> message, in this process
         self.cache_hits = 0
         self.cache_misses = 0
@@ -203,6 +222,8 @@ class SLTDataset(torch.utils.data.Dataset):
         try:
             try:
                 arrays = self.load_arrays(i)
+                if self.hand_teacher:
+                    arrays.update(self.load_teacher(i, arrays["times"]))
             except (OSError, ValueError, RuntimeError, EOFError) as e:
                 # a decoder/file-system failure the loaders did not word: still this sample's fault
                 reason = (str(e).splitlines() or [""])[0]
@@ -212,36 +233,53 @@ class SLTDataset(torch.utils.data.Dataset):
                 raise
             self.errors[i] = str(err)
             return {"error": str(err), "id": s.id, "index": i}
-        item = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in CLIP_ARRAYS}
+        item = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in CLIP_ARRAYS + self._extra_keys()}
         item.update(fps=arrays["fps"], id=s.id, text=s.text, index=i)
         return item
 
-    # ------------------------------------------------------------------ lengths
-    def estimated_lengths(self) -> list:
-        """Frames each sample will have after sampling, estimated from container
-        metadata (no decoding beyond one frame per file; frame folders: image count).
-        0 for samples whose video cannot be probed. Cost: one file open per sample."""
-        from slt_llm.data.video import list_images, probe_video
+    def _extra_keys(self) -> tuple:
+        return TEACHER_ARRAYS if self.hand_teacher else ()
 
-        cfg = self.clip_cfg
-        out = []
-        for s in self.samples:
+    def load_teacher(self, i: int, times: np.ndarray) -> dict:
+        """Sample i's hand-teacher features at the clip's frame ``times`` (seconds from the
+        sample's start): ``{"hand_teacher" (T,2,D) float32, "hand_teacher_mask" (T,2) bool}``.
+        Raises InputError naming the sidecar (missing, bad, or not alignable)."""
+        from slt_llm.data.hand_teacher import align_teacher, find_sidecar, read_sidecar
+
+        s = self.samples[i]
+        t = read_sidecar(find_sidecar(s.video, self.hands_dir))
+        feats, mask = align_teacher(t, np.asarray(times, np.float64) + float(s.start or 0.0))
+        return {"hand_teacher": feats, "hand_teacher_mask": mask}
+
+
+# ---------------------------------------------------------------------- lengths
+def estimate_frames(sample: Sample, clip_cfg: ClipConfig) -> int:
+    """Frames a sample will have after sampling (``clip_cfg``: fps or max_fps, max_frames,
+    the sample's start/end), from container metadata only (no decoding; frame folders:
+    image count / 25 fps). 0 when the video cannot be opened. The one length estimator
+    (translate batches inputs of similar length with it). Cost: one file open."""
+    from slt_llm.data.video import _duration, _native_fps, _open, list_images
+
+    try:
+        p = Path(sample.video)
+        if p.is_dir():
+            native, dur = 25.0, len(list_images(p)) / 25.0
+        else:
+            container = _open(p)
             try:
-                p = Path(s.video)
-                if p.is_dir():
-                    native, dur = 25.0, len(list_images(p)) / 25.0
-                else:
-                    info = probe_video(p)
-                    native, dur = info.fps, info.duration
-                t0 = s.start or 0.0
-                t1 = min(s.end, dur) if s.end is not None else dur
-                rate = cfg.fps if cfg.fps else min(native, cfg.max_fps)
-                rate = min(rate, native)
-                n = int(math.floor(max(t1 - t0, 0.0) * rate + 0.5))
-                out.append(max(0, min(n, cfg.max_frames)))
-            except (InputError, OSError):
-                out.append(0)
-        return out
+                stream = container.streams.video[0]
+                native, dur = _native_fps(stream), _duration(container, stream)
+            finally:
+                container.close()
+            if dur is None:
+                return 0
+        t0 = sample.start or 0.0
+        t1 = min(sample.end, dur) if sample.end is not None else dur
+        rate = min(clip_cfg.fps if clip_cfg.fps else min(native, clip_cfg.max_fps), native)
+        n = int(math.floor(max(t1 - t0, 0.0) * rate + 0.5))
+        return max(0, min(n, clip_cfg.max_frames))
+    except (InputError, OSError, IndexError):
+        return 0
 
 
 # ---------------------------------------------------------------------- collate
@@ -252,7 +290,8 @@ def collate_clips(items: list) -> dict:
     are zero-padded at the end to the longest T. Returns full/left/right uint8
     (B,T,3,S,S), keypoints (B,T,53,3), boxes (B,T,2,4), times (B,T),
     frame_mask bool (B,T), lengths long (B,), index long (B,), fps float64
-    (B,), ids, texts, skipped. If every item was bad, B = 0 (T = 0): training
+    (B,), ids, texts, skipped; plus hand_teacher (B,T,2,D) and hand_teacher_mask
+    (B,T,2) when every item has them. If every item was bad, B = 0 (T = 0): training
     code should skip the batch (``len(batch["ids"]) == 0``).
     """
     good = [it for it in items if "error" not in it]
@@ -275,7 +314,8 @@ def collate_clips(items: list) -> dict:
     lengths = torch.tensor([int(it["full"].shape[0]) for it in good], dtype=torch.long)
     T = int(lengths.max())
     batch = {}
-    for k in CLIP_ARRAYS:
+    extra = tuple(k for k in TEACHER_ARRAYS if all(k in it for it in good))
+    for k in CLIP_ARRAYS + extra:
         first = good[0][k]
         out = torch.zeros((B, T) + tuple(first.shape[1:]), dtype=first.dtype)
         for b, it in enumerate(good):
@@ -291,62 +331,51 @@ def collate_clips(items: list) -> dict:
     return batch
 
 
+# ------------------------------------------------------------ readable samples
+def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
+    """``(dataset, samples, bad)``: ``data_cfg.train_manifest`` (a DataConfig) as an
+    SLTDataset with unreadable samples removed, found by one pre-scan sharded over
+    ranks (rank r checks r, r+W, ...; results all-gathered; with ``cache_dir`` set
+    the scan also fills the clip cache). ``data.on_error=raise`` raises on the
+    first bad sample. Sample i of ``samples`` is dataset index i. Cost: one load
+    per sample (divided over the ranks)."""
+    from slt_llm import distributed as dist_utils
+
+    dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir,
+               hand_teacher=data_cfg.hand_teacher, hands_dir=data_cfg.hands_dir)  # bad sidecars: bad samples
+    samples = read_manifest(data_cfg.train_manifest, allow_outside_root=data_cfg.allow_outside_root)
+    ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
+    mine = [i for i in range(rank, len(ds), world_size) if "error" in ds[i]]
+    bad = sorted(i for part in dist_utils.all_gather_object(mine) for i in part)
+    if bad and data_cfg.on_error == "raise":
+        raise InputError(samples[bad[0]].video, ds[bad[0]].get("error", "unreadable sample"))
+    if bad:
+        bad_set = set(bad)
+        samples = [s for i, s in enumerate(samples) if i not in bad_set]
+        ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
+    return ds, samples, bad
+
+
+# ------------------------------------------------------------------- to device
+def batch_to_device(batch, device):
+    """Tensors of a (nested) batch moved to ``device``; everything else untouched.
+
+    The one batch-to-device helper (training, stage-1 embedding, translate)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: batch_to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor):
+        return type(batch)(batch_to_device(v, device) for v in batch)
+    return batch
+
+
 # ---------------------------------------------------------------------- batching
-class LengthGroupedBatchSampler(torch.utils.data.Sampler):
-    """Batches of indices with similar lengths (less padding).
-
-    shuffle=True (training): indices are permuted (seed + epoch), cut into
-    mega-batches of ``batch_size * group_mult``, each sorted by length
-    (longest first) and cut into batches; the batch order is then shuffled.
-    shuffle=False (inference): all indices sorted by length, longest first,
-    then cut into batches (the first batch shows the memory peak early).
-    Deterministic for (seed, epoch); call ``set_epoch(e)`` between epochs.
-    Cost: O(N log N) per epoch.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, group_mult: int = 50):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.lengths = np.asarray(list(lengths), dtype=np.int64)
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self.seed = int(seed)
-        self.drop_last = drop_last
-        self.group_mult = max(1, int(group_mult))
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def batches(self) -> list:
-        n = len(self.lengths)
-        if self.shuffle:
-            rng = np.random.default_rng([self.seed, self.epoch])
-            perm = rng.permutation(n)
-            mega = self.batch_size * self.group_mult
-            batches = []
-            for s in range(0, n, mega):
-                grp = perm[s:s + mega]
-                grp = grp[np.argsort(-self.lengths[grp], kind="stable")]
-                batches += [grp[j:j + self.batch_size] for j in range(0, len(grp), self.batch_size)]
-            if self.drop_last:
-                batches = [b for b in batches if len(b) == self.batch_size]
-            order = rng.permutation(len(batches))
-            return [batches[i].tolist() for i in order]
-        idx = np.argsort(-self.lengths, kind="stable")
-        batches = [idx[j:j + self.batch_size] for j in range(0, n, self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        return [b.tolist() for b in batches]
-
-    def __iter__(self) -> Iterator[list]:
-        return iter(self.batches())
-
-    def __len__(self) -> int:
-        n = len(self.lengths)
-        if not self.drop_last:
-            return math.ceil(n / self.batch_size)
-        if not self.shuffle:
-            return n // self.batch_size
-        return len(self.batches())
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length, longest first (stable), cut into batches of
+    ``batch_size`` (the last may be smaller): little padding, and the first
+    batch shows the memory peak early. O(N log N)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    idx = np.argsort(-np.asarray(list(lengths), dtype=np.int64), kind="stable")
+    return [idx[j:j + batch_size].tolist() for j in range(0, len(idx), batch_size)]

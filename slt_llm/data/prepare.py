@@ -38,7 +38,11 @@ absent, e.g. to prepare manifests before copying the videos). With
 frame folders are all called ``1`` and the by-stem lookup at load time cannot
 find them), ``<SENTENCE_NAME>.pose`` for a pre-cut How2Sign clip and
 ``<VIDEO_NAME>.pose`` for a raw How2Sign video.
-A summary is printed and written to ``OUT/prepare_report.json``.
+A summary is printed and written to ``OUT/prepare_report.json``. The rows
+point at the dataset where it lies, usually outside ``OUT``: manifest readers
+refuse such paths unless told (``data.allow_outside_root=true``,
+``--allow-outside-root``; see ``slt_llm.data.manifest``); the report counts
+them (``rows_outside_out``) and the command prints a note.
 Cost: one directory listing per frame folder (to check it is not empty).
 """
 
@@ -107,6 +111,15 @@ def _read_text(path: Path) -> str:
         raise InputError(path, "not UTF-8 text") from None
 
 
+def _columns(path: Path, header: list, required, hint: str) -> dict:
+    """Column index of each ``required`` name in an annotation file's ``header``;
+    InputError naming the missing ones (and ``hint``) otherwise."""
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(path, f"header lacks column(s) {', '.join(missing)} ({hint})")
+    return {c: header.index(c) for c in required}
+
+
 def _pose_for(pose_dir: Optional[Path], sid: str) -> Optional[str]:
     if pose_dir is None:
         return None
@@ -141,10 +154,7 @@ def prepare_phoenix(root: Path, video_dir: Optional[Path], pose_dir: Optional[Pa
         if not lines:
             raise InputError(path, "empty annotation file")
         header = [h.strip().lower() for h in lines[0].split("|")]
-        missing = [c for c in PHOENIX_COLUMNS if c not in header]
-        if missing:
-            raise InputError(path, f"header lacks column(s) {', '.join(missing)} (expected {'|'.join(PHOENIX_COLUMNS)})")
-        col = {c: header.index(c) for c in PHOENIX_COLUMNS}
+        col = _columns(path, header, PHOENIX_COLUMNS, f"expected {'|'.join(PHOENIX_COLUMNS)}")
         samples, counter, seen = [], Counter(), set()
         for lineno, line in enumerate(lines[1:], start=2):
             if not line.strip():
@@ -290,10 +300,7 @@ def prepare_how2sign(root: Path, video_dir: Optional[Path], pose_dir: Optional[P
         if not rows:
             raise InputError(path, "empty annotation file")
         header = [h.strip() for h in rows[0]]
-        missing = [c for c in H2S_COLUMNS if c not in header]
-        if missing:
-            raise InputError(path, f"header lacks column(s) {', '.join(missing)} (is it tab-separated?)")
-        col = {c: header.index(c) for c in H2S_COLUMNS}
+        col = _columns(path, header, H2S_COLUMNS, "is it tab-separated?")
         samples, counter, seen = [], Counter(), set()
         for lineno, r in enumerate(rows[1:], start=2):
             if not any(x.strip() for x in r):
@@ -350,10 +357,16 @@ def prepare(dataset: str, root, out, *, video_dir=None, pose_dir=None, clip_dir=
     result = DATASETS[dataset](root, vd, pd_, keep_missing, **kw)
     out = Path(out)
     report: dict = {"dataset": dataset, "root": str(root), "out": str(out.resolve())}
+    base = os.path.realpath(out)
+    outside = 0
     for split in SPLITS:
         samples, counter = result[split]
         write_manifest(out / f"{split}.jsonl", samples)
         report[split] = counter.as_dict()
+        outside += sum(1 for s_ in samples if any(
+            p_ is not None and not (os.path.realpath(p_) + os.sep).startswith(base + os.sep) for p_ in (s_.video, s_.pose)))
+    # rows pointing outside OUT are refused by manifest readers unless the user allows it
+    report["rows_outside_out"] = outside
     tmp = out / ".prepare_report.json.tmp"
     tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     os.replace(tmp, out / "prepare_report.json")
@@ -378,4 +391,8 @@ def cli(argv: list) -> int:
         r = rep[split]
         print(f"{split}: wrote {r['written']} rows to {Path(a.out) / (split + '.jsonl')}; skipped "
               f"{r['skipped_missing_video']} (missing video), {r['skipped_empty_text']} (empty sentence)")
+    if rep["rows_outside_out"]:
+        print(f"note: {rep['rows_outside_out']} rows point outside {a.out} (the dataset stays where it is); "
+              "readers refuse that unless told: data.allow_outside_root=true in the run config, "
+              "--allow-outside-root for translate/retrieval")
     return 0

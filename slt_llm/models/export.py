@@ -24,7 +24,8 @@ def export_merged(model_dir, out, *, llm_path=None, dtype: Optional[str] = None)
     """Merge the adapter of ``model_dir`` into its base; write ``out``."""
     from slt_llm.models.encoder import build_encoder
     from slt_llm.models.llm import load_llm
-    from slt_llm.models.slt_model import SLTModel, _load_safetensors, check_model_dir
+    from slt_llm.config import read_clip_settings
+    from slt_llm.models.slt_model import SLTModel, _load_safetensors, check_model_dir, meta_extra_of
 
     model_dir, out = Path(model_dir), Path(out)
     info = check_model_dir(model_dir, llm_path=llm_path)
@@ -46,8 +47,10 @@ def export_merged(model_dir, out, *, llm_path=None, dtype: Optional[str] = None)
                      encoder=build_encoder(enc_cfg, load_weights=False))
     _load_safetensors(model.encoder, model_dir / "encoder.safetensors", "encoder")
     _load_safetensors(model.projector, model_dir / "projector.safetensors", "projector")
-    model.meta_extra = {"adapter": "merged", "merged_from": {"model": str(model_dir), "adapter": meta["adapter"],
-                                                            "base_model": str(info["llm_path"])}}
+    model.meta_extra = {**meta_extra_of(meta), "adapter": "merged",
+                        "merged_from": {"model": str(model_dir), "adapter": meta["adapter"],
+                                        "base_model": str(info["llm_path"])}}
+    model.clip_cfg = read_clip_settings(model_dir)
     model.save_pretrained(out)
     return out
 

@@ -21,7 +21,9 @@ positions (logits (N, vocab), N = target tokens in the batch).
 A model folder (``save_pretrained``): ``slt_config.yaml`` (encoder,
 projector, llm sections), ``encoder.safetensors``, ``projector.safetensors``,
 ``adapter/`` (PEFT) or ``llm/`` (merged export), ``tokenizer/``,
-``meta.json`` (adapter kind, base model, versions). safetensors only.
+``meta.json`` (adapter kind, base model, versions, + ``meta_extra``),
+``clip.yaml`` (the ClipConfig of training, ``clip_cfg``; the same file as in a
+stage-1 model folder). safetensors only.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from slt_llm.config import EncoderConfig, LLMConfig, ProjectorConfig, SLTConfig, from_dict, to_dict
+from slt_llm.config import (EncoderConfig, LLMConfig, ProjectorConfig, SLTConfig, from_dict, read_clip_settings, to_dict,
+                            write_clip_settings)
 from slt_llm.errors import ConfigError
 from slt_llm.models.encoder import HandCentricEncoder, build_encoder
 from slt_llm.models.llm import adapter_metadata, load_llm
@@ -100,7 +103,8 @@ class SLTModel(nn.Module):
         self.projector = Projector(projector_cfg, encoder_cfg.dim, hidden)
         self.llm = llm
         self.tokenizer = tokenizer
-        self.meta_extra: dict = {}
+        self.meta_extra: dict = {}  # more JSON-able metadata recorded in meta.json (kept by from_pretrained)
+        self.clip_cfg = None  # the ClipConfig of training, recorded in clip.yaml when set
         prompt = llm_cfg.prompt.format(language=llm_cfg.target_language)
         # prompt ids cached once (bos where the tokenizer adds one)
         self.register_buffer("prompt_ids", torch.tensor(tokenizer(prompt, add_special_tokens=True)["input_ids"], dtype=torch.long), persistent=False)
@@ -121,14 +125,6 @@ class SLTModel(nn.Module):
     @property
     def embed_dtype(self) -> torch.dtype:
         return self.llm.get_input_embeddings().weight.dtype
-
-    def trainable_groups(self) -> dict:
-        """{"encoder": [...], "projector": [...], "lora": [...]} trainable params (for per-group LRs)."""
-        return {
-            "encoder": [p for p in self.encoder.parameters() if p.requires_grad],
-            "projector": [p for p in self.projector.parameters() if p.requires_grad],
-            "lora": [p for p in self.llm.parameters() if p.requires_grad],
-        }
 
     # -------------------------------------------------------------- sequences
     def _embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
@@ -299,6 +295,7 @@ class SLTModel(nn.Module):
             meta["adapter"] = "none"
         self.tokenizer.save_pretrained(str(folder / "tokenizer"))
         (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+        write_clip_settings(folder, self.clip_cfg)
         return folder
 
     @classmethod
@@ -320,8 +317,8 @@ class SLTModel(nn.Module):
         llm, tok = load_llm(llm_cfg, for_training=for_training, device=device if device != "cpu" else None,
                             adapter_dir=adapter_dir, tokenizer_dir=folder / "tokenizer")
         model = cls(enc_cfg, proj_cfg, llm_cfg, llm, tok, encoder=build_encoder(enc_cfg, load_weights=False))
-        if meta["adapter"] == "merged":
-            model.meta_extra = {"adapter": "merged", "merged_from": meta.get("merged_from")}
+        model.meta_extra = meta_extra_of(meta)
+        model.clip_cfg = read_clip_settings(folder)
         _load_safetensors(model.encoder, folder / "encoder.safetensors", "encoder")
         _load_safetensors(model.projector, folder / "projector.safetensors", "projector")
         model.encoder.to(device)
@@ -329,6 +326,17 @@ class SLTModel(nn.Module):
         if not for_training:
             model.eval()
         return model
+
+
+def meta_extra_of(meta: dict) -> dict:
+    """The ``meta_extra`` part of a saved ``meta.json``: everything but the format,
+    versions and adapter description that ``save_pretrained`` writes itself (the
+    adapter kind is kept when it is ``merged``: that is what marks a merged export)."""
+    own = {"format", "versions", *adapter_metadata(LLMConfig()).keys()}
+    extra = {k: v for k, v in meta.items() if k not in own}
+    if meta.get("adapter") == "merged":
+        extra["adapter"] = "merged"
+    return extra
 
 
 def check_model_dir(folder, llm_path=None) -> dict:

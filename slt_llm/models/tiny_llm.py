@@ -8,7 +8,7 @@
    hidden 128, 2 layers, 4 heads, 2 KV heads), random init from ``seed``.
 3. Pre-training for ``steps`` AdamW steps on the spoken-language side only:
    the training manifest's sentences plus more sentences from the same
-   grammar (``slt_llm.data.synth.extra_sentences``; it never returns dev/test
+   grammar (``slt_llm.data.grammar.extra_sentences``; it never returns dev/test
    sentences). Dev/test manifests are never read. 10% of the EXTRA sentences
    (never training sentences) are held out to report held-out perplexity.
 4. ``save_pretrained`` (safetensors) + ``tiny_llm.json`` (family, steps,
@@ -164,11 +164,11 @@ def pretrain(model, tokenizer, texts: list, heldout: list, *, steps: int, seed: 
 
 
 def _pretrain_loop(model, tokenizer, seqs, held, opt, sched, rng, steps, batch_size, progress) -> dict:
-    from tqdm.auto import tqdm
+    from slt_llm.progress import progress_bar
 
     order: list = []
     loss_ema = None
-    bar = tqdm(range(steps), desc="make-tiny-llm", disable=not progress)
+    bar = progress_bar(range(steps), desc="make-tiny-llm", enabled=progress)
     for _ in bar:
         if len(order) < batch_size:
             more = list(range(len(seqs)))
@@ -250,7 +250,7 @@ def corpus_texts(corpus, *, extra: int = 4000, seed: int = 0) -> tuple[list, lis
     more: list = []
     if extra > 0 and (corpus / "corpus.json").is_file():  # synthetic corpora only
         try:
-            from slt_llm.data.synth import extra_sentences
+            from slt_llm.data.grammar import extra_sentences
         except ImportError:
             extra_sentences = None
         if extra_sentences is not None:

@@ -42,13 +42,27 @@ sharded pre-scan before training (with ``data.cache_dir`` set it also fills the
 clip cache, so it costs no extra decoding later) and removed, so every rank's
 slice has the same size.
 
-Logging and checkpoints follow stage 2 (``training.common``): ``RUN_DIR/metrics.jsonl``
+Logging and checkpoints follow stage 2 (``training.metrics_log``, ``training.checkpoint``): ``RUN_DIR/metrics.jsonl``
 (``step``, ``loss``, ``lr``, ``samples_per_s``, ``temperature``, ``epoch``,
 ``phase``; dev lines add ``dev_v2t_r1``/``dev_v2t_r5``/``dev_t2v_r1``), checkpoints
 under ``RUN_DIR/checkpoints/step_N/``, ``--resume`` from the last one with the same
 data order (PS state is rebuilt from the saved trajectories). The best model on
-DEV video-to-text R@1 (ties broken by R@5, R@10; never test) is exported to
+DEV video-to-text R@1 (ties broken by R@5, R@10; never test; recorded in the
+trainer state as ``best_metric``/``best_key``/``best_step``) is exported to
 ``RUN_DIR/model/``; without a dev manifest the final model is exported.
+
+Hand auxiliaries (BeyondGloss; ``contrastive.hand_aux``, docs/hand_descriptions.md):
+with ``data.descriptions`` and/or ``data.hand_teacher`` the loss becomes
+L_align + ``vlp.desc_weight`` (0.5) x L_desc + ``vlp.hand_weight`` (0.3) x L_hand on
+the same batches (any arm), and log lines add ``loss_align``, ``loss_desc``,
+``loss_hand`` (``loss`` stays the total). Kept in ``setup_hand_aux``,
+``aux_step_loss`` and ``aux_log_values``.
+
+The run is a :class:`Stage1Trainer`: ``setup`` (run folder, data, text side,
+model, resume, samplers), then per epoch ``sampler_for_epoch`` (building pair
+selection with ``build_pair_selection`` when the reference phase ends),
+``train_epoch`` and ``end_epoch`` (reference checkpoint, dev evaluation,
+best-model export), and ``finish``.
 """
 
 from __future__ import annotations
@@ -56,7 +70,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -64,23 +78,14 @@ from typing import Optional
 import torch
 
 from slt_llm import distributed as dist_utils
+from slt_llm import run_layout as layout
 from slt_llm.config import Stage1Config, load_config, save_config
+from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
+from slt_llm.training import accelerator as accel
+from slt_llm.training import checkpoint, metrics_log, optim
 
 ARMS = ("ps", "random", "random_fn")
-REFERENCE_DIR = "reference"
-TRAJ_FILE = "trajectories.npz"
-TEXTS_FILE = "train_texts.json"  # the sentence of each training index (after removing unreadable samples)
-
-
-# ----------------------------------------------------------------------- helpers
-def reference_dirs(run_dir: str | os.PathLike) -> list[Path]:
-    """The reference checkpoints of a run (``RUN_DIR/reference/ref_KK``), in order."""
-    root = Path(run_dir) / REFERENCE_DIR
-    if not root.is_dir():
-        return []
-    return sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("ref_")
-                  and (d / "vlp_config.yaml").is_file())
 
 
 def num_reference_checkpoints(cfg: Stage1Config) -> int:
@@ -111,56 +116,6 @@ def validate_config(cfg: Stage1Config) -> None:
                               f"(train.epochs={cfg.train.epochs})")
 
 
-def _prescan(ds, rank: int = 0, world_size: int = 1) -> list[int]:
-    """Indices of unreadable samples (each rank checks r, r+W, ...; results all-gathered)."""
-    r, w = rank, world_size
-    bad = []
-    for i in range(r, len(ds), w):
-        item = ds[i]
-        if "error" in item:
-            bad.append(i)
-    return sorted(i for part in dist_utils.all_gather_object(bad) for i in part)
-
-
-def build_training_set(cfg: Stage1Config, rank: int = 0, world_size: int = 1):
-    """``(dataset, samples, bad)``: the training manifest as an SLTDataset with unreadable
-    samples removed (found by one sharded pre-scan; ``data.on_error=raise`` raises on the
-    first). Sample i of ``samples`` is dataset index i everywhere in stage 1."""
-    from slt_llm.data.dataset import SLTDataset
-    from slt_llm.data.manifest import read_manifest
-
-    dkw = dict(pose_dir=cfg.data.pose_dir, cache_dir=cfg.data.cache_dir)
-    samples = read_manifest(cfg.data.train_manifest)
-    ds = SLTDataset(samples, cfg.data.clip, on_error="skip", **dkw)
-    bad = _prescan(ds, rank, world_size)
-    if bad and cfg.data.on_error == "raise":
-        raise InputError(samples[bad[0]].video, ds[bad[0]].get("error", "unreadable sample"))
-    if bad:
-        bad_set = set(bad)
-        samples = [s for i, s in enumerate(samples) if i not in bad_set]
-        ds = SLTDataset(samples, cfg.data.clip, on_error="skip", **dkw)
-    return ds, samples, bad
-
-
-def text_cache_dir(cfg: Stage1Config) -> str:
-    """``vlp.text_cache_dir`` or ``RUN_DIR/text_cache``."""
-    return cfg.vlp.text_cache_dir or str(Path(cfg.train.run_dir) / "text_cache")
-
-
-def training_set_for_analysis(cfg: Stage1Config):
-    """``(texts (N,), dataset, text_idx (N,), text_llm (U,H))`` of a run's training set, in the
-    order stage 1 used (one process)."""
-    from slt_llm.contrastive.retrieval import unique_sentences
-    from slt_llm.models.text_embed import TextEmbedder
-
-    ds, samples, _ = build_training_set(cfg)
-    texts = [s.text for s in samples]
-    uniq, text_idx = unique_sentences(texts)
-    emb = TextEmbedder(cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, cache_dir=text_cache_dir(cfg),
-                       trust_remote_code=cfg.llm.trust_remote_code)
-    return texts, ds, text_idx, emb.embed(uniq)
-
-
 def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator):
     """Rank 0 fills the text cache, the others then read it (no concurrent writers)."""
     from slt_llm.models.text_embed import TextEmbedder
@@ -176,307 +131,358 @@ def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator)
     return emb, out
 
 
-def _loader(ds, batch_sampler, num_workers: int):
-    from torch.utils.data import DataLoader
-
-    from slt_llm.data.dataset import collate_clips
-
-    return DataLoader(ds, batch_sampler=batch_sampler, collate_fn=collate_clips, num_workers=num_workers)
-
-
-@torch.no_grad()
-def embed_dataset_sharded(model, ds, batch_size: int, num_workers: int = 0, device="cpu",
-                          rank: int = 0, world_size: int = 1) -> torch.Tensor:
-    """(N, E) video embeddings of every sample of ``ds`` in dataset order; each rank embeds
-    indices r, r+W, ... and the parts are all-gathered. Cost: one encoder pass per clip
-    (divided over the ranks). A sample that fails to load raises InputError."""
-    idx = list(range(rank, len(ds), world_size))
-    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
-    emb, index = model.embed_videos(_loader(ds, batches, num_workers), device=device)
-    if index.numel() != len(idx):
-        raise InputError(getattr(ds, "source", "training set"), "a sample became unreadable during training")
-    parts = dist_utils.all_gather_object((index, emb))
-    n = len(ds)
-    out = torch.zeros(n, emb.shape[1])
-    for ix, e in parts:
-        out[ix] = e
-    return out
-
-
-def compute_trajectories(ref_dirs: list[Path], ds, text_idx: torch.Tensor, text_llm: torch.Tensor, sel_cfg, *,
-                         batch_size: int, num_workers: int = 0, device="cpu", rank: int = 0, world_size: int = 1):
-    """Embed the training set at each reference checkpoint and build the top-M trajectories.
-
-    V_k (N,E): videos through checkpoint k; T_k (N,E): each sample's sentence through
-    checkpoint k's text head. Returns what ``contrastive.trajectories.compute_trajectories``
-    returns. Cost: K encoder passes over N clips + the blockwise candidate search.
-    """
-    from slt_llm.contrastive import trajectories as traj_mod
-    from slt_llm.models.vlp import VLPModel
-
-    if len(ref_dirs) < 2:
-        raise ConfigError(f"pair selection needs K >= 2 reference checkpoints, found {len(ref_dirs)}")
-    videos, texts = [], []
-    for d in ref_dirs:
-        m = VLPModel.from_pretrained(d, device=device)
-        videos.append(embed_dataset_sharded(m, ds, batch_size, num_workers, device, rank, world_size))
-        texts.append(m.embed_texts(text_llm.to(device))[text_idx])
-    return traj_mod.compute_trajectories(videos, texts, top_m=sel_cfg.top_m, block_size=sel_cfg.block_size)
-
-
 # ----------------------------------------------------------------------- training
 def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
     """Run stage 1 (see the module docstring). Returns ``{"best_dev_r1", "best_step", "steps",
-    "model_dir", "selection_s", "skipped", "final_loss", "run_dir"}``."""
-    from slt_llm.training import common
-
+    "model_dir", "selection_s", "skipped", "final_loss", "run_dir", "selection"}``."""
     validate_config(cfg)
     if not Path(cfg.llm.path).is_dir():
         raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
-    tc = cfg.train
-    accelerator = common.setup_accelerator(tc, cfg.optim, log_tensorboard=False)
+    accelerator = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
     try:
-        return _train(cfg, resume, accelerator)
+        return Stage1Trainer(cfg, accelerator, resume=resume).run()
     finally:  # also on errors: another run may follow in this process (tests, the ablation)
-        common.teardown(accelerator)
+        accel.teardown(accelerator)
 
 
-def _train(cfg: Stage1Config, resume: bool, accelerator) -> dict:
-    from slt_llm.contrastive import selection as sel_mod
-    from slt_llm.contrastive.loss import SelectiveInfoNCE
-    from slt_llm.contrastive.retrieval import retrieval_metrics, unique_sentences
-    from slt_llm.data.dataset import SLTDataset
-    from slt_llm.data.manifest import read_manifest
-    from slt_llm.models.vlp import VLPModel
-    from slt_llm.training import common
+class Stage1Trainer:
+    """One stage-1 run on a prepared ``Accelerator``: ``run()`` = ``setup()``, then
+    per epoch ``sampler_for_epoch`` -> ``train_epoch`` -> ``end_epoch``, then ``finish()``."""
 
-    tc, sel = cfg.train, cfg.selection
-    run_dir = Path(tc.run_dir)
-    rank, world = accelerator.process_index, accelerator.num_processes
-    device = accelerator.device
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:  # a fresh run never reuses another run's reference checkpoints or trajectories
-            import shutil
+    def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False):
+        self.cfg, self.accelerator, self.resume = cfg, accelerator, resume
+        self.tc, self.sel = cfg.train, cfg.selection
+        self.run_dir = Path(self.tc.run_dir)
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        self.device = accelerator.device
+        self.ps_sampler, self.ps_fn, self.selection_s = None, None, 0.0
+        self.last_loss = float("nan")
 
-            stale = [run_dir / REFERENCE_DIR, run_dir / "metrics.jsonl", run_dir / "result.json"]
-            if any(p.exists() for p in stale):
-                dist_utils.print0(f"stage 1: fresh run in {run_dir}: removing the previous run's reference/, "
-                                  "metrics.jsonl and result.json")
-            shutil.rmtree(run_dir / REFERENCE_DIR, ignore_errors=True)
-            for p in stale[1:]:
-                p.unlink(missing_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    accelerator.wait_for_everyone()
-    common.seed_everything(tc.seed)
+    # ------------------------------------------------------------------ setup
+    def run(self) -> dict:
+        self.setup()
+        while self.state.step < self.total:
+            sampler, fn, phase = self.sampler_for_epoch(self.state.epoch)
+            evaluated = self.train_epoch(sampler, fn, phase)
+            self.end_epoch(len(sampler), evaluated)
+        return self.finish()
 
-    # ---- data (bad samples found once, before training)
-    ds, train_samples, bad = build_training_set(cfg, rank, world)
-    if bad:
-        dist_utils.print0(f"stage 1: skipped {len(bad)} unreadable training sample(s)")
-    dkw = dict(pose_dir=cfg.data.pose_dir, cache_dir=cfg.data.cache_dir)
-    train_texts = [s.text for s in train_samples]
-    if accelerator.is_main_process:  # what dataset index i means, for `slt-llm analyze`
-        (run_dir / TEXTS_FILE).write_text(json.dumps(train_texts, ensure_ascii=False))
-    n = len(ds)
-    global_batch = tc.batch_size * world
-    if global_batch > n:
-        raise ConfigError(f"global batch {global_batch} (train.batch_size={tc.batch_size} x {world} processes) "
-                          f"is larger than the training set ({n} readable samples)")
-    dev_samples = read_manifest(cfg.data.dev_manifest) if cfg.data.dev_manifest else []
+    def setup(self) -> None:
+        self.prepare_run_dir()
+        checkpoint.seed_everything(self.tc.seed)
+        self.load_data()
+        self.embed_texts()
+        self.setup_hand_aux()
+        self.build_model()
+        self.logger = metrics_log.MetricsLogger(self.run_dir, self.accelerator)
+        self.state = checkpoint.TrainerState()
+        if self.resume:
+            self.state = checkpoint.resume_state(self.accelerator, self.run_dir, self.logger, what="stage 1")
+        self.build_samplers()
+        self.model.train()
+        self.bar = metrics_log.progress_bar(self.total, initial=self.state.step, enabled=self.tc.progress,
+                                            desc="stage 1")
+        self.throughput = metrics_log.Throughput()
 
-    # ---- text side: the frozen LLM, once (cached)
-    ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, cache_dir=text_cache_dir(cfg),
-               trust_remote_code=cfg.llm.trust_remote_code)
-    train_uniq, text_idx = unique_sentences(train_texts)
-    dev_uniq = list(dict.fromkeys(s.text for s in dev_samples))
-    embedder, all_text = _embed_texts_rank0_first(ekw, train_uniq + dev_uniq, accelerator)
-    text_llm = all_text[:len(train_uniq)]  # (U_train, H)
-    dev_text_llm = all_text[len(train_uniq):]  # (U_dev, H)
-    text_dim = int(all_text.shape[1])
+    def prepare_run_dir(self) -> None:
+        """Rank 0 creates the run folder and writes its config; a fresh run first removes the
+        previous run's reference checkpoints, trajectories, metrics and result."""
+        run_dir = self.run_dir
+        if self.accelerator.is_main_process:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not self.resume:  # a fresh run never reuses another run's reference checkpoints or trajectories
+                stale = [layout.reference_root(run_dir), layout.metrics_path(run_dir), layout.result_path(run_dir)]
+                if any(p.exists() for p in stale):
+                    dist_utils.print0(f"stage 1: fresh run in {run_dir}: removing the previous run's reference/, "
+                                      "metrics.jsonl and result.json")
+                shutil.rmtree(stale[0], ignore_errors=True)
+                for p in stale[1:]:
+                    p.unlink(missing_ok=True)
+            save_config(self.cfg, layout.config_path(run_dir))
+        self.accelerator.wait_for_everyone()
 
-    # ---- model, optimizer, schedule
-    common.seed_everything(tc.seed)
-    model = VLPModel(cfg.encoder, cfg.vlp, text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
-                     llm_dtype=cfg.llm.dtype)
-    model.clip_cfg = cfg.data.clip
-    optimizer = common.build_optimizer(common.make_param_groups(model, cfg.optim), cfg.optim)
-    # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
-    steps_per_epoch = math.ceil(n / global_batch)
-    total = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
-    scheduler = common.build_scheduler(optimizer, cfg.optim, total)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    use_ds = common.uses_deepspeed(accelerator)
-    loss_fn = SelectiveInfoNCE(rank=rank, world_size=world)
-    logger = common.MetricsLogger(run_dir, accelerator)
+    def load_data(self) -> None:
+        """Training set without its unreadable samples (one sharded pre-scan), dev set."""
+        from slt_llm.data.dataset import SLTDataset, readable_training_set
+        from slt_llm.data.manifest import read_manifest
 
-    state = common.TrainerState()
-    best = {"key": None, "r1": None, "step": None}
-    if resume:
-        ckpt = common.latest_checkpoint(run_dir)
-        if ckpt is not None:
-            state = common.load_checkpoint(accelerator, ckpt)
-            logger.truncate_after(state.step)
-            extra = ckpt / "stage1_state.json"
-            if extra.is_file():
-                best = json.loads(extra.read_text())
-            dist_utils.print0(f"stage 1: resumed from {ckpt} (step {state.step}, epoch {state.epoch})")
+        dc = self.cfg.data
+        self.ds, samples, self.bad = readable_training_set(dc, self.rank, self.world)
+        if self.bad:
+            dist_utils.print0(f"stage 1: skipped {len(self.bad)} unreadable training sample(s)")
+        self.train_texts = [s.text for s in samples]
+        self.train_samples = samples
+        if self.accelerator.is_main_process:  # what dataset index i means, for `slt-llm analyze`
+            layout.texts_path(self.run_dir).write_text(json.dumps(self.train_texts, ensure_ascii=False))
+        self.n = len(self.ds)
+        self.global_batch = self.tc.batch_size * self.world
+        if self.global_batch > self.n:
+            raise ConfigError(f"global batch {self.global_batch} (train.batch_size={self.tc.batch_size} x "
+                              f"{self.world} processes) is larger than the training set ({self.n} readable samples)")
+        self.dev_samples = read_manifest(dc.dev_manifest, allow_outside_root=dc.allow_outside_root) if dc.dev_manifest else []
+        self.dev_ds = SLTDataset(self.dev_samples, dc.clip, on_error="skip", pose_dir=dc.pose_dir,
+                                 cache_dir=dc.cache_dir) if self.dev_samples else None
 
-    # ---- samplers
-    n_ref = sel.ref_epochs if sel.selection == "ps" else min(sel.ref_epochs, tc.epochs)
-    text_fn = None
-    if sel.selection in ("ps", "random_fn"):
-        text_fn = sel_mod.text_false_negatives(train_texts, sel)
-    random_sampler = sel_mod.RandomGlobalBatchSampler(n, global_batch, rank=rank, world_size=world, seed=tc.seed)
-    ps_sampler, ps_fn, selection_s = None, None, 0.0
+    def embed_texts(self) -> None:
+        """The text side: the frozen LLM's sentence embeddings of train + dev, once (cached)."""
+        from slt_llm.contrastive.retrieval import unique_sentences
 
-    def build_ps():
-        nonlocal ps_sampler, ps_fn, selection_s
-        t0 = time.perf_counter()
-        traj_path = run_dir / REFERENCE_DIR / TRAJ_FILE
+        cfg = self.cfg
+        ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype,
+                   cache_dir=layout.text_cache_dir(cfg), trust_remote_code=cfg.llm.trust_remote_code)
+        train_uniq, self.text_idx = unique_sentences(self.train_texts)
+        self.dev_uniq = list(dict.fromkeys(s.text for s in self.dev_samples))
+        _, all_text = _embed_texts_rank0_first(ekw, train_uniq + self.dev_uniq, self.accelerator)
+        self.text_llm = all_text[:len(train_uniq)]  # (U_train, H)
+        self.dev_text_llm = all_text[len(train_uniq):]  # (U_dev, H)
+        self.text_dim = int(all_text.shape[1])
+
+    def build_model(self) -> None:
+        """VLPModel, optimizer, schedule, loss; model/optimizer/scheduler prepared."""
+        from slt_llm.contrastive.loss import SelectiveInfoNCE
+        from slt_llm.models.vlp import VLPModel
+
+        cfg, tc = self.cfg, self.tc
+        checkpoint.seed_everything(tc.seed)
+        model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
+                         llm_dtype=cfg.llm.dtype, desc_head=self.desc_weight > 0)
+        model.clip_cfg = cfg.data.clip
+        optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim), cfg.optim)
+        # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
+        steps_per_epoch = math.ceil(self.n / self.global_batch)
+        self.total = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
+        scheduler = optim.build_scheduler(optimizer, cfg.optim, self.total)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.loss_fn = SelectiveInfoNCE(rank=self.rank, world_size=self.world)
+
+    # ------------------------------------------- hand auxiliaries (BeyondGloss)
+    def setup_hand_aux(self) -> None:
+        """The auxiliary loss weights (``hand_aux.resolve_weights``); with descriptions, each
+        training sample's description (by id) embedded once by the frozen LLM (cached like the
+        sentences); with the hand teacher, the hand head's size from the first training sidecar
+        when ``encoder.hand_head_dim`` is 0 (docs/hand_descriptions.md)."""
+        from slt_llm.contrastive.hand_aux import DescriptionTargets, resolve_weights
+
+        cfg = self.cfg
+        self.desc_weight, self.hand_weight = resolve_weights(cfg.data, cfg.vlp)
+        self.desc_targets, self.aux_parts = None, {}
+        if self.desc_weight > 0:
+            self.desc_targets = DescriptionTargets(cfg.data.descriptions, [s.id for s in self.train_samples])
+            ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype,
+                       cache_dir=layout.text_cache_dir(cfg), trust_remote_code=cfg.llm.trust_remote_code)
+            _, emb = _embed_texts_rank0_first(ekw, self.desc_targets.texts, self.accelerator)
+            self.desc_targets.set_embeddings(emb)  # (U_desc, H)
+        if self.hand_weight > 0:
+            from slt_llm.data.hand_teacher import find_sidecar, read_sidecar
+
+            dim = read_sidecar(find_sidecar(self.train_samples[0].video, cfg.data.hands_dir)).dim
+            if cfg.encoder.hand_head_dim == 0:
+                cfg.encoder.hand_head_dim = dim
+            elif cfg.encoder.hand_head_dim != dim:
+                raise ConfigError(f"encoder.hand_head_dim={cfg.encoder.hand_head_dim} but the hand-teacher "
+                                  f"sidecars have D={dim} (set it to {dim}, or 0 to take it from the sidecars)")
+
+    def aux_step_loss(self, batch: dict, t_emb: torch.Tensor, fn) -> torch.Tensor:
+        """Alignment + weighted auxiliary losses of one step (one forward); keeps the parts
+        (local, with graph) in ``self.aux_parts`` for logging."""
+        from slt_llm.contrastive.hand_aux import aux_losses
+
+        d_emb = None
+        if self.desc_targets is not None:
+            d_emb = self.desc_targets.embeddings_for(batch["index"]).to(self.device)  # (b, H)
+        v, t, scale, aux = self.model(batch, t_emb, d_emb, return_aux=True)
+        align = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
+        parts = aux_losses(aux, batch, v, scale, loss_fn=self.loss_fn, desc=self.desc_targets,
+                           desc_weight=self.desc_weight, hand_weight=self.hand_weight, world_size=self.world)
+        self.aux_parts = {"loss_align": align, "loss_desc": parts["loss_desc"], "loss_hand": parts["loss_hand"]}
+        return align + parts["aux"]
+
+    def aux_log_values(self) -> dict:
+        """Global means of the last step's loss parts (one all-reduce; every rank calls it)."""
+        names = [k for k, v in self.aux_parts.items() if v is not None]
+        if not names:
+            return {}
+        local = torch.stack([self.aux_parts[k].detach().float().reshape(()) for k in names])
+        total = dist_utils.all_reduce_sum(local) / self.world
+        return {k: float(x) for k, x in zip(names, total.tolist())}
+
+    def build_samplers(self) -> None:
+        """The random global-batch sampler and the text false negatives (``random_fn``, ``ps``)."""
+        from slt_llm.contrastive import selection as sel_mod
+
+        sel = self.sel
+        self.n_ref = sel.ref_epochs if sel.selection == "ps" else min(sel.ref_epochs, self.tc.epochs)
+        self.text_fn = sel_mod.text_false_negatives(self.train_texts, sel) \
+            if sel.selection in ("ps", "random_fn") else None
+        self.random_sampler = sel_mod.RandomGlobalBatchSampler(self.n, self.global_batch, rank=self.rank,
+                                                               world_size=self.world, seed=self.tc.seed)
+
+    # ------------------------------------------------------- pair selection
+    def build_pair_selection(self) -> None:
+        """Trajectories over the reference checkpoints (read when saved, else computed and
+        saved), then the pair selector, its false negatives and its batch sampler."""
+        from slt_llm.contrastive import selection as sel_mod
+        from slt_llm.contrastive.reference import trajectories_from_references
         from slt_llm.contrastive.trajectories import Trajectories
 
+        t0 = time.perf_counter()
+        traj_path = layout.trajectories_path(self.run_dir)
+        refs = layout.reference_dirs(self.run_dir)
         if traj_path.is_file():
             traj = Trajectories.load(traj_path)
         else:
-            refs = reference_dirs(run_dir)
-            traj = compute_trajectories(refs, ds, text_idx, text_llm, sel, batch_size=tc.batch_size,
-                                        num_workers=cfg.data.num_workers, device=device, rank=rank,
-                                        world_size=world)
-            if accelerator.is_main_process:
+            traj = trajectories_from_references(refs, self.ds, self.text_idx, self.text_llm, self.sel,
+                                                batch_size=self.tc.batch_size, num_workers=self.cfg.data.num_workers,
+                                                device=self.device, rank=self.rank, world_size=self.world)
+            if self.accelerator.is_main_process:
                 traj.save(traj_path)
-            accelerator.wait_for_everyone()
-        selector = sel_mod.PairSelector(traj, train_texts, sel, text_fn=text_fn)
-        ps_fn = selector.false_negatives
-        ps_sampler = sel_mod.PairSelectionBatchSampler(selector, global_batch, rank=rank, world_size=world,
-                                                       seed=tc.seed, num_epochs=tc.epochs - n_ref)
-        selection_s = time.perf_counter() - t0
-        dist_utils.print0(f"stage 1: pair selection ready in {selection_s:.1f}s "
-                          f"(K={len(reference_dirs(run_dir))} reference checkpoints)")
+            self.accelerator.wait_for_everyone()
+        selector = sel_mod.PairSelector(traj, self.train_texts, self.sel, text_fn=self.text_fn)
+        self.ps_fn = selector.false_negatives
+        self.ps_sampler = sel_mod.PairSelectionBatchSampler(selector, self.global_batch, rank=self.rank,
+                                                            world_size=self.world, seed=self.tc.seed,
+                                                            num_epochs=self.tc.epochs - self.n_ref)
+        self.selection_s = time.perf_counter() - t0
+        dist_utils.print0(f"stage 1: pair selection ready in {self.selection_s:.1f}s (K={len(refs)} reference "
+                          "checkpoints)")
 
-    # ---- evaluation / export helpers
-    dev_ds = SLTDataset(dev_samples, cfg.data.clip, on_error="skip", **dkw) if dev_samples else None
+    def sampler_for_epoch(self, epoch: int):
+        """``(batches of this rank, false-negative mask fn or None, phase name)`` of an epoch:
+        the random sampler in the reference phase and the baseline arms, pair selection after."""
+        sel = self.sel
+        if sel.selection == "ps" and epoch >= self.n_ref:
+            if self.ps_sampler is None:
+                self.build_pair_selection()
+            self.ps_sampler.set_epoch(epoch - self.n_ref)
+            return list(self.ps_sampler), self.ps_fn, sel.selection
+        self.random_sampler.set_epoch(epoch)
+        phase = "reference" if sel.selection == "ps" else sel.selection
+        return list(self.random_sampler), (self.text_fn if sel.selection == "random_fn" else None), phase
 
-    def export(dest: Path):
-        with common.unwrap_for_save(accelerator, model) as m:
-            if accelerator.is_main_process:
-                tmp = dest.with_name(dest.name + ".tmp")
-                m.save_pretrained(tmp, clip_cfg=cfg.data.clip)
-                if dest.exists():
-                    import shutil
+    # --------------------------------------------------------------- training
+    def train_epoch(self, batches: list, fn, phase: str) -> Optional[int]:
+        """Optimizer steps over this epoch's batches from ``state.batch_in_epoch`` on, with
+        logging, evaluation and checkpoints on their schedules. Returns the step of the last
+        evaluation in this epoch (None if none)."""
+        from slt_llm.contrastive.reference import clip_loader
 
-                    shutil.rmtree(dest)
-                os.replace(tmp, dest)
-        accelerator.wait_for_everyone()
-
-    def evaluate() -> Optional[dict]:
-        if dev_ds is None:
-            return None
-        m = accelerator.unwrap_model(model)
-        # every rank embeds the whole (small) dev set: same forward count on all ranks (ZeRO-3 safe)
-        batches = [list(range(s, min(s + tc.batch_size, len(dev_ds)))) for s in range(0, len(dev_ds), tc.batch_size)]
-        v, index = m.embed_videos(_loader(dev_ds, batches, cfg.data.num_workers), device=device)
-        if v.shape[0] == 0:
-            return None
-        dev_texts = [dev_samples[i].text for i in index.tolist()]
-        uniq, vt = unique_sentences(dev_texts)
-        rows = torch.tensor([dev_uniq.index(t) for t in uniq])
-        t = m.embed_texts(dev_text_llm[rows].to(device))
-        return retrieval_metrics(v, t, vt)
-
-    # ---- the loop
-    model.train()
-    bar = common.progress_bar(total, initial=state.step, enabled=tc.progress, desc="stage 1")
-    thr = common.Throughput()
-    last_loss = float("nan")
-    epoch = state.epoch
-    while state.step < total:
-        phase = "reference" if (sel.selection == "ps" and epoch < n_ref) else sel.selection
-        if sel.selection == "ps" and epoch >= n_ref:
-            if ps_sampler is None:
-                build_ps()
-            sampler, fn = ps_sampler, ps_fn
-            sampler.set_epoch(epoch - n_ref)
-        else:
-            sampler, fn = random_sampler, (text_fn if sel.selection == "random_fn" else None)
-            sampler.set_epoch(epoch)
-        batches = list(sampler)
+        tc, state = self.tc, self.state
         skip = state.batch_in_epoch
-        loader = _loader(ds, batches[skip:], cfg.data.num_workers)
         last_eval = None
-        for bi, batch in enumerate(loader, start=skip):
-            if batch.get("skipped"):
-                raise InputError(batch["skipped"][0][0], f"sample became unreadable during training "
-                                                        f"({batch['skipped'][0][1]})")
-            batch = common.to_device(batch, device)
-            t_emb = text_llm[text_idx[batch["index"].cpu()]].to(device)  # (b, H)
-            v, t, scale = model(batch, t_emb)  # (b,E), (b,E), ()
-            loss = loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
-            accelerator.backward(loss)
-            if not use_ds and cfg.optim.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+        for bi, batch in enumerate(clip_loader(self.ds, batches[skip:], self.cfg.data.num_workers), start=skip):
+            loss = self.train_step(batch, fn)
             state.step += 1
             state.batch_in_epoch = bi + 1
-            thr.add(global_batch)
-            bar.update(1)
-            glob_loss = float(dist_utils.all_reduce_sum(loss.detach().float().reshape(1)).item()) / world
-            last_loss = glob_loss
-            if state.step % tc.log_every == 0 or state.step == 1 or state.step == total:
-                lrs = scheduler.get_last_lr()
-                logger.log(state.step, loss=glob_loss, lr=float(lrs[0]), lr_head=float(lrs[-1]),
-                           samples_per_s=thr.rate(), temperature=accelerator.unwrap_model(model).temperature,
-                           epoch=epoch, phase=phase)
-                bar.set_postfix(loss=f"{glob_loss:.3f}")
+            self.throughput.add(self.global_batch)
+            self.bar.update(1)
+            self.last_loss = float(dist_utils.all_reduce_sum(loss.detach().float().reshape(1)).item()) / self.world
+            if state.step % tc.log_every == 0 or state.step == 1 or state.step == self.total:
+                lrs = self.scheduler.get_last_lr()
+                self.logger.log(state.step, loss=self.last_loss, lr=float(lrs[0]), lr_head=float(lrs[-1]),
+                                samples_per_s=self.throughput.rate(),
+                                temperature=self.accelerator.unwrap_model(self.model).temperature,
+                                epoch=state.epoch, phase=phase, **self.aux_log_values())
+                self.bar.set_postfix(loss=f"{self.last_loss:.3f}")
             if tc.eval_every and state.step % tc.eval_every == 0:
-                _maybe_best(evaluate(), state.step, best, export, run_dir, logger)
+                self.evaluate_and_export()
                 last_eval = state.step
             if tc.save_every and state.step % tc.save_every == 0:
-                _save(accelerator, run_dir, state, best, tc.keep_checkpoints)
-            if state.step >= total:
+                self.save()
+            if state.step >= self.total:
                 break
-        if state.batch_in_epoch >= len(batches):  # epoch completed
-            done = epoch + 1
-            if done <= n_ref and done % sel.ref_interval == 0:  # reference checkpoint (every arm)
-                export(run_dir / REFERENCE_DIR / f"ref_{done // sel.ref_interval - 1:02d}")
-            epoch += 1
-            state.epoch, state.batch_in_epoch = epoch, 0
-        if last_eval != state.step:  # dev evaluation at every epoch end (and at the last step)
-            _maybe_best(evaluate(), state.step, best, export, run_dir, logger)
-    bar.close()
-    if dev_ds is None:
-        export(run_dir / "model")
-    if tc.save_every:
-        _save(accelerator, run_dir, state, best, tc.keep_checkpoints)
-    result = {"best_dev_r1": best["r1"], "best_step": best["step"], "steps": state.step,
-              "model_dir": str(run_dir / "model"), "selection_s": round(selection_s, 3), "skipped": len(bad),
-              "final_loss": last_loss, "run_dir": str(run_dir), "selection": sel.selection}
-    if accelerator.is_main_process:
-        (run_dir / "result.json").write_text(json.dumps(result, indent=1))
-    accelerator.wait_for_everyone()
-    return result
+        return last_eval
 
+    def train_step(self, batch: dict, fn) -> torch.Tensor:
+        """One contrastive optimizer step on this rank's slice of a global batch; the local loss."""
+        if batch.get("skipped"):
+            raise InputError(batch["skipped"][0][0], f"sample became unreadable during training "
+                                                    f"({batch['skipped'][0][1]})")
+        batch = batch_to_device(batch, self.device)
+        t_emb = self.text_llm[self.text_idx[batch["index"].cpu()]].to(self.device)  # (b, H)
+        if self.desc_weight > 0 or self.hand_weight > 0:
+            loss = self.aux_step_loss(batch, t_emb, fn)
+        else:
+            v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
+            loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
+        self.accelerator.backward(loss)
+        if not accel.uses_deepspeed(self.accelerator) and self.cfg.optim.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss
 
-def _maybe_best(metrics: Optional[dict], step: int, best: dict, export, run_dir: Path, logger) -> None:
-    if metrics is None:
-        return
-    v2t, t2v = metrics["v2t"], metrics["t2v"]
-    logger.log(step, dev_v2t_r1=v2t["r1"], dev_v2t_r5=v2t["r5"], dev_v2t_r10=v2t["r10"], dev_t2v_r1=t2v["r1"])
-    key = [v2t["r1"], v2t["r5"], v2t["r10"]]
-    if best["key"] is None or key > best["key"]:
-        best.update(key=key, r1=v2t["r1"], step=step)
-        export(run_dir / "model")
+    def end_epoch(self, num_batches: int, last_eval: Optional[int]) -> None:
+        """After an epoch's batches: a reference checkpoint at every ``ref_interval``-th epoch of
+        the reference phase (every arm), the next epoch, and a dev evaluation at every epoch end
+        (and at the last step) unless one just ran."""
+        state = self.state
+        if state.batch_in_epoch >= num_batches:  # epoch completed
+            done = state.epoch + 1
+            if done <= self.n_ref and done % self.sel.ref_interval == 0:
+                self.export(layout.reference_dir(self.run_dir, done // self.sel.ref_interval - 1))
+            state.epoch, state.batch_in_epoch = done, 0
+        if last_eval != state.step:
+            self.evaluate_and_export()
 
+    # ------------------------------------------------------ evaluation, export
+    def evaluate(self) -> Optional[dict]:
+        """Dev retrieval metrics (``retrieval_metrics``) of the current model; None without dev."""
+        from slt_llm.contrastive.reference import clip_loader
+        from slt_llm.contrastive.retrieval import retrieval_metrics, unique_sentences
 
-def _save(accelerator, run_dir: Path, state, best: dict, keep: int) -> None:
-    from slt_llm.training import common
+        if self.dev_ds is None:
+            return None
+        m = self.accelerator.unwrap_model(self.model)
+        bs, n = self.tc.batch_size, len(self.dev_ds)
+        # every rank embeds the whole (small) dev set: same forward count on all ranks (ZeRO-3 safe)
+        batches = [list(range(s, min(s + bs, n))) for s in range(0, n, bs)]
+        v, index = m.embed_videos(clip_loader(self.dev_ds, batches, self.cfg.data.num_workers), device=self.device)
+        if v.shape[0] == 0:
+            return None
+        dev_texts = [self.dev_samples[i].text for i in index.tolist()]
+        uniq, vt = unique_sentences(dev_texts)
+        rows = torch.tensor([self.dev_uniq.index(t) for t in uniq])
+        t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
+        return retrieval_metrics(v, t, vt)
 
-    out = common.save_checkpoint(accelerator, run_dir, state, keep)
-    if accelerator.is_main_process:
-        (out / "stage1_state.json").write_text(json.dumps(best))
-    accelerator.wait_for_everyone()
+    def evaluate_and_export(self) -> None:
+        """Evaluate on dev, log, and export ``RUN_DIR/model`` when video-to-text R@1 (ties: R@5,
+        R@10) beats the best so far (``TrainerState.update_best``)."""
+        metrics = self.evaluate()
+        if metrics is None:
+            return
+        v2t, t2v = metrics["v2t"], metrics["t2v"]
+        self.logger.log(self.state.step, dev_v2t_r1=v2t["r1"], dev_v2t_r5=v2t["r5"], dev_v2t_r10=v2t["r10"],
+                        dev_t2v_r1=t2v["r1"])
+        if self.state.update_best([v2t["r1"], v2t["r5"], v2t["r10"]]):
+            self.export(layout.model_dir(self.run_dir))
+
+    def export(self, dest: Path) -> None:
+        """Write a stage-1 model folder (encoder + heads + clip settings); collective."""
+        clip_cfg = self.cfg.data.clip
+        checkpoint.export_folder(self.accelerator, self.model, dest,
+                                 lambda m, tmp: m.save_pretrained(tmp, clip_cfg=clip_cfg))
+
+    def save(self) -> None:
+        checkpoint.save_checkpoint(self.accelerator, self.run_dir, self.state, self.tc.keep_checkpoints)
+
+    def finish(self) -> dict:
+        """Final export without dev, last checkpoint, ``result.json``."""
+        self.bar.close()
+        if self.dev_ds is None:
+            self.export(layout.model_dir(self.run_dir))
+        if self.tc.save_every:
+            self.save()
+        state = self.state
+        result = {"best_dev_r1": state.best_metric, "best_step": state.best_step, "steps": state.step,
+                  "model_dir": str(layout.model_dir(self.run_dir)), "selection_s": round(self.selection_s, 3),
+                  "skipped": len(self.bad), "final_loss": self.last_loss, "run_dir": str(self.run_dir),
+                  "selection": self.sel.selection}
+        if self.accelerator.is_main_process:
+            layout.result_path(self.run_dir).write_text(json.dumps(result, indent=1))
+        self.accelerator.wait_for_everyone()
+        return result
 
 
 # --------------------------------------------------------------------------- CLI

@@ -4,7 +4,7 @@
 ``scripts/train_slt.py`` is the same entry under ``accelerate launch``
 (DeepSpeed ZeRO-2/3 from ``ds_configs/``) or alone.
 
-Per optimizer step (``training.common``): every rank takes its slice of
+Per optimizer step (``training.data_order``, ``training.token_loss``): every rank takes its slice of
 ``train.grad_accum`` global batches of ``batch_size * world_size`` clips (the
 epoch order depends only on ``seed + epoch``), the summed token loss is
 normalised by the step's target-token count over all ranks and micro-steps,
@@ -29,31 +29,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from slt_llm import distributed as dist_utils
-from slt_llm.config import SLTConfig, load_config, save_config, to_dict
+from slt_llm import run_layout as layout
+from slt_llm.config import SLTConfig, load_config, save_config
+from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError
-from slt_llm.training import common
+from slt_llm.metrics import compute_metrics
+from slt_llm.training import accelerator as accel, checkpoint, data_order, metrics_log, optim, token_loss
 
 
 def _bleu4(hyps: list[str], refs: list[str]) -> tuple[float, str]:
     """Corpus BLEU-4 (sacrebleu, 13a) and its signature."""
-    try:
-        from slt_llm.metrics import compute_metrics
-    except ImportError:
-        compute_metrics = None
-    if compute_metrics is not None:
-        m = compute_metrics(hyps, refs)
-        return float(m["bleu4"]), str(m["signature"]["bleu"])
-    import sacrebleu
-
-    score = sacrebleu.corpus_bleu(hyps, [refs])
-    return float(score.score), "sacrebleu corpus_bleu 13a"
+    m = compute_metrics(hyps, refs)
+    return float(m["bleu4"]), str(m["signature"]["bleu"])
 
 
 class _Batches:
@@ -101,8 +94,6 @@ def _count_target_tokens(model, batch: dict) -> int:
     """Target tokens of a micro-batch counted from its texts (text + eos), before the forward."""
     if batch.get("_zero_weight"):
         return 0
-    if hasattr(model, "count_target_tokens"):
-        return int(model.count_target_tokens(batch["texts"]))
     return sum(len(x) for x in model._target_ids(batch["texts"]))
 
 
@@ -121,10 +112,10 @@ def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optiona
     tc = cfg.train
     n = len(dev_ds) if tc.dev_limit is None else min(len(dev_ds), tc.dev_limit)
     rank, world = accelerator.process_index, accelerator.num_processes
-    idx, valid = common.shard_evenly(n, rank, world)
+    idx, valid = data_order.shard_evenly(n, rank, world)
     unwrapped = accelerator.unwrap_model(model)
     gen_kw = {}
-    if common.zero_stage(accelerator) == 3 and world > 1:
+    if accel.zero_stage(accelerator) == 3 and world > 1:
         gen_kw["synced_gpus"] = True
     loader = _Batches(dev_ds, collate, 0, rank, world)
     local = []
@@ -140,8 +131,8 @@ def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optiona
             batch, real = loader.fallback(), False
         else:
             real = True
-        batch = common.to_device(batch, accelerator.device)
-        with torch.no_grad(), common.forward_context(accelerator):
+        batch = batch_to_device(batch, accelerator.device)
+        with torch.no_grad(), accel.forward_context(accelerator):
             hyps = unwrapped.generate(batch, num_beams=1, max_new_tokens=tc.max_new_tokens, **gen_kw)
         if real:
             local += [{"id": i, "hyp": h, "ref": r} for i, h, r in zip(batch["ids"], hyps, batch["texts"])]
@@ -170,18 +161,15 @@ def export_model(accelerator, model, out_dir: Path, predictions: Optional[list] 
     unwrapped = accelerator.unwrap_model(model)
     params = list(unwrapped.encoder.parameters()) + list(unwrapped.projector.parameters()) + \
         [p for p in unwrapped.llm.parameters() if p.requires_grad]
-    with common.unwrap_for_save(accelerator, model, params) as full:
-        if accelerator.is_main_process:
-            tmp = out_dir.with_name(out_dir.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            full.save_pretrained(tmp)
-            if predictions is not None:
-                with (tmp / "dev_predictions.jsonl").open("w") as f:
-                    for p in predictions:
-                        f.write(json.dumps(p, ensure_ascii=False) + "\n")
-            shutil.rmtree(out_dir, ignore_errors=True)
-            tmp.replace(out_dir)
-    accelerator.wait_for_everyone()
+
+    def write(full, tmp: Path) -> None:
+        full.save_pretrained(tmp)
+        if predictions is not None:
+            with (tmp / "dev_predictions.jsonl").open("w") as f:
+                for p in predictions:
+                    f.write(json.dumps(p, ensure_ascii=False) + "\n")
+
+    checkpoint.export_folder(accelerator, model, out_dir, write, params)
     return out_dir
 
 
@@ -206,77 +194,70 @@ def train_slt(cfg: SLTConfig, *, resume: bool = False, stop_at_step: Optional[in
         raise ConfigError("llm.path is not set (a local AutoModelForCausalLM directory)")
     run_dir = Path(tc.run_dir)
 
-    accelerator = common.setup_accelerator(tc, cfg.optim)  # checks the DeepSpeed JSON first
+    accelerator = accel.setup_accelerator(tc, cfg.optim)  # checks the DeepSpeed JSON first
     try:
         return _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel)
     finally:
-        common.teardown(accelerator)
+        accel.teardown(accelerator)
 
 
 def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel) -> dict:
     tc, dc = cfg.train, cfg.data
     rank, world = accelerator.process_index, accelerator.num_processes
-    common.seed_everything(tc.seed)
+    checkpoint.seed_everything(tc.seed)
 
-    train_ds = SLTDataset(dc.train_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir)
+    train_ds = SLTDataset(dc.train_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
+                          allow_outside_root=dc.allow_outside_root)
     dev_ds = None
     if dc.dev_manifest:
-        dev_ds = SLTDataset(dc.dev_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir)
+        dev_ds = SLTDataset(dc.dev_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
+                            allow_outside_root=dc.allow_outside_root)
     gb = tc.batch_size * world
-    total = common.total_steps(len(train_ds), tc, world)
-    if common.steps_per_epoch(len(train_ds), tc, world) == 0:
+    total = data_order.total_steps(len(train_ds), tc, world)
+    if data_order.steps_per_epoch(len(train_ds), tc, world) == 0:
         raise ConfigError(f"{dc.train_manifest}: {len(train_ds)} samples, fewer than one optimizer step "
                           f"({tc.grad_accum} x global batch {gb} = batch_size {tc.batch_size} x {world} processes)")
 
     model = SLTModel.build(cfg)
-    model.meta_extra["clip"] = to_dict(dc.clip)  # recorded in meta.json: `slt-llm translate` samples clips as in training
+    model.clip_cfg = dc.clip  # recorded in clip.yaml: `slt-llm translate` samples clips as in training
     if tc.init_encoder:
         model.load_encoder_from(tc.init_encoder)
-    groups = common.make_param_groups(model, cfg.optim)
-    optimizer = common.build_optimizer(groups, cfg.optim)
-    scheduler = common.build_scheduler(optimizer, cfg.optim, total)
+    groups = optim.make_param_groups(model, cfg.optim)
+    optimizer = optim.build_optimizer(groups, cfg.optim)
+    scheduler = optim.build_scheduler(optimizer, cfg.optim, total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     unwrapped = accelerator.unwrap_model(model)
 
-    metrics = common.MetricsLogger(run_dir, accelerator)
-    state = common.TrainerState()
-    if resume:
-        ckpt = common.latest_checkpoint(run_dir)
-        if ckpt is not None:
-            state = common.load_checkpoint(accelerator, ckpt)
-            metrics.truncate_after(state.step)
-            dist_utils.print0(f"resumed from {ckpt} (step {state.step}, epoch {state.epoch}, "
-                              f"batch {state.batch_in_epoch})")
-        else:
-            dist_utils.print0(f"--resume: no checkpoint under {run_dir / common.CHECKPOINT_DIR}; starting fresh")
+    metrics = metrics_log.MetricsLogger(run_dir, accelerator)
+    state = checkpoint.resume_state(accelerator, run_dir, metrics, what="stage 2") if resume else checkpoint.TrainerState()
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, layout.config_path(run_dir))
     accelerator.wait_for_everyone()
 
     n_params = sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters())  # ZeRO-3: full sizes
     n_train = sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters() if p.requires_grad)
     dist_utils.print0(f"stage 2: {len(train_ds)} train clips, world {world}, global batch {gb} x accum {tc.grad_accum}, "
-                      f"{total} steps, ZeRO {common.zero_stage(accelerator)}, precision {tc.mixed_precision}, "
+                      f"{total} steps, ZeRO {accel.zero_stage(accelerator)}, precision {tc.mixed_precision}, "
                       f"trainable {n_train:,} / {n_params:,} parameters")
 
     loader = _Batches(train_ds, collate_clips, dc.num_workers, rank, world)
-    bar = common.progress_bar(total, initial=state.step, enabled=tc.progress)
-    meter = common.Throughput()
+    bar = metrics_log.progress_bar(total, initial=state.step, enabled=tc.progress)
+    meter = metrics_log.Throughput()
     window_losses: list[float] = []
     window_tokens = 0
     last_saved = state.step if resume and state.step > 0 else -1
     ga = tc.grad_accum
     final_loss = None
-    model_dir = run_dir / "model"
+    model_dir = layout.model_dir(run_dir)
     skipped_window = 0
 
     while state.step < total and (stop_at_step is None or state.step < stop_at_step):
-        batches = common.global_batches(len(train_ds), gb, tc.seed, state.epoch, multiple_of=ga)
+        batches = data_order.global_batches(len(train_ds), gb, tc.seed, state.epoch, multiple_of=ga)
         if state.batch_in_epoch >= len(batches):
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
             continue
-        mine = [common.rank_slice(b, rank, world) for b in batches[state.batch_in_epoch:]]
+        mine = [data_order.rank_slice(b, rank, world) for b in batches[state.batch_in_epoch:]]
         it = iter(loader.loader(mine))
         while state.batch_in_epoch < len(batches) and state.step < total and \
                 (stop_at_step is None or state.step < stop_at_step):
@@ -286,10 +267,10 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
                 skipped_window += len(b.get("skipped", []))
                 if _num_valid(b) == 0:
                     b = dict(loader.fallback(), _zero_weight=True)
-                micro.append(common.to_device(b, accelerator.device))
+                micro.append(batch_to_device(b, accelerator.device))
             counts = [_count_target_tokens(unwrapped, b) for b in micro] if ga > 1 else None
             lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
-            out = common.token_loss_step(accelerator, model, optimizer, scheduler, micro, _forward,
+            out = token_loss.token_loss_step(accelerator, model, optimizer, scheduler, micro, _forward,
                                          max_grad_norm=cfg.optim.max_grad_norm, local_token_counts=counts)
             n_valid = sum(0 if b.get("_zero_weight") else _num_valid(b) for b in micro)
             meter.add(int(dist_utils.all_reduce_sum(torch.tensor(n_valid, device=accelerator.device)).item()))
@@ -315,7 +296,7 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
                               **{f"lr_{k}": v for k, v in lrs.items() if not k.endswith("_no_decay")})
                 if eval_due:
                     record.update(_eval_and_export(accelerator, model, dev_ds, collate_clips, cfg, state, model_dir))
-                    meter = common.Throughput()
+                    meter = metrics_log.Throughput()
                 metrics.log(state.step, **record)
                 if skipped:
                     dist_utils.print0(f"step {state.step}: skipped {skipped} unreadable samples "
@@ -323,7 +304,7 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
                 window_losses, window_tokens = [], 0
 
             if tc.save_every and state.step % tc.save_every == 0:
-                common.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
+                checkpoint.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
                 last_saved = state.step
         if state.batch_in_epoch >= len(batches):
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
@@ -333,9 +314,9 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
     if not interrupted and dev_ds is None:
         export_model(accelerator, model, model_dir)
     if last_saved != state.step and state.step > 0:
-        common.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
+        checkpoint.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
     accelerator.wait_for_everyone()
-    return {"best_dev_bleu": state.best_dev_bleu, "best_step": state.best_step,
+    return {"best_dev_bleu": state.best_metric, "best_step": state.best_step,
             "model_dir": str(model_dir) if model_dir.is_dir() else None, "steps": state.step,
             "run_dir": str(run_dir), "skipped": state.skipped, "final_loss": final_loss, "world_size": world}
 
@@ -344,13 +325,12 @@ def _eval_and_export(accelerator, model, dev_ds, collate, cfg, state, model_dir:
     """Dev BLEU-4; export when it beats the best so far. Returns the fields for metrics.jsonl."""
     res = evaluate_dev(accelerator, model, dev_ds, collate, cfg)
     bleu = res["bleu4"]
-    better = state.best_dev_bleu is None or bleu > state.best_dev_bleu
+    better = state.update_best([bleu])
     if better:
-        state.best_dev_bleu, state.best_step = bleu, state.step
         export_model(accelerator, model, model_dir, res["predictions"] if accelerator.is_main_process else None)
     dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips"
-                      + (" (best, exported)" if better else f" (best {state.best_dev_bleu:.2f} at step {state.best_step})"))
-    return {"dev_bleu4": bleu, "dev_n": res["n"], "best_dev_bleu": state.best_dev_bleu,
+                      + (" (best, exported)" if better else f" (best {state.best_metric:.2f} at step {state.best_step})"))
+    return {"dev_bleu4": bleu, "dev_n": res["n"], "best_dev_bleu": state.best_metric,
             "bleu_signature": res["signature"]}
 
 

@@ -1,0 +1,85 @@
+"""Similarity trajectories of a stage-1 run, built from its reference checkpoints.
+
+Stage 1 (pair selection) and ``slt-llm analyze`` both need them: every training
+video is embedded at each reference checkpoint ``RUN_DIR/reference/ref_KK``
+(sharded over ranks, all-gathered), each sample's sentence goes through that
+checkpoint's text head (the frozen-LLM sentence embeddings are computed once),
+then ``contrastive.trajectories.compute_trajectories`` keeps each anchor's
+top-M candidate negatives and their K similarities (O(N*M*K) memory, never
+N x N). Cost: K encoder passes over N clips + the blockwise candidate search.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from slt_llm import distributed as dist_utils
+from slt_llm.errors import ConfigError, InputError
+
+
+def clip_loader(ds, batch_sampler, num_workers: int = 0):
+    """DataLoader over ``ds`` with explicit batches of indices, collated by ``collate_clips``."""
+    from torch.utils.data import DataLoader
+
+    from slt_llm.data.dataset import collate_clips
+
+    return DataLoader(ds, batch_sampler=batch_sampler, collate_fn=collate_clips, num_workers=num_workers)
+
+
+@torch.no_grad()
+def embed_dataset_sharded(model, ds, batch_size: int, num_workers: int = 0, device="cpu",
+                          rank: int = 0, world_size: int = 1) -> torch.Tensor:
+    """(N, E) video embeddings of every sample of ``ds`` in dataset order; each rank embeds
+    indices r, r+W, ... and the parts are all-gathered. Cost: one encoder pass per clip
+    (divided over the ranks). A sample that fails to load raises InputError."""
+    idx = list(range(rank, len(ds), world_size))
+    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    emb, index = model.embed_videos(clip_loader(ds, batches, num_workers), device=device)
+    if index.numel() != len(idx):
+        raise InputError(getattr(ds, "source", "training set"), "a sample became unreadable during training")
+    parts = dist_utils.all_gather_object((index, emb))
+    out = torch.zeros(len(ds), emb.shape[1])
+    for ix, e in parts:
+        out[ix] = e
+    return out
+
+
+def trajectories_from_references(ref_dirs: list[Path], ds, text_idx: torch.Tensor, text_llm: torch.Tensor,
+                                 sel_cfg, *, batch_size: int, num_workers: int = 0, device="cpu", rank: int = 0,
+                                 world_size: int = 1):
+    """Embed the training set at each reference checkpoint and build the top-M trajectories.
+
+    V_k (N,E): videos through checkpoint k; T_k (N,E): each sample's sentence through
+    checkpoint k's text head (``text_llm`` (U,H) frozen-LLM embeddings of the unique
+    sentences, ``text_idx`` (N,) each sample's row). Returns what
+    ``contrastive.trajectories.compute_trajectories`` returns.
+    """
+    from slt_llm.contrastive.trajectories import compute_trajectories
+    from slt_llm.models.vlp import VLPModel
+
+    if len(ref_dirs) < 2:
+        raise ConfigError(f"pair selection needs K >= 2 reference checkpoints, found {len(ref_dirs)}")
+    videos, texts = [], []
+    for d in ref_dirs:
+        m = VLPModel.from_pretrained(d, device=device)
+        videos.append(embed_dataset_sharded(m, ds, batch_size, num_workers, device, rank, world_size))
+        texts.append(m.embed_texts(text_llm.to(device))[text_idx])
+    return compute_trajectories(videos, texts, top_m=sel_cfg.top_m, block_size=sel_cfg.block_size)
+
+
+def training_set_for_analysis(cfg):
+    """``(texts (N,), dataset, text_idx (N,), text_llm (U,H))`` of a stage-1 run's training set
+    (a Stage1Config), in the order stage 1 used (one process)."""
+    from slt_llm.contrastive.retrieval import unique_sentences
+    from slt_llm.data.dataset import readable_training_set
+    from slt_llm.models.text_embed import TextEmbedder
+    from slt_llm.run_layout import text_cache_dir
+
+    ds, samples, _ = readable_training_set(cfg.data)
+    texts = [s.text for s in samples]
+    uniq, text_idx = unique_sentences(texts)
+    emb = TextEmbedder(cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, cache_dir=text_cache_dir(cfg),
+                       trust_remote_code=cfg.llm.trust_remote_code)
+    return texts, ds, text_idx, emb.embed(uniq)

@@ -1,0 +1,212 @@
+"""Checkpoints: where a run is (``TrainerState``), RNG state, save / load / rotate.
+
+Owns the checkpoint folder layout ``RUN_DIR/checkpoints/step_N/`` (Accelerate
+state, ZeRO shards under DeepSpeed, + ``trainer_state.json`` written last so a
+checkpoint without it is incomplete and ignored), rotation to the newest
+``keep``, per-rank RNG states (python, numpy, torch) saved with the trainer
+state, and seeding. ``TrainerState`` also records the best model on dev
+(``best_metric``/``best_step``) for both stages.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from slt_llm import distributed as dist_utils
+from slt_llm.errors import ConfigError
+from slt_llm.training.accelerator import unwrap_for_save, uses_deepspeed
+
+from slt_llm.run_layout import CHECKPOINT_DIR, TRAINER_STATE, checkpoint_dir, checkpoints_root
+
+__all__ = ["CHECKPOINT_DIR", "TRAINER_STATE", "TrainerState", "checkpoint_dir", "export_folder", "latest_checkpoint",
+           "list_checkpoints", "load_checkpoint", "resume_state", "rng_state", "save_checkpoint", "seed_everything",
+           "set_rng_state"]
+
+
+# -------------------------------------------------------------------------- seeding
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) identically on every rank."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """This process's RNG states as JSON-able data (python, numpy, torch CPU [+ CUDA])."""
+    py = random.getstate()
+    npst = np.random.get_state()
+    out = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [npst[0], npst[1].tolist(), int(npst[2]), int(npst[3]), float(npst[4])],
+        "torch": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode(),
+    }
+    if torch.cuda.is_available():
+        out["cuda"] = base64.b64encode(torch.cuda.get_rng_state().numpy().tobytes()).decode()
+    return out
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    torch.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(torch.from_numpy(np.frombuffer(base64.b64decode(state["cuda"]), dtype=np.uint8).copy()))
+
+
+# ----------------------------------------------------------------- trainer state
+@dataclass
+class TrainerState:
+    """Where a run is: enough to resume with the same data order.
+
+    step: optimizer steps done. epoch: current epoch. batch_in_epoch: global
+    (micro) batches of ``epoch`` already consumed. best_metric: the dev
+    score of the exported model (stage 2: BLEU-4; stage 1: video-to-text
+    R@1), None before the first evaluation; best_key: the list it was
+    compared by (ties broken by the later entries); best_step: its step.
+    skipped: bad samples skipped so far. rng: per-rank RNG states (filled
+    when saved).
+    """
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: Optional[float] = None
+    best_key: Optional[list] = None
+    best_step: Optional[int] = None
+    skipped: int = 0
+    rng: list = field(default_factory=list)
+
+    def update_best(self, key: list) -> bool:
+        """Record ``key`` (larger is better, compared element by element) at the
+        current step when it beats the best so far; True when it did."""
+        key = [float(x) for x in key]
+        if self.best_key is not None and key <= self.best_key:
+            return False
+        self.best_key, self.best_metric, self.best_step = key, key[0], self.step
+        return True
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainerState":
+        data = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (those with a trainer state), oldest first."""
+    root = checkpoints_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for d in root.iterdir():
+        if d.is_dir() and d.name.startswith("step_") and d.name[5:].isdigit() and (d / TRAINER_STATE).is_file():
+            found.append((int(d.name[5:]), d))
+    return [d for _, d in sorted(found)]
+
+
+def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def save_checkpoint(accelerator, run_dir: str | Path, state: TrainerState, keep: int) -> Path:
+    """Save model/optimizer/scheduler (ZeRO shards under DeepSpeed) + trainer state.
+
+    Under DeepSpeed frozen parameters (the base LLM) are left out of the shards
+    (they come from ``llm.path`` again on resume). Collective: every rank must
+    call it. The trainer state JSON is written last
+    (by rank 0), so a checkpoint without it is incomplete and ignored; older
+    checkpoints beyond ``keep`` are removed. Cost: one full write of the
+    trainable state (and of frozen weights under DeepSpeed engines).
+    """
+    out = checkpoint_dir(run_dir, state.step)
+    if uses_deepspeed(accelerator):  # the frozen base LLM is not duplicated in every checkpoint
+        accelerator.save_state(str(out), exclude_frozen_parameters=True)
+    else:
+        accelerator.save_state(str(out))
+    state.rng = dist_utils.all_gather_object(rng_state())
+    if accelerator.is_main_process:
+        tmp = out / (TRAINER_STATE + ".tmp")
+        tmp.write_text(state.to_json())
+        tmp.replace(out / TRAINER_STATE)
+        if keep > 0:
+            for old in list_checkpoints(run_dir)[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return out
+
+
+def load_checkpoint(accelerator, ckpt: str | Path) -> TrainerState:
+    """Restore a checkpoint saved by ``save_checkpoint`` (collective) and return its state.
+
+    ConfigError when the checkpoint does not match the prepared model (a
+    checkpoint from a different config) or its trainer state is unreadable.
+    """
+    ckpt = Path(ckpt)
+    try:
+        state = TrainerState.from_json((ckpt / TRAINER_STATE).read_text())
+    except (OSError, json.JSONDecodeError, TypeError) as e:
+        raise ConfigError(f"{ckpt / TRAINER_STATE}: unreadable trainer state ({e})") from None
+    try:
+        if uses_deepspeed(accelerator):
+            accelerator.load_state(str(ckpt), load_module_strict=False)
+        else:
+            accelerator.load_state(str(ckpt))
+    except (RuntimeError, KeyError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{ckpt}: checkpoint does not match this model/config ({first[:300]})") from None
+    r = accelerator.process_index
+    if state.rng and r < len(state.rng):
+        set_rng_state(state.rng[r])
+    return state
+
+
+def resume_state(accelerator, run_dir: str | Path, logger=None, *, what: str = "training") -> TrainerState:
+    """The state to continue from: the latest complete checkpoint of ``run_dir``
+    restored (collective; ``logger``'s metrics lines beyond it dropped), or a
+    fresh ``TrainerState`` when there is none (said in one line)."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        dist_utils.print0(f"{what}: --resume: no checkpoint under {checkpoints_root(run_dir)}; starting fresh")
+        return TrainerState()
+    state = load_checkpoint(accelerator, ckpt)
+    if logger is not None:
+        logger.truncate_after(state.step)
+    dist_utils.print0(f"{what}: resumed from {ckpt} (step {state.step}, epoch {state.epoch}, "
+                      f"batch {state.batch_in_epoch})")
+    return state
+
+
+def export_folder(accelerator, model, dest: str | Path, write: Callable, params=None) -> Path:
+    """Export a model folder from rank 0; collective (every rank calls it).
+
+    ``write(module, tmp_dir)`` writes the folder's files from the unwrapped,
+    full module (under ZeRO-3 ``params``, default all, are gathered first; see
+    ``accelerator.unwrap_for_save``) into a temp folder beside ``dest``, which
+    then replaces ``dest``. The one export path of both stages.
+    """
+    dest = Path(dest)
+    with unwrap_for_save(accelerator, model, params) as full:
+        if accelerator.is_main_process:
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            write(full, tmp)
+            shutil.rmtree(dest, ignore_errors=True)
+            os.replace(tmp, dest)
+    accelerator.wait_for_everyone()
+    return dest
