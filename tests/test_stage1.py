@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from slt_llm.config import Stage1Config, load_config, save_config
-from slt_llm.errors import ConfigError, InputError
+from slt_llm.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ def test_random_arm_learns_and_matches_ps_reference_phase(ps_run, tiny_corpus, t
     assert (tmp_path / "rnd" / "reference" / "ref_01" / "encoder.safetensors").is_file()
 
 
-def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tiny_qwen2, tmp_path):
+def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tmp_path):
     from slt_llm.training.stage1 import train_vlp
 
     with pytest.raises(ConfigError, match="K >= 2"):
@@ -150,12 +150,7 @@ def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tiny_qwen2, tm
     with pytest.raises(ConfigError, match="larger than the training set"):
         train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "b", "train.batch_size=32",
                        "selection.selection=random"))
-    # a text cache made with another LLM is rejected, never reused
-    from slt_llm.models.text_embed import TextEmbedder
-
-    TextEmbedder(tiny_llama, cache_dir=tiny_corpus / "text_cache").embed(["a sentence"])
-    with pytest.raises(InputError, match="another LLM"):
-        train_vlp(_cfg(tiny_corpus, tiny_qwen2, tmp_path / "c", "selection.selection=random"))
+    # (a text cache of another LLM, pooling, dtype or library version is a miss: tests/test_text_embed.py)
     # analyze on a run without reference checkpoints
     run = tmp_path / "noref"
     run.mkdir()

@@ -51,7 +51,8 @@ def make_run(corpus: Path, llm: Path, run_dir: Path, cache: Path, **train) -> Pa
     t.update(train)
     cfg = {
         "data": {"train_manifest": str(corpus / "train.jsonl"), "dev_manifest": str(corpus / "dev.jsonl"),
-                 "clip": {"fps": 6, "max_frames": 10, "full_size": 32, "hand_size": 16}, "cache_dir": str(cache)},
+                 "clip": {"fps": 6, "max_frames": 10, "full_size": 32, "hand_size": 16}, "cache_dir": str(cache),
+                 "allow_outside_root": True},  # make_corpus points at the tiny corpus's files
         "encoder": {"hand_channels": [8, 8], "full_channels": [8, 8], "keypoint_hidden": 16, "dim": 32,
                     "temporal_stride": 2, "num_layers": 1, "num_heads": 2, "dropout": 0.0},
         "projector": {"type": "mlp", "num_layers": 2},
@@ -168,7 +169,7 @@ def check_export_reproduces_dev(model_dir: Path, run_config: Path, n_dev: int):
     model = SLTModel.from_pretrained(model_dir)
     preds = [json.loads(x) for x in (model_dir / "dev_predictions.jsonl").read_text().splitlines()]
     cfg = load_config(SLTConfig, str(run_config))
-    ds = SLTDataset(cfg.data.dev_manifest, cfg.data.clip)
+    ds = SLTDataset(cfg.data.dev_manifest, cfg.data.clip, allow_outside_root=cfg.data.allow_outside_root)
     assert len(preds) == n_dev and len({p["id"] for p in preds}) == n_dev  # every dev clip once
     by_id = {ds.samples[i].id: i for i in range(len(ds))}
     batch = collate_clips([ds[by_id[p["id"]]] for p in preds])

@@ -206,10 +206,12 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
     rank, world = accelerator.process_index, accelerator.num_processes
     checkpoint.seed_everything(tc.seed)
 
-    train_ds = SLTDataset(dc.train_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir)
+    train_ds = SLTDataset(dc.train_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
+                          allow_outside_root=dc.allow_outside_root)
     dev_ds = None
     if dc.dev_manifest:
-        dev_ds = SLTDataset(dc.dev_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir)
+        dev_ds = SLTDataset(dc.dev_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
+                            allow_outside_root=dc.allow_outside_root)
     gb = tc.batch_size * world
     total = data_order.total_steps(len(train_ds), tc, world)
     if data_order.steps_per_epoch(len(train_ds), tc, world) == 0:
