@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_corpus(tiny_corpus: Path, out: Path) -> Path:
-    """train.jsonl of the tiny corpus + one unreadable clip (garbage bytes), dev.jsonl as is."""
+    """train.jsonl of the tiny corpus + one unreadable clip (garbage bytes); dev.jsonl with
+    the same unreadable clip as its 2nd row (dev BLEU must count it, as an empty hypothesis)."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(x) for x in (tiny_corpus / "train.jsonl").read_text().splitlines() if x.strip()]
     for r in rows:
@@ -40,6 +41,7 @@ def make_corpus(tiny_corpus: Path, out: Path) -> Path:
         for k in ("video", "pose"):
             if r.get(k):
                 r[k] = str((tiny_corpus / r[k]).resolve())
+    dev.insert(1, dict(dev[0], id="broken_dev", video=str(bad), text="an unreadable dev clip"))
     (out / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dev))
     return out
 
@@ -97,6 +99,13 @@ def test_full_run_outputs(full_run, setup):
         assert r["loss"] > 0 and r["samples_per_s"] > 0 and r["tokens"] > 0
     dev = [r for r in rows if "dev_bleu4" in r]
     assert [r["step"] for r in dev] == [2, 4]
+    # the unreadable dev clip is counted (dev_limit=3 clips, one of them unreadable), as an empty hypothesis
+    assert [(r["dev_n"], r["dev_unreadable"]) for r in dev] == [(3, 1), (3, 1)]
+    from slt_llm.metrics import compute_metrics
+
+    preds = [json.loads(x) for x in (run_dir / "model" / "dev_predictions.jsonl").read_text().splitlines()]
+    best = next(r for r in dev if r["step"] == summary["best_step"])
+    assert best["dev_bleu4"] == pytest.approx(compute_metrics([p["hyp"] for p in preds], [p["ref"] for p in preds])["bleu4"])
     assert summary["best_dev_bleu"] == max(r["dev_bleu4"] for r in dev)
     assert dev[-1]["best_dev_bleu"] == summary["best_dev_bleu"] and "tok:13a" in dev[0]["bleu_signature"]
     # warmup (1 step) then cosine over 4 steps: lr of steps 1..4 = lr * (1/2, 1, 0.75, 0.25)
@@ -171,6 +180,9 @@ def check_export_reproduces_dev(model_dir: Path, run_config: Path, n_dev: int):
     cfg = load_config(SLTConfig, str(run_config))
     ds = SLTDataset(cfg.data.dev_manifest, cfg.data.clip, allow_outside_root=cfg.data.allow_outside_root)
     assert len(preds) == n_dev and len({p["id"] for p in preds}) == n_dev  # every dev clip once
+    unreadable = [p for p in preds if "unreadable" in p]  # scored as empty hypotheses
+    assert [(p["id"], p["hyp"]) for p in unreadable] == [("broken_dev", "")]
+    preds = [p for p in preds if "unreadable" not in p]
     by_id = {ds.samples[i].id: i for i in range(len(ds))}
     batch = collate_clips([ds[by_id[p["id"]]] for p in preds])
     with torch.no_grad():
