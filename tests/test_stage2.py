@@ -145,26 +145,52 @@ def test_qlora_adamw8bit_loss_goes_down_on_repeated_batch(setup, tmp_path):
     assert json.loads((Path(summary["model_dir"]) / "meta.json").read_text())["adapter"] == "qlora"
 
 
-def test_resume_continues_with_same_losses(full_run, setup):
-    from slt_llm.training.stage2 import train_slt
+def run_cli(args: list, kill_at: str | None = None, timeout: int = 300):
+    """``python -m slt_llm.cli ARGS`` in a real subprocess; with ``kill_at``
+    (``NAME:N``, see slt_llm.faults) it SIGKILLs itself at that point."""
+    import os
+    import signal
+    import subprocess
+    import sys
 
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    env.pop("SLT_TEST_KILL_AT", None)
+    if kill_at:
+        env["SLT_TEST_KILL_AT"] = kill_at
+    r = subprocess.run([sys.executable, "-m", "slt_llm.cli", *args], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    want = -signal.SIGKILL if kill_at else 0
+    assert r.returncode == want, f"{args} {kill_at}: rc {r.returncode}\n{r.stderr[-3000:]}"
+    return r
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_losses(full_run, setup):
+    """A real process SIGKILLed mid-epoch (after step 3; last checkpoint step 2),
+    then resumed and SIGKILLed again inside the checkpoint write of step 4
+    (shards written, completion marker not), then resumed to the end: the same
+    losses, learning rates and best dev BLEU as the uninterrupted run."""
     corpus, llm, root = setup
-    path = make_run(corpus, llm, root / "resumed", root / "cache")
-    cfg = load_config(SLTConfig, str(path))
-    first = train_slt(cfg, stop_at_step=3)  # "killed" after step 3; last checkpoint is step 2
-    assert first["steps"] == 3
-    assert [p.name for p in sorted((root / "resumed" / "checkpoints").iterdir())] == ["step_2", "step_3"]
-    shutil.rmtree(root / "resumed" / "checkpoints" / "step_3")  # as if killed before saving it
-    second = train_slt(load_config(SLTConfig, str(path)), resume=True)
-    assert second["steps"] == 4
+    path = make_run(corpus, llm, root / "killed", root / "cache")
+    run_cli(["train", "--config", str(path)], kill_at="step:3")
+    ck = root / "killed" / "checkpoints"
+    # killed after step 3's update, before its log line and checkpoint
+    assert sorted(p.name for p in ck.iterdir()) == ["step_2"] and sorted(train_losses(root / "killed")) == [1, 2]
+    run_cli(["train", "--config", str(path), "--resume"], kill_at="ckpt_write:1")
+    assert (ck / "step_4").is_dir() and not (ck / "step_4" / "trainer_state.json").exists()  # incomplete
+    r = run_cli(["train", "--config", str(path), "--resume"])
+    assert "resumed from" in r.stdout and "step_2" in r.stdout  # the incomplete step_4 was not used
+    summary = json.loads([x for x in r.stdout.splitlines() if x.startswith("{")][-1])
+    assert summary["steps"] == 4
     full = train_losses(full_run[1])
-    resumed = train_losses(root / "resumed")
-    assert sorted(resumed) == [1, 2, 3, 4]  # step 3 of the interrupted run was replaced, not duplicated
+    resumed = train_losses(root / "killed")
+    rows = read_metrics(root / "killed")
+    assert [x["step"] for x in rows] == [1, 2, 3, 4]  # the killed attempts' lines beyond step 2 replaced, not repeated
     for s in (1, 2, 3, 4):
         assert resumed[s] == pytest.approx(full[s], rel=1e-5, abs=1e-6), (s, resumed, full)
-    rows = read_metrics(root / "resumed")
-    assert [r["lr"] for r in rows] == pytest.approx([r["lr"] for r in read_metrics(full_run[1])])
-    assert second["best_dev_bleu"] == full_run[0]["best_dev_bleu"]
+    assert [x["lr"] for x in rows] == pytest.approx([x["lr"] for x in read_metrics(full_run[1])])
+    assert summary["best_dev_bleu"] == full_run[0]["best_dev_bleu"]
+    assert (ck / "step_4" / "trainer_state.json").is_file()
 
 
 def check_export_reproduces_dev(model_dir: Path, run_config: Path, n_dev: int):
