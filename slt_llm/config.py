@@ -67,6 +67,11 @@ class DataConfig:
     pose_dir: Optional[str] = None
     cache_dir: Optional[str] = None  # decoded clips cached here (npz) when set
     allow_outside_root: bool = False  # manifest paths may leave the manifest's folder (absolute, '..', symlinks)
+    # stage-1 hand auxiliaries (docs/hand_descriptions.md): a descriptions JSONL (by sample id,
+    # `slt-llm describe`) and per-frame hand-teacher sidecars (<stem>.hands.npz, `slt-llm hand-teacher`)
+    descriptions: Optional[str] = None
+    hand_teacher: bool = False
+    hands_dir: Optional[str] = None  # where sidecars are when not beside the videos
 
 
 # -------------------------------------------------------------------------- model
@@ -93,6 +98,10 @@ class EncoderConfig:
     use_full: bool = True
     use_keypoints: bool = True
     backbone_weights: Optional[str] = None  # local torchvision/timm state dict
+    # per-frame hand head (BeyondGloss's HaMeR distillation): crop features -> Linear -> teacher
+    # features (this many per hand, the sidecars' D); GELU of it is fed back into the frame
+    # features. 0 = no head. Stage 1 sets it from the sidecars when data.hand_teacher is on.
+    hand_head_dim: int = 0
 
 
 @dataclass
@@ -181,6 +190,10 @@ class VLPConfig:
     pooling: str = "mean"  # text pooling over the frozen LLM: mean | last
     init_temperature: float = 0.07
     text_cache_dir: Optional[str] = None
+    # auxiliary loss weights (BeyondGloss): None = 0.5 for descriptions when data.descriptions is
+    # set, 0.3 for hand distillation when data.hand_teacher is on, 0 otherwise
+    desc_weight: Optional[float] = None
+    hand_weight: Optional[float] = None
 
 
 @dataclass

@@ -321,3 +321,34 @@ def test_retry_errors_replaces_error_rows(tmp_path, tiny_model, loaded, tiny_cor
     assert s["retried"] == 3 and s["translated"] == 3
     assert csv_out.read_text().count("id,path,translation,error") == 1
     assert {r["id"]: r["translation"] for r in _rows(csv_out)} == want
+
+
+def test_batch_loader_spreads_samples_over_workers_keeps_batches_and_restores_threads():
+    """Workers decode single samples; batches come back whole, in order, with
+    exactly their samples; torch threads are lowered while the workers run
+    (cores - workers, at least 1) and restored after."""
+    import torch
+
+    from slt_llm.inference.translate import _batch_loader, compute_threads
+
+    class Bad:  # error items: collate_clips lists them in "skipped" (id, message) in order
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return {"error": f"bad {i}", "id": str(i), "index": i}
+
+    batches = [[3, 1, 4], [0, 9], [2, 6, 5, 8, 7]]
+    prev = torch.get_num_threads()
+    expect = compute_threads(2, "cpu")
+    seen, inside = [], []
+    for b in _batch_loader(Bad(), batches, num_workers=2, device="cpu"):
+        seen.append([int(i) for i, _ in b["skipped"]])
+        inside.append(torch.get_num_threads())
+    assert seen == batches
+    assert torch.get_num_threads() == prev
+    assert inside == [expect or prev] * 3
+    cores = len(os.sched_getaffinity(0))
+    assert (expect or prev) == max(1, min(prev, cores - 2))
+    assert compute_threads(0, "cpu") is None and compute_threads(2, "cuda:0") is None
+    assert [[int(i) for i, _ in b["skipped"]] for b in _batch_loader(Bad(), batches, num_workers=0, device="cpu")] == batches

@@ -25,8 +25,11 @@ What happens, in order:
 4. Pending inputs are ordered by estimated frames (container metadata, no decoding)
    and cut into batches of similar length (``data.dataset.length_sorted_batches``,
    longest first); a DataLoader with ``num_workers`` processes
-   decodes and crops (``SLTDataset``) while the main process runs the model;
-   ``SLTModel.generate`` decodes with the KV cache (greedy or beam).
+   decodes and crops (``SLTDataset``) single samples, every worker helping
+   to fill each batch, while the main process collates and runs the model
+   (on CPU with fewer torch threads while the workers hold the cores:
+   ``compute_threads``); ``SLTModel.generate`` decodes with the KV cache
+   (greedy or beam).
 5. After each batch its rows are appended, flushed and fsync'ed, so an
    interruption (Ctrl-C, SIGKILL) loses at most the batch in flight. A sample
    that cannot be read gets a row with ``error`` (the one-line reason) and the
@@ -443,11 +446,76 @@ def translate(
     return summary
 
 
-def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, num_beams, max_new_tokens,
-         pose_dir, device, num_workers, extractor, pose_cache, progress, max_batches, on_batch, world):
+def _identity(x):
+    return x
+
+
+def compute_threads(num_workers: int, device, world: int = 1) -> Optional[int]:
+    """torch intra-op threads for the model while ``num_workers`` decode
+    workers share this rank's cores: ``cores / world - num_workers`` (at
+    least 1, never more than torch already uses); None (leave it) on a GPU,
+    without workers, or when that is what torch uses already.
+
+    Measured (eval/bench_translate.py, 2 cores, 2 workers, busy machine):
+    translate() took 66.5 s with torch's default 2 threads and 17.7 s with 1,
+    the same outputs (docs/perf/translate.md): with every core busy decoding,
+    a second OpenMP thread mostly waits for a core."""
+    import torch
+
+    if num_workers <= 0 or not str(device).startswith("cpu"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = max(1, min(torch.get_num_threads(), cores // max(1, world) - num_workers))
+    return n if n != torch.get_num_threads() else None
+
+
+def _batch_loader(ds, batches: list, *, num_workers: int, device, world: int = 1):
+    """Collated batches in the order of ``batches``, decoded ahead by
+    ``num_workers`` DataLoader processes (0: in this process).
+
+    The workers take single samples, not whole batches: every worker helps
+    fill each batch, so the first batch is ready after ~B / W decodes (not
+    B), and the last one does not wait on a single worker. Up to two
+    batches of samples are in flight (the same memory bound as two batches
+    per worker before). Collation (``collate_clips``: padding) runs here,
+    in the order the samples were asked for, so a batch holds exactly the
+    samples of its ``batches`` entry. While it runs (until exhausted or
+    closed), torch uses ``compute_threads`` threads, so the model computing
+    between two batches does not fight the workers for the cores; the
+    previous setting is restored afterwards."""
+    import torch
     from torch.utils.data import DataLoader
 
-    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.data.dataset import collate_clips
+
+    pin = str(device).startswith("cuda")
+    if num_workers <= 0:
+        for b in batches:
+            yield collate_clips([ds[i] for i in b])
+        return
+    order = [i for b in batches for i in b]
+    biggest = max((len(b) for b in batches), default=1)
+    ahead = max(2, -(-2 * biggest // num_workers))  # per worker: two batches in flight in all
+    loader = DataLoader(ds, sampler=order, batch_size=None, collate_fn=_identity, num_workers=num_workers,
+                        prefetch_factor=ahead, persistent_workers=False)
+    threads, prev = compute_threads(num_workers, device, world), torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        it = iter(loader)
+        for b in batches:
+            batch = collate_clips([next(it) for _ in b])
+            if pin:
+                batch = {k: (v.pin_memory() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+            yield batch
+    finally:
+        if threads is not None:
+            torch.set_num_threads(prev)
+
+
+def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, num_beams, max_new_tokens,
+         pose_dir, device, num_workers, extractor, pose_cache, progress, max_batches, on_batch, world):
+    from slt_llm.data.dataset import SLTDataset
 
     samples = [it.sample for it in items]
     if extractor is not None:
@@ -459,9 +527,7 @@ def _run(items, model, sink: RowFile, summary: dict, *, clip_cfg, batch_size, nu
         batches = batches[:max_batches]
     if num_workers is None:
         num_workers = min(4, max(1, (os.cpu_count() or 2) // max(1, world) - 1))
-    loader = DataLoader(ds, batch_sampler=batches, collate_fn=collate_clips, num_workers=num_workers,
-                        pin_memory=str(device).startswith("cuda"),
-                        prefetch_factor=2 if num_workers > 0 else None, persistent_workers=False)
+    loader = _batch_loader(ds, batches, num_workers=num_workers, device=device, world=world)
     bar = None
     if progress:
         from slt_llm.progress import progress_bar

@@ -6,6 +6,10 @@ Per frame (all valid frames of the batch processed as ONE 2D batch):
   full frame (B,T,3,f,f) uint8 -> lighter full-frame backbone -> (N, Cf)
   canonical keypoints (B,T,53,3) -> flatten (159) [+ hand-local handshape points
       (2 x 42, see hand_local) when hand_local_keypoints] -> MLP -> (N, keypoint_hidden)
+  [hand head (``hand_head_dim`` > 0): each hand's crop feature (+ side embedding)
+      -> Linear(Ch, D) = the per-frame hand prediction (regressed to teacher
+      features by ``hand_distillation_loss``); GELU of it joins the concat
+      (2 x D), so the head's output is fed back into the frame features]
   concat -> Linear + LayerNorm -> (B,T,dim)        (padded frames are zero)
 Over time:
   Conv1d(dim, dim, temporal_kernel, stride=temporal_stride), fixed left pad
@@ -223,6 +227,11 @@ class HandCentricEncoder(nn.Module):
             self.side_embed = nn.Parameter(torch.zeros(2, hd))  # 0 = left, 1 = right
             nn.init.normal_(self.side_embed, std=0.02)
             fused += 2 * hd
+            if cfg.hand_head_dim:
+                self.hand_head = nn.Linear(hd, cfg.hand_head_dim)
+                fused += 2 * cfg.hand_head_dim
+        elif cfg.hand_head_dim:
+            raise ConfigError("encoder.hand_head_dim needs encoder.use_hands=true (the head reads the hand crops)")
         if cfg.use_full:
             self.full_backbone = build_backbone(cfg.full_backbone, list(cfg.full_channels), "full")
             fused += self.full_backbone.out_dim
@@ -254,17 +263,28 @@ class HandCentricEncoder(nn.Module):
         s = self.cfg.temporal_stride
         return torch.div(lengths + s - 1, s, rounding_mode="floor")
 
-    def frame_features(self, batch: dict, frame_mask: torch.Tensor) -> torch.Tensor:
-        """Fused per-frame features (B,T,dim); zero at padded frames."""
+    def frame_features(self, batch: dict, frame_mask: torch.Tensor, *, return_hand: bool = False):
+        """Fused per-frame features (B,T,dim); zero at padded frames. With ``return_hand``:
+        ``(features, hand_pred (B,T,2,D) [left, right] or None without a hand head)``."""
         B, T = frame_mask.shape
         idx = frame_mask.reshape(-1).nonzero(as_tuple=True)[0]  # (N,) valid frames only
         feats = []
+        hand_pred = None
         if self.cfg.use_hands:
             N = idx.numel()
             left = batch["left"].reshape(B * T, *batch["left"].shape[2:])[idx]
             right = batch["right"].reshape(B * T, *batch["right"].shape[2:])[idx]
             h = self.hand_backbone(self._images(torch.cat([left, right], 0)))  # (2N, Ch), one pass, shared weights
-            feats += [h[:N] + self.side_embed[0], h[N:] + self.side_embed[1]]
+            hl, hr = h[:N] + self.side_embed[0], h[N:] + self.side_embed[1]
+            feats += [hl, hr]
+            if self.cfg.hand_head_dim:
+                pred = self.hand_head(torch.cat([hl, hr], 0))  # (2N, D): the per-frame hand prediction
+                feats += [F.gelu(pred[:N]), F.gelu(pred[N:])]  # fed back into the frame features
+                if return_hand:
+                    D = pred.shape[1]
+                    full = pred.new_zeros(B * T, 2, D)
+                    full = full.index_copy(0, idx, torch.stack([pred[:N], pred[N:]], 1))
+                    hand_pred = full.view(B, T, 2, D)
         if self.cfg.use_full:
             full = batch["full"].reshape(B * T, *batch["full"].shape[2:])[idx]
             feats.append(self.full_backbone(self._images(full)))  # (N, Cf)
@@ -276,10 +296,12 @@ class HandCentricEncoder(nn.Module):
             feats.append(self.keypoint_mlp(torch.cat(parts, -1)))
         fused = self.fuse(torch.cat(feats, -1))  # (N, dim)
         out = fused.new_zeros(B * T, self.dim)
-        out = out.index_copy(0, idx, fused)
-        return out.view(B, T, self.dim)
+        out = out.index_copy(0, idx, fused).view(B, T, self.dim)
+        return (out, hand_pred) if return_hand else out
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: dict, *, return_hand: bool = False):
+        """-> ``(tokens (B,T',dim), token_mask (B,T'))``; with ``return_hand`` a third item, the
+        per-frame hand prediction (B,T,2,D) (None without a hand head)."""
         ref = batch["full"] if "full" in batch else batch["keypoints"]
         B, T = ref.shape[:2]
         frame_mask = batch.get("frame_mask")
@@ -289,7 +311,7 @@ class HandCentricEncoder(nn.Module):
         lengths = batch.get("lengths")
         if lengths is None:
             lengths = frame_mask.sum(1)
-        x = self.frame_features(batch, frame_mask)  # (B,T,dim)
+        x, hand_pred = self.frame_features(batch, frame_mask, return_hand=True)  # (B,T,dim), (B,T,2,D)|None
         s, k = self.cfg.temporal_stride, self.cfg.temporal_kernel
         t_out = -(-T // s)
         pl = (k - 1) // 2
@@ -302,7 +324,7 @@ class HandCentricEncoder(nn.Module):
         if self.transformer is not None:
             x = self.transformer(x, src_key_padding_mask=~token_mask)
         x = self.out_norm(x) * token_mask[..., None].to(x.dtype)
-        return x, token_mask
+        return (x, token_mask, hand_pred) if return_hand else (x, token_mask)
 
     # -- pretrained backbones (a separate step)
     def load_backbone_weights(self, path, which: str = "both") -> list[str]:
@@ -322,6 +344,29 @@ class HandCentricEncoder(nn.Module):
         for _, m in targets:
             load_resnet18_state_dict(m, sd, path)
         return [n for n, _ in targets]
+
+
+def hand_distillation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *,
+                           world_size: int = 1) -> torch.Tensor:
+    """Masked L2 to per-frame teacher features (BeyondGloss's HaMeR loss).
+
+    pred, target (B,T,2,D); mask (B,T,2) bool (frames that have that hand; padded frames false).
+    Loss = sum over masked (frame, hand) of ||pred - target||^2 / D, divided by the number of
+    masked (frame, hand) pairs over ALL ranks, times ``world_size``: the gradient averaged over
+    ranks (DDP / DeepSpeed) then equals the one-process gradient of the global batch, even when
+    ranks hold different numbers of hand frames. 0 (with a graph) when no frame has a hand.
+    Cost O(B*T*D).
+    """
+    m = mask.to(pred.dtype)  # (B,T,2)
+    sq = ((pred - target.to(pred.dtype)) ** 2).mean(-1)  # (B,T,2)
+    total = (sq * m).sum()
+    count = m.sum().detach()
+    if world_size > 1:
+        import torch.distributed as dist
+
+        count = count.clone()
+        dist.all_reduce(count)
+    return total * float(world_size) / count.clamp_min(1.0)
 
 
 def build_encoder(cfg: EncoderConfig, *, load_weights: bool = True) -> HandCentricEncoder:

@@ -51,6 +51,13 @@ DEV video-to-text R@1 (ties broken by R@5, R@10; never test; recorded in the
 trainer state as ``best_metric``/``best_key``/``best_step``) is exported to
 ``RUN_DIR/model/``; without a dev manifest the final model is exported.
 
+Hand auxiliaries (BeyondGloss; ``contrastive.hand_aux``, docs/hand_descriptions.md):
+with ``data.descriptions`` and/or ``data.hand_teacher`` the loss becomes
+L_align + ``vlp.desc_weight`` (0.5) x L_desc + ``vlp.hand_weight`` (0.3) x L_hand on
+the same batches (any arm), and log lines add ``loss_align``, ``loss_desc``,
+``loss_hand`` (``loss`` stays the total). Kept in ``setup_hand_aux``,
+``aux_step_loss`` and ``aux_log_values``.
+
 The run is a :class:`Stage1Trainer`: ``setup`` (run folder, data, text side,
 model, resume, samplers), then per epoch ``sampler_for_epoch`` (building pair
 selection with ``build_pair_selection`` when the reference phase ends),
@@ -167,6 +174,7 @@ class Stage1Trainer:
         checkpoint.seed_everything(self.tc.seed)
         self.load_data()
         self.embed_texts()
+        self.setup_hand_aux()
         self.build_model()
         self.logger = metrics_log.MetricsLogger(self.run_dir, self.accelerator)
         self.state = checkpoint.TrainerState(run_id=self.run_id)
@@ -200,6 +208,7 @@ class Stage1Trainer:
         if self.bad:
             dist_utils.print0(f"stage 1: skipped {len(self.bad)} unreadable training sample(s)")
         self.train_texts = [s.text for s in samples]
+        self.train_samples = samples
         if self.accelerator.is_main_process:  # what dataset index i means, for `slt-llm analyze`
             layout.texts_path(self.run_dir).write_text(json.dumps(self.train_texts, ensure_ascii=False))
         self.n = len(self.ds)
@@ -233,7 +242,7 @@ class Stage1Trainer:
         cfg, tc = self.cfg, self.tc
         checkpoint.seed_everything(tc.seed)
         model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
-                         llm_dtype=cfg.llm.dtype)
+                         llm_dtype=cfg.llm.dtype, desc_head=self.desc_weight > 0)
         model.clip_cfg = cfg.data.clip
         optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim), cfg.optim)
         # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
@@ -242,6 +251,57 @@ class Stage1Trainer:
         scheduler = optim.build_scheduler(optimizer, cfg.optim, self.total)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.loss_fn = SelectiveInfoNCE(rank=self.rank, world_size=self.world)
+
+    # ------------------------------------------- hand auxiliaries (BeyondGloss)
+    def setup_hand_aux(self) -> None:
+        """The auxiliary loss weights (``hand_aux.resolve_weights``); with descriptions, each
+        training sample's description (by id) embedded once by the frozen LLM (cached like the
+        sentences); with the hand teacher, the hand head's size from the first training sidecar
+        when ``encoder.hand_head_dim`` is 0 (docs/hand_descriptions.md)."""
+        from slt_llm.contrastive.hand_aux import DescriptionTargets, resolve_weights
+
+        cfg = self.cfg
+        self.desc_weight, self.hand_weight = resolve_weights(cfg.data, cfg.vlp)
+        self.desc_targets, self.aux_parts = None, {}
+        if self.desc_weight > 0:
+            self.desc_targets = DescriptionTargets(cfg.data.descriptions, [s.id for s in self.train_samples])
+            ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype,
+                       cache_dir=layout.text_cache_dir(cfg), trust_remote_code=cfg.llm.trust_remote_code)
+            _, emb = _embed_texts_rank0_first(ekw, self.desc_targets.texts, self.accelerator)
+            self.desc_targets.set_embeddings(emb)  # (U_desc, H)
+        if self.hand_weight > 0:
+            from slt_llm.data.hand_teacher import find_sidecar, read_sidecar
+
+            dim = read_sidecar(find_sidecar(self.train_samples[0].video, cfg.data.hands_dir)).dim
+            if cfg.encoder.hand_head_dim == 0:
+                cfg.encoder.hand_head_dim = dim
+            elif cfg.encoder.hand_head_dim != dim:
+                raise ConfigError(f"encoder.hand_head_dim={cfg.encoder.hand_head_dim} but the hand-teacher "
+                                  f"sidecars have D={dim} (set it to {dim}, or 0 to take it from the sidecars)")
+
+    def aux_step_loss(self, batch: dict, t_emb: torch.Tensor, fn) -> torch.Tensor:
+        """Alignment + weighted auxiliary losses of one step (one forward); keeps the parts
+        (local, with graph) in ``self.aux_parts`` for logging."""
+        from slt_llm.contrastive.hand_aux import aux_losses
+
+        d_emb = None
+        if self.desc_targets is not None:
+            d_emb = self.desc_targets.embeddings_for(batch["index"]).to(self.device)  # (b, H)
+        v, t, scale, aux = self.model(batch, t_emb, d_emb, return_aux=True)
+        align = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
+        parts = aux_losses(aux, batch, v, scale, loss_fn=self.loss_fn, desc=self.desc_targets,
+                           desc_weight=self.desc_weight, hand_weight=self.hand_weight, world_size=self.world)
+        self.aux_parts = {"loss_align": align, "loss_desc": parts["loss_desc"], "loss_hand": parts["loss_hand"]}
+        return align + parts["aux"]
+
+    def aux_log_values(self) -> dict:
+        """Global means of the last step's loss parts (one all-reduce; every rank calls it)."""
+        names = [k for k, v in self.aux_parts.items() if v is not None]
+        if not names:
+            return {}
+        local = torch.stack([self.aux_parts[k].detach().float().reshape(()) for k in names])
+        total = dist_utils.all_reduce_sum(local) / self.world
+        return {k: float(x) for k, x in zip(names, total.tolist())}
 
     def build_samplers(self) -> None:
         """The random global-batch sampler and the text false negatives (``random_fn``, ``ps``)."""
@@ -319,7 +379,7 @@ class Stage1Trainer:
                 self.logger.log(state.step, loss=self.last_loss, lr=float(lrs[0]), lr_head=float(lrs[-1]),
                                 samples_per_s=self.throughput.rate(),
                                 temperature=self.accelerator.unwrap_model(self.model).temperature,
-                                epoch=state.epoch, phase=phase)
+                                epoch=state.epoch, phase=phase, **self.aux_log_values())
                 self.bar.set_postfix(loss=f"{self.last_loss:.3f}")
             if tc.eval_every and state.step % tc.eval_every == 0:
                 self.evaluate_and_export()
@@ -337,8 +397,11 @@ class Stage1Trainer:
                                                     f"({batch['skipped'][0][1]})")
         batch = batch_to_device(batch, self.device)
         t_emb = self.text_llm[self.text_idx[batch["index"].cpu()]].to(self.device)  # (b, H)
-        v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
-        loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
+        if self.desc_weight > 0 or self.hand_weight > 0:
+            loss = self.aux_step_loss(batch, t_emb, fn)
+        else:
+            v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
+            loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
         self.accelerator.backward(loss)
         if not accel.uses_deepspeed(self.accelerator) and self.cfg.optim.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
