@@ -2,13 +2,17 @@
 plain per-video loop (load one clip, generate, next; no workers), same model and
 same inputs, in the same run.
 
-    python eval/bench_translate.py [--n 48] [--batch-size 16] [--num-workers 2] [--model DIR]
+    python eval/bench_translate.py [--n 48] [--batch-size 16] [--num-workers 2] [--model DIR] [--repeats 3]
 
 Without ``--model`` it builds the tiny default (untrained tiny LLaMA + tiny
 encoder, random weights: speed does not depend on training) and a synthetic
 test set under ``--work`` (default runs/bench_translate). Both paths run greedy
-with the same ``--max-new-tokens``. Prints videos/s of both and the ratio; the
-last line is ``RESULT batched_vps=... loop_vps=... ratio=...``.
+with the same ``--max-new-tokens``. The two arms alternate ``--repeats`` times
+(loop, translate, loop, translate, ...: a load change on a shared machine hits
+both alike); each arm's figure is its median, and the ratio is the median of
+the per-repeat ratios. Prints videos/s of both and the ratio; the last line is
+``RESULT batched_vps=... loop_vps=... ratio=...``. Every repeat's outputs are
+compared (greedy: they must be identical).
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None, help="a model folder (default: build the tiny one)")
     ap.add_argument("--work", default="runs/bench_translate")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3, help="alternating repeats of both arms (median)")
     a = ap.parse_args(argv)
 
     import torch
@@ -94,39 +99,54 @@ def main(argv=None) -> int:
     with torch.inference_mode():
         model.generate(batch_to_device(collate_clips([ds[0]]), a.device), num_beams=1, max_new_tokens=a.max_new_tokens)
 
-    # 1. plain loop: load clip -> generate, one video at a time, main process only
-    ds = SLTDataset(samples, clip_cfg, on_error="skip")
-    t = time.perf_counter()
-    loop_out = {}
-    with torch.inference_mode():
-        for i in range(len(samples)):
-            item = ds[i]
-            if "error" in item:
-                continue
-            loop_out[item["id"]] = model.generate(batch_to_device(collate_clips([item]), a.device), num_beams=1,
-                                                  max_new_tokens=a.max_new_tokens)[0]
-    t_loop = time.perf_counter() - t
-    loop_vps = len(samples) / t_loop
+    def plain_loop() -> tuple[float, dict]:
+        """1. plain loop: load clip -> generate, one video at a time, main process only."""
+        ds = SLTDataset(samples, clip_cfg, on_error="skip")
+        t = time.perf_counter()
+        out = {}
+        with torch.inference_mode():
+            for i in range(len(samples)):
+                item = ds[i]
+                if "error" in item:
+                    continue
+                out[item["id"]] = model.generate(batch_to_device(collate_clips([item]), a.device), num_beams=1,
+                                                 max_new_tokens=a.max_new_tokens)[0]
+        return time.perf_counter() - t, out
 
-    # 2. translate(): length batches + DataLoader workers, rows written and fsync'ed per batch
-    out = work / "bench_out.jsonl"
-    if out.exists():
-        out.unlink()
-    t = time.perf_counter()
-    s = translate(model_dir, corpus / "test.jsonl", out, batch_size=a.batch_size, num_workers=a.num_workers,
-                  max_new_tokens=a.max_new_tokens, device=a.device, model=model, progress=False)
-    t_batched = time.perf_counter() - t
-    batched_vps = len(samples) / t_batched
-    rows = [json.loads(l) for l in out.read_text().splitlines()]
-    same = sum(1 for r in rows if loop_out.get(r["id"]) == r.get("translation"))
+    def batched() -> tuple[float, list, dict]:
+        """2. translate(): length batches + DataLoader workers, rows written and fsync'ed per batch."""
+        out = work / "bench_out.jsonl"
+        if out.exists():
+            out.unlink()
+        t = time.perf_counter()
+        s = translate(model_dir, corpus / "test.jsonl", out, batch_size=a.batch_size, num_workers=a.num_workers,
+                      max_new_tokens=a.max_new_tokens, device=a.device, model=model, progress=False)
+        return time.perf_counter() - t, [json.loads(l) for l in out.read_text().splitlines()], s
 
-    print(f"plain loop:  {len(samples)} videos in {t_loop:7.2f} s = {loop_vps:6.2f} videos/s")
-    print(f"translate(): {len(samples)} videos in {t_batched:7.2f} s = {batched_vps:6.2f} videos/s "
-          f"(batch {a.batch_size}, {a.num_workers} workers; {s['failed']} failed)")
-    print(f"identical outputs (greedy): {same}/{len(rows)}")
-    ratio = batched_vps / loop_vps
-    print(f"ratio: {ratio:.2f}x")
-    print(f"RESULT batched_vps={batched_vps:.3f} loop_vps={loop_vps:.3f} ratio={ratio:.2f}")
+    import statistics
+
+    t_loops, t_batches, ratios, same_all = [], [], [], []
+    for r in range(a.repeats):
+        t_loop, loop_out = plain_loop()
+        t_batched, rows, s = batched()
+        same = sum(1 for row in rows if loop_out.get(row["id"]) == row.get("translation"))
+        t_loops.append(t_loop)
+        t_batches.append(t_batched)
+        ratios.append(t_loop / t_batched)
+        same_all.append(same)
+        print(f"repeat {r + 1}/{a.repeats}: plain loop {t_loop:7.2f} s, translate() {t_batched:7.2f} s "
+              f"(batch {a.batch_size}, {a.num_workers} workers; {s['failed']} failed), ratio {t_loop / t_batched:.2f}x, "
+              f"identical outputs {same}/{len(rows)}", flush=True)
+    t_loop, t_batched = statistics.median(t_loops), statistics.median(t_batches)
+    loop_vps, batched_vps = len(samples) / t_loop, len(samples) / t_batched
+    ratio = statistics.median(ratios)
+    print(f"plain loop:  {len(samples)} videos in {t_loop:7.2f} s (median) = {loop_vps:6.2f} videos/s")
+    print(f"translate(): {len(samples)} videos in {t_batched:7.2f} s (median) = {batched_vps:6.2f} videos/s")
+    print(f"identical outputs (greedy): {min(same_all)}/{len(samples)} (worst repeat)")
+    print(f"ratio: {ratio:.2f}x (median of {a.repeats} interleaved repeats; per repeat "
+          f"{', '.join(f'{x:.2f}' for x in ratios)})")
+    print(f"RESULT batched_vps={batched_vps:.3f} loop_vps={loop_vps:.3f} ratio={ratio:.2f} "
+          f"identical={min(same_all)}/{len(samples)}")
     return 0
 
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "describe": ("slt_llm.data.describe", "hand-motion descriptions (JSONL) from the keypoints"),
     "hand-teacher": ("slt_llm.data.hand_teacher", "built-in hand-teacher sidecars (<stem>.hands.npz) from the keypoints"),
     "make-tiny-llm": ("slt_llm.models.tiny_llm", "build + pre-train the tiny stand-in LLM"),
+    "import-llm": ("slt_llm.models.gguf_import", "a GGUF checkpoint (or the packaged SmolLM2) -> HF model folder"),
     "vlp": ("slt_llm.training.stage1", "stage 1: selective contrastive alignment (one process)"),
     "analyze": ("slt_llm.contrastive.analyze", "similarity-trajectory analysis of a stage-1 run"),
     "retrieval": ("slt_llm.contrastive.retrieval", "video<->text retrieval R@1/5/10 of a stage-1 model"),

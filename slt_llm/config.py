@@ -66,6 +66,7 @@ class DataConfig:
     num_workers: int = 0
     pose_dir: Optional[str] = None
     cache_dir: Optional[str] = None  # decoded clips cached here (npz) when set
+    allow_outside_root: bool = False  # manifest paths may leave the manifest's folder (absolute, '..', symlinks)
     # stage-1 hand auxiliaries (docs/hand_descriptions.md): a descriptions JSONL (by sample id,
     # `slt-llm describe`) and per-frame hand-teacher sidecars (<stem>.hands.npz, `slt-llm hand-teacher`)
     descriptions: Optional[str] = None
@@ -97,6 +98,9 @@ class EncoderConfig:
     use_full: bool = True
     use_keypoints: bool = True
     backbone_weights: Optional[str] = None  # local torchvision/timm state dict
+    # resnet18's BatchNorm: "batch" (batch statistics; one process only) or "frozen" (running
+    # statistics, affine trained: identical for any number of processes)
+    batchnorm: str = "batch"
     # per-frame hand head (BeyondGloss's HaMeR distillation): crop features -> Linear -> teacher
     # features (this many per hand, the sidecars' D); GELU of it is fed back into the frame
     # features. 0 = no head. Stage 1 sets it from the sidecars when data.hand_teacher is on.
@@ -159,6 +163,7 @@ class TrainConfig:
     eval_every: int = 200  # dev BLEU-4 (greedy); selects the best model
     keep_checkpoints: int = 2
     deepspeed: Optional[str] = None  # path to a ds_configs/*.json
+    num_machines: Optional[int] = None  # machines the run must span (checked at start, one-line error if alone)
     init_encoder: Optional[str] = None  # stage-1 run/model dir to start from
     max_new_tokens: int = 48
     dev_limit: Optional[int] = None  # evaluate on the first N dev samples

@@ -203,6 +203,22 @@ def test_no_huge_pages_context_restores_numpy_setting():
         _set_madvise_hugepage(prev)
 
 
+def test_crops_cut_from_lazily_converted_frames_equal_crops_from_the_rgb_stack(realdata, football_clip):
+    """load_clip converts each working frame only when cutting its hands
+    (decode_video); the crops are bit-identical to crop_hands on read_video's
+    full RGB stack at the same working side."""
+    from slt_llm.data.hands import crop_hands
+    from slt_llm.data.video import read_video
+
+    cfg, clip = football_clip
+    fr = read_video(realdata / "football.mp4", max_frames=cfg.max_frames, max_side=clip.meta["work_side"],
+                    thumb_side=cfg.full_size)
+    left, right = crop_hands(fr.frames, clip.boxes * np.float32(fr.scale), cfg.hand_size, channels_first=True)
+    np.testing.assert_array_equal(clip.left, left)
+    np.testing.assert_array_equal(clip.right, right)
+    assert clip.meta["work_size"] == [fr.frames.shape[2], fr.frames.shape[1]]
+
+
 def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
     """Reference for the decoder-thumbnail path (the loader's former full-frame step): downscale (T,H,W,3) uint8 frames to fit ``size`` x ``size``, centred on black bars.
 

@@ -27,6 +27,9 @@ def mixed(tmp_path, tiny_corpus):
     good = read_manifest(tiny_corpus / "train.jsonl")[:4]
     vids = tmp_path / "v"
     vids.mkdir()
+    for s in good:  # inside the manifest's folder (paths may not leave it)
+        for k in ("video", "pose"):
+            setattr(s, k, shutil.copy(getattr(s, k), vids))
     src = good[0]
     zero = vids / "zero.mp4"
     zero.write_bytes(b"")
@@ -176,6 +179,7 @@ def test_length_sorted_batches_group_similar_lengths():
 
 def test_manifest_errors_are_kept_under_skip(tmp_path, tiny_corpus):
     good = read_manifest(tiny_corpus / "train.jsonl")[0]
+    good.video, good.pose = shutil.copy(good.video, tmp_path), shutil.copy(good.pose, tmp_path)
     m = tmp_path / "m.jsonl"
     write_manifest(m, [good])
     with open(m, "a") as f:
@@ -184,3 +188,20 @@ def test_manifest_errors_are_kept_under_skip(tmp_path, tiny_corpus):
     assert len(ds) == 1 and len(ds.manifest_errors) == 1 and "m.jsonl:2" in str(ds.manifest_errors[0])
     with pytest.raises(InputError, match="leaves the manifest's folder"):
         SLTDataset(m, CFG, on_error="raise")
+
+
+def test_prescan_in_worker_processes_finds_the_same_bad_samples_and_fills_the_cache(mixed, tmp_path, monkeypatch):
+    """The stage-1 pre-scan spread over worker processes: same bad indices as
+    the in-process scan, and the workers' loads land in the clip cache."""
+    from slt_llm.data import dataset as dataset_mod
+
+    cache = tmp_path / "cache"
+    ds = SLTDataset(mixed, CFG, cache_dir=cache)
+    monkeypatch.setattr(dataset_mod, "SCAN_WORKERS_MIN_SAMPLES", 0)
+    assert dataset_mod.scan_unreadable(ds, range(len(ds)), num_workers=2) == [1, 3, 5]
+    assert len(list(cache.rglob("*.npz"))) == 4  # the good ones, written by the workers
+    fresh = SLTDataset(mixed, CFG, cache_dir=cache)
+    for i in (0, 2, 4, 6):
+        fresh[i]
+    assert fresh.cache_hits == 4 and fresh.cache_misses == 0
+    assert dataset_mod.scan_unreadable(SLTDataset(mixed, CFG), [6, 5, 0, 3], num_workers=0) == [5, 3]

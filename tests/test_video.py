@@ -14,6 +14,7 @@ from PIL import Image
 from slt_llm.data.video import (
     VIDEO_EXTENSIONS,
     Frames,
+    decode_video,
     find_inputs,
     is_video_file,
     load_frames,
@@ -37,12 +38,14 @@ def index_of(frames: np.ndarray) -> list[int]:
     return [int(round((float(f.mean()) - 10) / 10)) for f in frames]
 
 
-def write_video(path, codec, images, *, rate=10, pts_ms=None, rotation=None, hflip=False, gop=None, fmt=None):
-    """Encode RGB images with PyAV. pts_ms: per-frame presentation times (VFR)."""
+def write_video(path, codec, images, *, rate=10, pts_ms=None, rotation=None, hflip=False, gop=None, fmt=None,
+                pix_fmt="yuv420p"):
+    """Encode RGB images with PyAV. pts_ms: per-frame presentation times (VFR);
+    pix_fmt: e.g. yuv444p (4:4:4, odd sizes), yuv420p10le (10-bit)."""
     with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream(codec, rate=rate)
         s.width, s.height = images[0].shape[1], images[0].shape[0]
-        s.pix_fmt = "yuv420p"
+        s.pix_fmt = pix_fmt
         if gop:
             s.codec_context.gop_size = gop
         if pts_ms is not None:
@@ -380,3 +383,57 @@ def test_thumbs_match_a_resize_of_the_frames(realdata, tmp_path):
     for i in range(3):
         Image.fromarray(grey(i, 40, 30)).save(d / f"{i}.png")
     assert load_frames(d, thumb_side=20).thumbs.shape == (3, 15, 20, 3)
+
+
+def test_decode_video_is_read_video_without_the_rgb_stack(realdata, tmp_path):
+    """decode_video: the same frames (bit-identical, converted on access), times,
+    thumbnails and geometry as read_video: downscaled, rotated, max_frames-subsampled."""
+    rot = write_video(tmp_path / "r.mp4", "libx264", [quadrants()] * 5, rate=10, rotation=90)
+    cases = [(realdata / "football.mp4", dict(max_side=320, thumb_side=112, max_frames=9)),
+             (rot, dict(max_side=32, thumb_side=16)),
+             (realdata / "selfie_sign.mp4", dict(max_side=256, max_frames=12, fps=10))]
+    for path, kw in cases:
+        ref, lazy = read_video(path, **kw), decode_video(path, **kw)
+        assert lazy.shape == ref.frames.shape and len(lazy) == len(ref)
+        for i in range(len(ref)):
+            np.testing.assert_array_equal(lazy[i], ref.frames[i])
+        np.testing.assert_array_equal(lazy.times, ref.times)
+        if ref.thumbs is not None:
+            np.testing.assert_array_equal(lazy.thumbs, ref.thumbs)
+        for k in ("fps", "src_width", "src_height", "scale", "t0", "rotation"):
+            assert getattr(lazy, k) == getattr(ref, k), k
+    with pytest.raises(InputError, match="not found"):
+        decode_video(tmp_path / "missing.mp4")
+
+
+def test_thumbs_from_the_working_picture_match_thumbs_from_the_source(realdata):
+    """Thumbnails are scaled from the downscaled working picture (cheaper); against
+    thumbnails scaled straight from the decoded source they differ by rounding only."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    fr = read_video(realdata / "football.mp4", max_side=512, thumb_side=112, max_frames=16)
+    with av.open(str(realdata / "football.mp4")) as c:
+        src = [f for f in c.decode(c.streams.video[0])]
+    keep = np.round(fr.times * fr.native_fps).astype(int)  # football.mp4: constant rate, frames at k / fps
+    sc, rgb = VideoReformatter(), VideoReformatter()
+    ref = np.stack([rgb.reformat(sc.reformat(src[k], width=112, height=63, interpolation="AREA"),
+                                 format="rgb24").to_ndarray() for k in keep])
+    mse = ((fr.thumbs.astype(np.float64) - ref) ** 2).mean()
+    assert 10 * np.log10(255**2 / mse) > 40  # measured 55.9 dB on the whole clip
+    assert np.abs(fr.thumbs.astype(np.float64).mean() - ref.mean()) < 0.5
+
+
+def test_thread_settings_do_not_change_pixels(realdata, grey24, monkeypatch):
+    """Small pictures are converted on one swscale thread (cheaper); decoding
+    and converting with FFmpeg's threads gives the same pixels."""
+    from slt_llm.data import video as video_mod
+
+    cases = ((grey24, {}), (realdata / "football.mp4", dict(max_side=320, thumb_side=64, max_frames=8)))
+    single = [read_video(path, threads=1, **kw) for path, kw in cases]
+    monkeypatch.setattr(video_mod, "_SWS_SINGLE_THREAD_PIXELS", 0)  # every conversion threaded
+    for (path, kw), one in zip(cases, single):
+        threaded = read_video(path, threads=2, **kw)
+        np.testing.assert_array_equal(one.frames, threaded.frames)
+        if one.thumbs is not None:
+            np.testing.assert_array_equal(one.thumbs, threaded.thumbs)

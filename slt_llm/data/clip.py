@@ -6,7 +6,10 @@ Steps and costs (T = sampled frames):
    ``<video stem>.pose`` beside the video, else ``pose_dir/<stem>.pose``,
    else ``InputError`` telling the user to pass ``--pose`` or run
    ``slt-llm extract``. Read them and fill gaps up to ``cfg.max_gap`` frames.
-2. Decode once (``slt_llm.data.video.load_frames``) at a working resolution
+2. Decode once (``slt_llm.data.video.decode_video`` for files: the working
+   frames stay in the decoder's pixel format and each is converted to RGB
+   only when its hands are cut, so no T x H x W x 3 stack is written;
+   ``load_frames`` for frame folders) at a working resolution
    chosen from the hand boxes (``working_side_for``): ``working_side(cfg)``
    = max(8 * hand_size, full_size) (512 px for 64-px crops), raised (in
    steps of ``WORK_SIDE_STEP`` = 64 px, up to ``MAX_WORK_SIDE_FACTOR`` x
@@ -17,9 +20,10 @@ Steps and costs (T = sampled frames):
    51-px boxes were upsampled to 64: 26.8 dB against crops from the
    full-resolution frames, 29.4 dB at 640; docs/perf/decode.md). The
    decoder (swscale) also produces the full-frame input
-   (``thumb_side=full_size``), so the full frame costs padding only.
-   Memory: T x side x side*9/16 x 3 bytes for 16:9 (113 MB for 256 frames
-   at 512, 177 MB at 640).
+   (``thumb_side=full_size``, scaled from the working picture), so the
+   full frame costs padding only.
+   Memory: T x side x side*9/16 x 1.5 bytes for 16:9 yuv420p video (57 MB
+   for 256 frames at 512, 88 MB at 640; frame folders: x 3 as RGB).
 3. Align keypoints to frames BY TIME: the frame at time ``t`` (seconds since
    the video start, i.e. ``start + Frames.times``) takes the keypoint track at
    ``u = t * pose_fps``: linear interpolation between frames floor(u) and
@@ -264,7 +268,7 @@ def load_clip(
     Raises ``InputError`` for a missing/bad video or pose file, a pose file
     that does not cover the video, or a clip where no hand can be placed.
     """
-    from slt_llm.data.video import load_frames
+    from slt_llm.data.video import decode_video, load_frames
 
     if isinstance(pose, Keypoints):
         kp, pose_path = pose, pose.source or "<keypoints>"
@@ -277,10 +281,15 @@ def load_clip(
     # (frame i <-> keypoint frame i), as when `slt-llm extract` made the track
     side = working_side_for(kp, cfg, start=start, end=end)
     with _NoHugePages():
-        fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
-                         max_side=side, start=start, end=end, threads=cfg.decode_threads,
-                         folder_fps=float(kp.fps), thumb_side=cfg.full_size)
-    frames = np.asarray(fr.frames)
+        if Path(video).is_dir():
+            fr = load_frames(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
+                             max_side=side, start=start, end=end, folder_fps=float(kp.fps),
+                             thumb_side=cfg.full_size)
+            frames = np.asarray(fr.frames)
+        else:  # no RGB stack: each working frame is converted when its hands are cut
+            fr = frames = decode_video(video, fps=cfg.fps, max_fps=cfg.max_fps, max_frames=cfg.max_frames,
+                                       max_side=side, start=start, end=end, threads=cfg.decode_threads,
+                                       thumb_side=cfg.full_size)
     T = frames.shape[0]
     if T == 0:
         raise InputError(video, "no frames decoded")
@@ -294,6 +303,8 @@ def load_clip(
         # written straight in the Clip's channels-first layout (no transposing copies)
         left, right = crop_hands(frames, box_work, cfg.hand_size, channels_first=True)  # (T,3,h,h) each
         full = pad_square(fr.thumbs, cfg.full_size, channels_first=True)  # (T,3,f,f): padding only
+    if hasattr(frames, "release"):
+        frames.release()
 
     return Clip(
         full=full,

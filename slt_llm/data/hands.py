@@ -147,7 +147,10 @@ def crop_hands(frames: np.ndarray, boxes: np.ndarray, size: int, *, channels_fir
     contiguous (T, 3, size, size) arrays (the ``Clip.left``/``right``
     layout) without a transposing copy of the whole stack.
 
-    frames uint8 (T, H, W, 3); boxes (T, 2, 4) in the frames' pixel
+    frames uint8 (T, H, W, 3), or any object with ``shape`` (T, H, W, 3) whose
+    ``frames[t]`` is one (H, W, 3) frame (``slt_llm.data.video.LazyFrames``:
+    each frame is then converted once, both hands cut from it, and dropped);
+    boxes (T, 2, 4) in the frames' pixel
     coordinates (x0, y0, x1, y1), widened to whole pixels (floor/ceil). A box
     partly outside the frame is zero-padded (the hand keeps its place in the
     crop); a NaN box, or one that misses the frame, gives an all-zero crop.
@@ -180,13 +183,14 @@ def crop_hands(frames: np.ndarray, boxes: np.ndarray, size: int, *, channels_fir
     inside = (sx0 == x0) & (sy0 == y0) & (sx1 == x1) & (sy1 == y1)
     dims = (size, size)
     bilinear = Image.BILINEAR
-    for t, s in zip(*np.nonzero(ok)):
+    for t, s in zip(*np.nonzero(ok)):  # t ascending: each frame fetched once (both hands)
+        frame = frames[t]
         if inside[t, s]:
-            patch = frames[t, y0[t, s] : y1[t, s], x0[t, s] : x1[t, s]]
+            patch = frame[y0[t, s] : y1[t, s], x0[t, s] : x1[t, s]]
         else:
             patch = np.zeros((y1[t, s] - y0[t, s], x1[t, s] - x0[t, s], 3), np.uint8)
             patch[sy0[t, s] - y0[t, s] : sy1[t, s] - y0[t, s], sx0[t, s] - x0[t, s] : sx1[t, s] - x0[t, s]] = \
-                frames[t, sy0[t, s] : sy1[t, s], sx0[t, s] : sx1[t, s]]
+                frame[sy0[t, s] : sy1[t, s], sx0[t, s] : sx1[t, s]]
         img = Image.fromarray(patch)
         crop = np.asarray(img.resize(dims, bilinear) if img.size != dims else img)  # (size,size,3)
         if channels_first:

@@ -8,6 +8,10 @@ Public API (contract in docs/ARCHITECTURE.md, "Video"):
 start=None, end=None, threads=0) -> Frames``
     PyAV decoding with FFmpeg threads, sampling by presentation time,
     seek/stop for clips, frame cap, resize in swscale, rotation applied.
+``decode_video(path, **same as read_video) -> LazyFrames``
+    The same decode without the RGB stack: kept frames stay at their output
+    size in the decoder's pixel format and are converted (bit-identically)
+    on access, one at a time (``load_clip`` crops hands from each in turn).
 ``read_frame_folder(path, *, fps=25.0, max_frames=None, max_side=None, ...) -> Frames``
     PNG/JPG frames sorted naturally (``2.png`` before ``10.png``).
 ``load_frames(path, **kw) -> Frames``
@@ -75,6 +79,13 @@ _TIME_EPS = 1e-4
 # swscale filter for downscaling: AREA (box average) is the right filter for
 # large ratios and measured cheaper than BILINEAR (docs/perf/decode.md)
 _INTERPOLATION = "AREA"
+# swscale slice threads: a picture up to this many source pixels is converted
+# on the calling thread (threads=1). Measured (eval/bench_decode.py machine,
+# 2 cores): the thread hand-off costs more than it saves on small pictures
+# (96x96 -> RGB 0.015 vs 0.055 ms, 1280x720 -> 112x63 0.31 vs 0.42 ms,
+# 640x360 -> RGB 0.20 vs 0.25 ms), while the 1280x720 -> 640x360 downscale
+# is as cheap or cheaper with threads; outputs are identical either way.
+_SWS_SINGLE_THREAD_PIXELS = 640 * 480
 
 
 @dataclass
@@ -486,6 +497,33 @@ def _check_truncated(path, stream, native: float, last_t: Optional[float], end: 
         raise InputError(path, f"truncated video: frames stop at {got:.2f}s but the video track is {track_end:.2f}s long")
 
 
+def _sws_threads(frame) -> int:
+    """swscale threads for converting ``frame``: 1 for small pictures, else 0 (auto)."""
+    return 1 if frame.width * frame.height <= _SWS_SINGLE_THREAD_PIXELS else 0
+
+
+def _to_small(frame, size: tuple[int, int], scaler, rgb):
+    """Decoder frame -> a frame at ``size`` = (w, h): AREA downscale in the
+    frame's own pixel format (the decoder frame itself when no scaling is
+    needed; scaled straight to RGB for pixel formats swscale cannot scale
+    in place). ``_rgb_array`` turns the result into RGB."""
+    import av
+
+    if (frame.width, frame.height) == size:
+        return frame
+    th = _sws_threads(frame)
+    try:
+        return scaler.reformat(frame, width=size[0], height=size[1], interpolation=_INTERPOLATION, threads=th)
+    except (ValueError, av.error.FFmpegError):  # pragma: no cover - exotic pixel formats
+        return rgb.reformat(frame, width=size[0], height=size[1], format="rgb24", interpolation=_INTERPOLATION,
+                            threads=th)
+
+
+def _rgb_array(small, rgb) -> np.ndarray:
+    """A frame already at its output size -> uint8 (h, w, 3) (swscale's unscaled fast path)."""
+    return rgb.reformat(small, format="rgb24", threads=_sws_threads(small)).to_ndarray()
+
+
 def _to_rgb(frame, size: tuple[int, int], scaler, rgb) -> np.ndarray:
     """Decoder frame -> uint8 (h, w, 3) RGB at ``size`` = (w, h), in swscale.
 
@@ -497,16 +535,7 @@ def _to_rgb(frame, size: tuple[int, int], scaler, rgb) -> np.ndarray:
     the whole clip (a cached SwsContext each; a fresh ``frame.reformat``
     builds a new one per frame).
     """
-    import av
-
-    if (frame.width, frame.height) == size:
-        return rgb.reformat(frame, format="rgb24").to_ndarray()
-    try:
-        small = scaler.reformat(frame, width=size[0], height=size[1], interpolation=_INTERPOLATION)
-    except (ValueError, av.error.FFmpegError):  # pragma: no cover - exotic pixel formats
-        return rgb.reformat(frame, width=size[0], height=size[1], format="rgb24",
-                            interpolation=_INTERPOLATION).to_ndarray()
-    return rgb.reformat(small, format="rgb24").to_ndarray()
+    return _rgb_array(_to_small(frame, size, scaler, rgb), rgb)
 
 
 # ------------------------------------------------------------------ probe
@@ -594,14 +623,85 @@ def read_video(
             ``start <= t < end`` are kept. Seeks to the keyframe before ``start``.
         threads: FFmpeg decoding threads; 0 = automatic, 1 = no threading.
         thumb_side: also return ``Frames.thumbs``, each kept frame scaled by
-            swscale straight from the decoded picture so that its longest
-            side is exactly ``thumb_side`` (e.g. the clip's full-frame input:
-            letterboxing it is then only padding). ~0.3 ms/frame for 720p.
+            swscale so that its longest side is exactly ``thumb_side`` (e.g.
+            the clip's full-frame input: letterboxing it is then only
+            padding). Scaled (AREA, still in the decoder's pixel format) from
+            the already-downscaled working picture when the thumbnail fits
+            in it, else from the decoded picture: 640x360 -> 112x63 costs
+            ~0.3 ms/frame here vs ~0.7 ms from 1280x720 (docs/perf/decode.md).
 
     Returns ``Frames`` (frames uint8 (T,H,W,3), times float64 (T,)).
     Raises ``InputError`` for missing/empty/corrupt/non-video files and for a
     range that decodes no frame. Cost: see the module docstring.
     """
+    return _read_video(path, fps=fps, max_fps=max_fps, max_frames=max_frames, max_side=max_side,
+                       start=start, end=end, threads=threads, thumb_side=thumb_side, lazy=False)
+
+
+class LazyFrames:
+    """The kept frames of a video at their output size, still in the
+    decoder's pixel format (yuv420p: half the bytes of RGB), converted to
+    upright RGB one at a time on access: ``lazy[i]`` -> uint8 (H, W, 3).
+
+    Same fields as ``Frames`` except ``frames``; ``shape`` is the (T, H, W, 3)
+    an RGB stack would have. Accessing the same index twice in a row
+    converts once. Pixels are bit-identical to ``read_video``'s
+    ``frames[i]`` (the same swscale conversion). Use it to consume frames
+    without materialising a T x H x W x 3 array (``load_clip`` crops the
+    hands from each frame in turn): fresh memory is expensive to fault in on
+    a busy machine (docs/perf/decode.md). Not picklable (holds decoder frames).
+    """
+
+    def __init__(self, kept: list, shape: tuple, m, **fields):
+        from av.video.reformatter import VideoReformatter
+
+        self._kept, self.shape, self._m = kept, tuple(shape), m
+        self._rgb = VideoReformatter()
+        self._last: tuple = (-1, None)
+        for k in ("times", "fps", "src_width", "src_height", "scale", "t0", "native_fps", "rotation",
+                  "source", "meta", "thumbs"):
+            setattr(self, k, fields[k])
+
+    @property
+    def num_frames(self) -> int:
+        return len(self._kept)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        i = int(i)
+        if self._last[0] != i:
+            self._last = (i, _apply_orientation(_rgb_array(self._kept[i], self._rgb), self._m))
+        return self._last[1]
+
+    def release(self) -> None:
+        """Drop the decoder frames (memory) once consumed."""
+        self._kept, self._last = [], (-1, None)
+
+
+def decode_video(
+    path,
+    *,
+    fps: Optional[float] = None,
+    max_fps: Optional[float] = 30.0,
+    max_frames: Optional[int] = None,
+    max_side: Optional[int] = None,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    threads: int = 0,
+    thumb_side: Optional[int] = None,
+) -> LazyFrames:
+    """``read_video`` without the RGB stack: same arguments, sampling,
+    thumbnails, times and errors; the kept frames come back as
+    ``LazyFrames`` (converted to RGB on access, bit-identical to
+    ``read_video``'s). Saves converting and writing T x H x W x 3 bytes up
+    front (177 MB for 256 frames at 640x360)."""
+    return _read_video(path, fps=fps, max_fps=max_fps, max_frames=max_frames, max_side=max_side,
+                       start=start, end=end, threads=threads, thumb_side=thumb_side, lazy=True)
+
+
+def _read_video(path, *, fps, max_fps, max_frames, max_side, start, end, threads, thumb_side, lazy):
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -637,7 +737,8 @@ def read_video(
             n_est = 64
         if max_frames is not None and by_cap:
             n_est = max_frames + 1
-        buf = _FrameBuffer(n_est)
+        buf = _FrameBuffer(n_est) if not lazy else None
+        kept: list = []  # lazy: frames at output size, decoder pixel format
         tbuf = _FrameBuffer(n_est) if thumb_side is not None else None
         times: list[float] = []
         m, rot = (1, 0, 0, 1), 0
@@ -662,9 +763,15 @@ def read_video(
                 if thumb_side is not None:
                     tw, th = _thumb_size(uw, uh, thumb_side)
                     tsize = (th, tw) if swap else (tw, th)
-            buf.append(_to_rgb(frame, size, scaler, rgb))
+            small = _to_small(frame, size, scaler, rgb)
+            if lazy:
+                kept.append(small)
+            else:
+                buf.append(_rgb_array(small, rgb))
             if tbuf is not None:
-                tbuf.append(_to_rgb(frame, tsize, tscaler, trgb))
+                # from the working picture when the thumbnail is a downscale of it
+                src = small if (tsize[0] <= size[0] and tsize[1] <= size[1]) else frame
+                tbuf.append(_to_rgb(src, tsize, tscaler, trgb))
             times.append(t)
 
         try:
@@ -701,14 +808,18 @@ def read_video(
             raise InputError(path, "no frames could be decoded")
 
         n_sampled = len(times)
-        frames = buf.array()  # (T, h, w, 3) coded orientation, no copy
+        frames = buf.array() if not lazy else None  # (T, h, w, 3) coded orientation, no copy
         thumbs = tbuf.array() if tbuf is not None else None
         if max_frames is not None and n_sampled > max_frames:
             idx = _uniform_indices(n_sampled, max_frames)
-            frames = frames[idx]
+            if lazy:
+                kept = [kept[i] for i in idx]
+            else:
+                frames = frames[idx]
             thumbs = thumbs[idx] if thumbs is not None else None
             times = [times[i] for i in idx]
-        frames = _apply_orientation(frames, m)
+        if not lazy:
+            frames = _apply_orientation(frames, m)
         if thumbs is not None:
             thumbs = _apply_orientation(thumbs, m)
         t_arr = np.asarray(times, dtype=np.float64)
@@ -718,6 +829,11 @@ def read_video(
         src_w, src_h = (ch, cw) if _swaps_axes(m) else (cw, ch)
         eff = _effective_fps(rate if capped else native, len(t_arr), n_sampled)
         meta = {"codec": stream.codec_context.name}
+        if lazy:
+            ow, oh = (size[1], size[0]) if _swaps_axes(m) else size  # upright
+            return LazyFrames(kept, (len(kept), oh, ow, 3), m, times=t_arr, fps=float(eff), src_width=int(src_w),
+                              src_height=int(src_h), scale=float(ow) / float(src_w), t0=t0, native_fps=native,
+                              rotation=rot, source=str(path), meta=meta, thumbs=thumbs)
         return Frames(
             frames=frames,
             times=t_arr,
