@@ -70,7 +70,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -78,12 +77,13 @@ from typing import Optional
 import torch
 
 from slt_llm import distributed as dist_utils
+from slt_llm import faults
 from slt_llm import run_layout as layout
 from slt_llm.config import Stage1Config, load_config, save_config
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
 from slt_llm.training import accelerator as accel
-from slt_llm.training import checkpoint, metrics_log, optim
+from slt_llm.training import checkpoint, metrics_log, optim, run_folder
 
 ARMS = ("ps", "random", "random_fn")
 
@@ -132,15 +132,17 @@ def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator)
 
 
 # ----------------------------------------------------------------------- training
-def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
-    """Run stage 1 (see the module docstring). Returns ``{"best_dev_r1", "best_step", "steps",
+def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False) -> dict:
+    """Run stage 1 (see the module docstring). ``resume``: continue the run in
+    ``train.run_dir``; ``overwrite``: replace the run there (a fresh run into a
+    folder holding another run is refused otherwise). Returns ``{"best_dev_r1", "best_step", "steps",
     "model_dir", "selection_s", "skipped", "final_loss", "run_dir", "selection"}``."""
     validate_config(cfg)
     if not Path(cfg.llm.path).is_dir():
         raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
     accelerator = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
     try:
-        return Stage1Trainer(cfg, accelerator, resume=resume).run()
+        return Stage1Trainer(cfg, accelerator, resume=resume, overwrite=overwrite).run()
     finally:  # also on errors: another run may follow in this process (tests, the ablation)
         accel.teardown(accelerator)
 
@@ -149,8 +151,8 @@ class Stage1Trainer:
     """One stage-1 run on a prepared ``Accelerator``: ``run()`` = ``setup()``, then
     per epoch ``sampler_for_epoch`` -> ``train_epoch`` -> ``end_epoch``, then ``finish()``."""
 
-    def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False):
-        self.cfg, self.accelerator, self.resume = cfg, accelerator, resume
+    def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False, overwrite: bool = False):
+        self.cfg, self.accelerator, self.resume, self.overwrite = cfg, accelerator, resume, overwrite
         self.tc, self.sel = cfg.train, cfg.selection
         self.run_dir = Path(self.tc.run_dir)
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
@@ -175,9 +177,10 @@ class Stage1Trainer:
         self.setup_hand_aux()
         self.build_model()
         self.logger = metrics_log.MetricsLogger(self.run_dir, self.accelerator)
-        self.state = checkpoint.TrainerState()
+        self.state = checkpoint.TrainerState(run_id=self.run_id)
         if self.resume:
-            self.state = checkpoint.resume_state(self.accelerator, self.run_dir, self.logger, what="stage 1")
+            self.state = checkpoint.resume_state(self.accelerator, self.run_dir, self.logger, what="stage 1",
+                                                 run_id=self.run_id)
         self.build_samplers()
         self.model.train()
         self.bar = metrics_log.progress_bar(self.total, initial=self.state.step, enabled=self.tc.progress,
@@ -185,20 +188,14 @@ class Stage1Trainer:
         self.throughput = metrics_log.Throughput()
 
     def prepare_run_dir(self) -> None:
-        """Rank 0 creates the run folder and writes its config; a fresh run first removes the
-        previous run's reference checkpoints, trajectories, metrics and result."""
-        run_dir = self.run_dir
+        """Claim the run folder (``run_folder.claim_run_dir``: a fresh run into another run's
+        folder is refused unless --overwrite, which removes that run's reference checkpoints,
+        trajectories, metrics, checkpoints and model first; a crash mid-export is repaired),
+        then rank 0 writes the config."""
+        self.run_id = run_folder.claim_run_dir(self.accelerator, self.run_dir, self.cfg, stage="stage1",
+                                               resume=self.resume, overwrite=self.overwrite)
         if self.accelerator.is_main_process:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not self.resume:  # a fresh run never reuses another run's reference checkpoints or trajectories
-                stale = [layout.reference_root(run_dir), layout.metrics_path(run_dir), layout.result_path(run_dir)]
-                if any(p.exists() for p in stale):
-                    dist_utils.print0(f"stage 1: fresh run in {run_dir}: removing the previous run's reference/, "
-                                      "metrics.jsonl and result.json")
-                shutil.rmtree(stale[0], ignore_errors=True)
-                for p in stale[1:]:
-                    p.unlink(missing_ok=True)
-            save_config(self.cfg, layout.config_path(run_dir))
+            save_config(self.cfg, layout.config_path(self.run_dir))
         self.accelerator.wait_for_everyone()
 
     def load_data(self) -> None:
@@ -376,6 +373,7 @@ class Stage1Trainer:
             loss = self.train_step(batch, fn)
             state.step += 1
             state.batch_in_epoch = bi + 1
+            faults.point("step")
             self.throughput.add(self.global_batch)
             self.bar.update(1)
             self.last_loss = float(dist_utils.all_reduce_sum(loss.detach().float().reshape(1)).item()) / self.world
@@ -496,9 +494,10 @@ def cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="slt-llm vlp", description="stage 1: selective contrastive alignment")
     p.add_argument("--config", default=None, help="YAML/JSON Stage1Config")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.run_dir")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in train.run_dir")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=4")
     a = p.parse_args(argv)
     cfg = load_config(Stage1Config, a.config, a.overrides)
-    res = train_vlp(cfg, resume=a.resume)
+    res = train_vlp(cfg, resume=a.resume, overwrite=a.overwrite)
     dist_utils.print0(json.dumps(res))
     return 0
