@@ -164,14 +164,14 @@ def test_frozen_batchnorm_makes_a_sample_independent_of_its_batch_and_batch_bn_i
     from slt_llm.models.encoder import ResNet18, build_backbone, check_data_parallel
 
     torch.manual_seed(0)
-    x = torch.randn(6, 3, 24, 24)
+    x = torch.randn(4, 3, 16, 16)
     frozen = build_backbone("resnet18", [], "hand", "frozen").train()
     with torch.no_grad():  # statistics as if from pretrained weights
         for m in frozen.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
-    whole, halves = frozen(x), torch.cat([frozen(x[:3]), frozen(x[3:])])
+    whole, halves = frozen(x), torch.cat([frozen(x[:2]), frozen(x[2:])])
     torch.testing.assert_close(whole, halves, rtol=1e-5, atol=1e-6)
     before = frozen.bn1.running_mean.clone()
     frozen(x)
@@ -180,7 +180,20 @@ def test_frozen_batchnorm_makes_a_sample_independent_of_its_batch_and_batch_bn_i
     assert frozen.bn1.weight.grad is not None  # the affine part trains
     batch = ResNet18().train()
     batch.load_state_dict(frozen.state_dict())  # same keys
-    assert not torch.allclose(batch(x), torch.cat([batch(x[:3]), batch(x[3:])]), atol=1e-4)
+    assert not torch.allclose(batch(x), torch.cat([batch(x[:2]), batch(x[2:])]), atol=1e-4)
+
+    # data parallelism as DDP / DeepSpeed compute it: 2 "ranks" x 2 samples, each rank's gradient
+    # of its own mean loss, averaged == 1 process x 4 samples (frozen); not with batch statistics
+    def grads(net, parts):
+        net.zero_grad()
+        for p in parts:
+            (net(p).pow(2).sum(1).mean() / len(parts)).backward()
+        return [q.grad.clone() for q in net.parameters()]
+
+    for net, same in ((frozen, True), (batch, False)):
+        one, two = grads(net, [x]), grads(net, [x[:2], x[2:]])
+        close = all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(one, two))
+        assert close == same, net.bn1
 
     cfg = EncoderConfig(hand_backbone="resnet18", full_backbone="cnn")
     check_data_parallel(cfg, 1)
