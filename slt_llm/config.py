@@ -98,6 +98,9 @@ class EncoderConfig:
     use_full: bool = True
     use_keypoints: bool = True
     backbone_weights: Optional[str] = None  # local torchvision/timm state dict
+    # resnet18's BatchNorm: "batch" (batch statistics; one process only) or "frozen" (running
+    # statistics, affine trained: identical for any number of processes)
+    batchnorm: str = "batch"
     # per-frame hand head (BeyondGloss's HaMeR distillation): crop features -> Linear -> teacher
     # features (this many per hand, the sidecars' D); GELU of it is fed back into the frame
     # features. 0 = no head. Stage 1 sets it from the sidecars when data.hand_teacher is on.

@@ -153,6 +153,7 @@ def run_demo(
     ]
 
     def stage1():
+        from slt_llm.training.run_folder import holds_run
         from slt_llm.training.stage1 import train_vlp
 
         cfg1 = load_config(
@@ -160,12 +161,13 @@ def run_demo(
             _config_path("demo_stage1.yaml"),
             data_paths + [f"train.run_dir={stage1_dir}"] + list(stage1_overrides or []),
         )
-        train_vlp(cfg1, resume=(stage1_dir / "checkpoints").exists())
+        train_vlp(cfg1, resume=holds_run(stage1_dir))
 
     timings["stage1_s"] = _reusable_step(3, f"stage 1: selective contrastive alignment (pair selection) -> {stage1_dir}",
                                          stage1_dir, "stage 1", stage1)
 
     def stage2():
+        from slt_llm.training.run_folder import holds_run
         from slt_llm.training.stage2 import train_slt
 
         cfg2 = load_config(
@@ -175,7 +177,7 @@ def run_demo(
             + [f"train.run_dir={stage2_dir}", f"train.init_encoder={stage1_dir / 'model'}"]
             + list(stage2_overrides or []),
         )
-        train_slt(cfg2, resume=(stage2_dir / "checkpoints").exists())
+        train_slt(cfg2, resume=holds_run(stage2_dir))
         if model_dir.exists():
             shutil.rmtree(model_dir)
         shutil.copytree(stage2_dir / "model", model_dir)

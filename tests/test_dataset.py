@@ -188,3 +188,20 @@ def test_manifest_errors_are_kept_under_skip(tmp_path, tiny_corpus):
     assert len(ds) == 1 and len(ds.manifest_errors) == 1 and "m.jsonl:2" in str(ds.manifest_errors[0])
     with pytest.raises(InputError, match="leaves the manifest's folder"):
         SLTDataset(m, CFG, on_error="raise")
+
+
+def test_prescan_in_worker_processes_finds_the_same_bad_samples_and_fills_the_cache(mixed, tmp_path, monkeypatch):
+    """The stage-1 pre-scan spread over worker processes: same bad indices as
+    the in-process scan, and the workers' loads land in the clip cache."""
+    from slt_llm.data import dataset as dataset_mod
+
+    cache = tmp_path / "cache"
+    ds = SLTDataset(mixed, CFG, cache_dir=cache)
+    monkeypatch.setattr(dataset_mod, "SCAN_WORKERS_MIN_SAMPLES", 0)
+    assert dataset_mod.scan_unreadable(ds, range(len(ds)), num_workers=2) == [1, 3, 5]
+    assert len(list(cache.rglob("*.npz"))) == 4  # the good ones, written by the workers
+    fresh = SLTDataset(mixed, CFG, cache_dir=cache)
+    for i in (0, 2, 4, 6):
+        fresh[i]
+    assert fresh.cache_hits == 4 and fresh.cache_misses == 0
+    assert dataset_mod.scan_unreadable(SLTDataset(mixed, CFG), [6, 5, 0, 3], num_workers=0) == [5, 3]

@@ -44,8 +44,8 @@ so a merge is idempotent) and removes the shards. Leftover shards of an
 interrupted run are merged first by the next run, whatever its process count.
 
 Costs: one container probe per pending input (metadata only) for the length
-ordering; decoding is the DataLoader's; memory is one batch of clips per worker
-(prefetch 2) plus the model.
+ordering; decoding is the DataLoader's; memory is up to two batches of clips in flight
+(over all workers) plus the model.
 """
 
 from __future__ import annotations

@@ -77,20 +77,34 @@ def _groups(c: int) -> int:
     return 1
 
 
+class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm that always normalises with its running statistics (never with the
+    batch's, never updating them); the affine weight and bias still train. Same
+    state-dict keys as ``nn.BatchNorm2d``, so torchvision weights load as they are.
+    A sample's output then never depends on the other samples of its batch: W
+    processes x batch b compute exactly what one process with batch W*b does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+BATCHNORM = {"batch": nn.BatchNorm2d, "frozen": FrozenStatsBatchNorm2d}
+
+
 class BasicBlock(nn.Module):
     """torchvision ``BasicBlock`` (same attribute names, same state-dict keys)."""
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, norm=nn.BatchNorm2d):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.downsample = None
         if stride != 1 or inplanes != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), norm(planes)
             )
 
     def forward(self, x):
@@ -109,17 +123,17 @@ class ResNet18(nn.Module):
 
     out_dim = 512
 
-    def __init__(self):
+    def __init__(self, norm=nn.BatchNorm2d):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.bn1 = norm(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         planes = [64, 128, 256, 512]
         inplanes = 64
         for i, p in enumerate(planes):
             stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(inplanes, p, stride), BasicBlock(p, p)))
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(inplanes, p, stride, norm), BasicBlock(p, p, 1, norm)))
             inplanes = p
 
     def forward(self, x):
@@ -128,11 +142,13 @@ class ResNet18(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def build_backbone(kind: str, channels: list, what: str) -> nn.Module:
+def build_backbone(kind: str, channels: list, what: str, batchnorm: str = "batch") -> nn.Module:
     if kind == "cnn":
         return SmallCNN(channels)
     if kind == "resnet18":
-        return ResNet18()
+        if batchnorm not in BATCHNORM:
+            raise ConfigError(f"encoder.batchnorm must be {' or '.join(BATCHNORM)} (got {batchnorm!r})")
+        return ResNet18(BATCHNORM[batchnorm])
     raise ConfigError(f"encoder.{what}_backbone: unknown backbone {kind!r} (choose cnn or resnet18)")
 
 
@@ -222,7 +238,7 @@ class HandCentricEncoder(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         fused = 0
         if cfg.use_hands:
-            self.hand_backbone = build_backbone(cfg.hand_backbone, list(cfg.hand_channels), "hand")
+            self.hand_backbone = build_backbone(cfg.hand_backbone, list(cfg.hand_channels), "hand", cfg.batchnorm)
             hd = self.hand_backbone.out_dim
             self.side_embed = nn.Parameter(torch.zeros(2, hd))  # 0 = left, 1 = right
             nn.init.normal_(self.side_embed, std=0.02)
@@ -233,7 +249,7 @@ class HandCentricEncoder(nn.Module):
         elif cfg.hand_head_dim:
             raise ConfigError("encoder.hand_head_dim needs encoder.use_hands=true (the head reads the hand crops)")
         if cfg.use_full:
-            self.full_backbone = build_backbone(cfg.full_backbone, list(cfg.full_channels), "full")
+            self.full_backbone = build_backbone(cfg.full_backbone, list(cfg.full_channels), "full", cfg.batchnorm)
             fused += self.full_backbone.out_dim
         if cfg.use_keypoints:
             kin = cfg.num_keypoints * 3 + (2 * 21 * 2 if cfg.hand_local_keypoints else 0)
@@ -344,6 +360,18 @@ class HandCentricEncoder(nn.Module):
         for _, m in targets:
             load_resnet18_state_dict(m, sd, path)
         return [n for n, _ in targets]
+
+
+def check_data_parallel(cfg: EncoderConfig, world_size: int) -> None:
+    """Refuse (one-line ConfigError) a resnet18 backbone with batch-statistics BatchNorm
+    under data parallelism: each process would normalise by its own slice of the global
+    batch, so W x b would not train like 1 x W*b (and SyncBatchNorm needs CUDA)."""
+    resnet = [w for w, k in (("hand", cfg.hand_backbone), ("full", cfg.full_backbone)) if k == "resnet18"
+              and (cfg.use_hands if w == "hand" else cfg.use_full)]
+    if world_size > 1 and resnet and cfg.batchnorm == "batch":
+        raise ConfigError(f"encoder.batchnorm=batch with a resnet18 {'/'.join(resnet)} backbone on {world_size} "
+                          "processes: BatchNorm statistics would be per process; set encoder.batchnorm=frozen "
+                          "(running statistics, e.g. those of encoder.backbone_weights)")
 
 
 def hand_distillation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *,

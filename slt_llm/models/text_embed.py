@@ -38,6 +38,8 @@ the previous cache or the new one, never a torn file (a stray
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
@@ -99,6 +101,30 @@ def numeric_identity(llm_path: str, pooling: str, dtype: str) -> dict:
 
     return {"llm_path": llm_path, "llm_hash": llm_fingerprint(llm_path), "pooling": pooling, "dtype": dtype,
             "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+@contextlib.contextmanager
+def _whole_model():
+    """Load a model whole in this process even when a ZeRO-3 run is active.
+
+    Under ``accelerate``'s DeepSpeed ZeRO-3 plugin transformers builds every
+    ``from_pretrained`` inside ``deepspeed.zero.Init``: parameters are partitioned
+    over the ranks and every rank must take part in the build. The frozen LLM of
+    the text embedder is one process's model (rank 0 fills the cache while the
+    others wait), so it must not be partitioned: that collective build with rank 0
+    alone hung stage 1 with a cold cache.
+    """
+    try:
+        from transformers.integrations import deepspeed as hf_ds
+    except ImportError:  # pragma: no cover - transformers is pinned
+        yield
+        return
+    ref = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = ref
 
 
 class TextEmbedder:
@@ -192,6 +218,7 @@ class TextEmbedder:
 
     # ------------------------------------------------------------------ model
     def _load_model(self) -> None:
+        """Load the frozen LLM whole in this process (never ZeRO-3 partitioned, see ``_whole_model``)."""
         if self._model is not None:
             return
         from transformers import AutoModel, AutoTokenizer
@@ -201,8 +228,9 @@ class TextEmbedder:
         hf_logging.set_verbosity_error()  # AutoModel on a causal-LM folder reports the unused lm_head
         try:
             tok = AutoTokenizer.from_pretrained(self.llm_path, trust_remote_code=self.trust_remote_code)
-            model = AutoModel.from_pretrained(self.llm_path, dtype=_DTYPES[self.dtype],
-                                              trust_remote_code=self.trust_remote_code)
+            with _whole_model():
+                model = AutoModel.from_pretrained(self.llm_path, dtype=_DTYPES[self.dtype],
+                                                  trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError, KeyError) as e:
             raise InputError(self.llm_path, f"cannot load the LLM for text embeddings ({str(e).splitlines()[0]})") \
                 from None

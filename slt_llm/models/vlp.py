@@ -69,9 +69,10 @@ class VLPModel(nn.Module):
     """
 
     def __init__(self, encoder_cfg: EncoderConfig, vlp_cfg: VLPConfig, text_dim: int, *,
-                 llm_path: Optional[str] = None, llm_dtype: str = "float32", desc_head: bool = False):
+                 llm_path: Optional[str] = None, llm_dtype: str = "float32", desc_head: bool = False,
+                 load_backbone: bool = True):
         super().__init__()
-        from slt_llm.models.encoder import HandCentricEncoder
+        from slt_llm.models.encoder import build_encoder
 
         if vlp_cfg.init_temperature <= 0:
             raise ConfigError(f"vlp.init_temperature must be > 0, got {vlp_cfg.init_temperature}")
@@ -81,7 +82,7 @@ class VLPModel(nn.Module):
         self.llm_path = llm_path
         self.llm_dtype = llm_dtype
         self.clip_cfg = None  # the ClipConfig used in training (recorded in saved folders when set)
-        self.encoder = HandCentricEncoder(encoder_cfg)
+        self.encoder = build_encoder(encoder_cfg, load_weights=load_backbone)  # + encoder.backbone_weights
         self.video_head = _head(encoder_cfg.dim, vlp_cfg.embed_dim)
         self.text_head = _head(self.text_dim, vlp_cfg.embed_dim)
         # hand-motion descriptions (same frozen-LLM space as the sentences, their own head)
@@ -225,7 +226,7 @@ class VLPModel(nn.Module):
 
         cfg = cls.read_config(model_dir)
         model = cls(cfg["encoder"], cfg["vlp"], cfg["text_dim"], llm_path=cfg["llm"].get("path"),
-                    llm_dtype=cfg["llm"].get("dtype", "float32"), desc_head=cfg["desc_head"])
+                    llm_dtype=cfg["llm"].get("dtype", "float32"), desc_head=cfg["desc_head"], load_backbone=False)
         model.clip_cfg = read_clip_settings(model_dir)
         d = Path(model_dir)
         for name in ("encoder.safetensors", "heads.safetensors"):
