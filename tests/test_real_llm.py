@@ -170,3 +170,15 @@ def test_text_embeddings_and_cache(tmp_path, smollm2):
     hit = TextEmbedder(smollm2, cache_dir=tmp_path / "cache")
     torch.testing.assert_close(hit.embed(sents), out, atol=0, rtol=0)
     assert hit.num_computed == 0 and hit._model is None
+
+
+def test_demo_smollm2_overrides_make_valid_configs(tmp_path):
+    from slt_llm import demo
+    from slt_llm.config import SLTConfig, Stage1Config, load_config
+
+    c1 = load_config(Stage1Config, demo._config_path("demo_stage1.yaml"), demo.SMOLLM2_STAGE1)
+    c2 = load_config(SLTConfig, demo._config_path("demo_stage2.yaml"), demo.SMOLLM2_STAGE2)
+    assert c1.encoder == c2.encoder  # stage 2 starts from the stage-1 encoder: same architecture
+    assert c2.llm.lora_targets == ["q_proj", "k_proj", "v_proj", "o_proj"] and c2.train.batch_size == 8
+    with pytest.raises(SystemExit):
+        demo.cli(["--llm", "gpt5", "--out", str(tmp_path)])

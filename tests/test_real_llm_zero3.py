@@ -1,7 +1,7 @@
 """Two gloo processes under ZeRO-3 with the real SmolLM2 (tied input/output
 embeddings partitioned across ranks, 49k vocabulary, eos = pad): 2 x batch 1
 gives the losses of one plain process at batch 2, step by step, and the
-final export (parameters gathered) reloads with the reference run's logits.
+final export (parameters gathered) holds the reference run's weights.
 Kept small (2 steps, 10-frame clips, no dev set): ~2 x 135M fp32 per rank.
 """
 
@@ -24,8 +24,6 @@ pytestmark = pytest.mark.slow
 
 
 def test_zero3_two_processes_real_llm_match_one_process(tmp_path, tiny_corpus, smollm2):
-    from slt_llm.data.dataset import SLTDataset, collate_clips
-    from slt_llm.models.slt_model import SLTModel
     from slt_llm.training.stage2 import train_slt
 
     corpus = make_corpus(tiny_corpus, tmp_path / "corpus")
@@ -42,11 +40,14 @@ def test_zero3_two_processes_real_llm_match_one_process(tmp_path, tiny_corpus, s
     assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=5e-4, abs=1e-4)
     assert a[0]["loss"] != a[1]["loss"]  # the update itself matched, not only the first forward
 
-    # the ZeRO-3 export (gathered, tied lm_head) gives the reference export's logits
-    cfg = load_config(SLTConfig, str(ref_cfg))
-    dev = SLTDataset(cfg.data.dev_manifest, cfg.data.clip, allow_outside_root=cfg.data.allow_outside_root)
-    batch = collate_clips([dev[i] for i in range(len(dev))][:2])
-    got = SLTModel.from_pretrained(tmp_path / "zero3" / "model")
-    want = SLTModel.from_pretrained(Path(ref["model_dir"]))
-    with torch.no_grad():
-        torch.testing.assert_close(got(batch)["loss"], want(batch)["loss"], atol=1e-3, rtol=1e-3)
+    # the ZeRO-3 export (parameters gathered from both ranks) holds the reference run's weights
+    from safetensors.torch import load_file
+
+    ref_dir, z3_dir = Path(ref["model_dir"]), tmp_path / "zero3" / "model"
+    for part in ("encoder.safetensors", "projector.safetensors", "adapter/adapter_model.safetensors"):
+        want, got = load_file(str(ref_dir / part)), load_file(str(z3_dir / part))
+        assert sorted(got) == sorted(want) and all(v.numel() > 0 for v in got.values()), part
+        for k in want:  # 2 AdamW steps at lr 3e-3: an entry whose gradient is ~0 may move by up to ~lr
+            # with another summation order of the two ranks' gradients (seen: 3.4e-4 at most)
+            diff = (got[k].float() - want[k].float()).abs()
+            assert float(diff.max()) < 1e-3, (part, k, float(diff.max()))

@@ -106,6 +106,7 @@ def inspect_gguf(path) -> dict:
         raise InputError(path, f"unreadable GGUF metadata ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     cfg = parsed.get("config", {})
     model_type = cfg.get("model_type", arch)
+    # (transformers sets "architectures" from GGUF only for encoder-only T5 files)
     if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or cfg.get("architectures"):
         raise InputError(path, f"architecture {arch!r} is not a decoder-only causal LM (model_type {model_type!r}); "
                                "llm.path needs an AutoModelForCausalLM")
