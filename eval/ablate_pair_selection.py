@@ -84,7 +84,7 @@ def run_arm(arm: str, seed: int, corpus: Path, llm: Path, out: Path, a) -> dict:
         f"selection.high_level={a.high_level}",
     ])
     t = time.time()
-    res = train_vlp(cfg)
+    res = train_vlp(cfg, overwrite=True)  # a re-run of the ablation replaces its arms
     wall = time.time() - t
     model = VLPModel.from_pretrained(run / "model")
     emb = TextEmbedder(llm, pooling=cfg.vlp.pooling, cache_dir=out / "text_cache")

@@ -2,6 +2,7 @@
 
     .venv/bin/python eval/bench_memory.py            # 1.1 B Llama-style config, 32k vocab
     .venv/bin/python eval/bench_memory.py --layers 2 --no-step   # quick look
+    .venv/bin/python eval/bench_memory.py --loss-memory          # SLT loss at a 150k vocabulary
 
 A random-init Llama-style model (default: TinyLlama-1.1B shape: hidden 2048,
 22 layers, 32 heads / 4 KV heads, MLP 5632, vocab 32000) is written once in
@@ -18,6 +19,17 @@ deduplicated by data pointer):
                 quantized), quant_map/code, offset, nested absmax + code
   grads         one gradient per trainable parameter (its dtype)
   adamw         2 x fp32 per trainable parameter (exp_avg, exp_avg_sq)
+
+``--loss-memory``: the activation side of the SLT loss at a 150k vocabulary
+(Qwen2.5's 151,936): an SLTModel over a random 1-layer Llama with that
+vocabulary (hidden 512), batch 4 x (prompt + 128 video tokens + ~32 target
+tokens), one forward + backward, each variant in its own process:
+``full`` = lm_head on every position + fp32 upcast (``return_logits=True``),
+``target`` = lm_head only on the target positions (the training path).
+Counted: bytes saved for backward (saved-tensor hooks, each storage once)
+and the peak RSS above the pre-step level (sampled every 2 ms). Last line
+``RESULT loss_full_mb=... loss_target_mb=... loss_ratio=... peak_full_mb=...
+peak_target_mb=...`` (ratio = target / full, saved-for-backward bytes).
 
 Then one training step (batch 1 x --seq tokens, AdamW on the LoRA params) and
 the process peak RSS, for information only (on CPU RSS is dominated by the
@@ -149,6 +161,97 @@ def run_variant(model_dir: str, variant: str, seq: int, step: bool, targets: lis
     return res
 
 
+def loss_variant(model_dir: str, variant: str, batch_size: int, video: int) -> dict:
+    """One SLT forward + backward; bytes saved for backward and transient peak RSS."""
+    import threading
+
+    from slt_llm.config import EncoderConfig, LLMConfig, SLTConfig
+    from slt_llm.models.slt_model import SLTModel
+
+    torch.manual_seed(0)
+    cfg = SLTConfig()
+    cfg.encoder = EncoderConfig(dim=64, hand_channels=[8, 16], full_channels=[8, 16], keypoint_hidden=32, num_layers=1,
+                                num_heads=2, temporal_stride=1, temporal_kernel=1, dropout=0.0)
+    cfg.llm = LLMConfig(path=model_dir, dtype="float32", lora_targets=["q_proj", "v_proj"], lora_dropout=0.0)
+    model = SLTModel.build(cfg).train()
+    g = torch.Generator().manual_seed(0)
+    B, T = batch_size, video
+    batch = {"left": torch.randint(0, 256, (B, T, 3, 16, 16), dtype=torch.uint8, generator=g),
+             "right": torch.randint(0, 256, (B, T, 3, 16, 16), dtype=torch.uint8, generator=g),
+             "full": torch.randint(0, 256, (B, T, 3, 16, 16), dtype=torch.uint8, generator=g),
+             "keypoints": torch.randn(B, T, 53, 3, generator=g),
+             "frame_mask": torch.ones(B, T, dtype=torch.bool), "lengths": torch.full((B,), T)}
+    from slt_llm.models.tiny_llm import DEFAULT_TEXTS
+
+    batch["texts"] = [" ".join(DEFAULT_TEXTS[i:i + 4]) for i in range(B)]  # ~30 tokens each
+    saved: dict = {}
+
+    def pack(t):
+        try:
+            key = (t.untyped_storage().data_ptr(), t.device.type)
+            saved[key] = max(saved.get(key, 0), t.untyped_storage().nbytes())
+        except (RuntimeError, NotImplementedError):
+            pass
+        return t
+
+    base = _rss_now()
+    peak = [base]
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_now())
+            time.sleep(0.002)
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(batch, return_logits=(variant == "full"))
+    saved_bytes = sum(saved.values())
+    out["loss"].backward()
+    step_s = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    L = int(model.prompt_ids.numel() + T + model.after_ids.numel())
+    return {"variant": variant, "loss": float(out["loss"]), "num_tokens": int(out["num_tokens"]),
+            "saved_mb": saved_bytes / MiB, "peak_mb": (peak[0] - base) / MiB, "step_s": step_s,
+            "positions": B * L, "vocab": model.llm.config.vocab_size}
+
+
+def loss_memory(args) -> int:
+    tmp = tempfile.mkdtemp(prefix="bench_lossmem_")
+    try:
+        write_random_llama(Path(tmp), hidden=512, layers=1, heads=8, kv_heads=2, inter=1024, vocab=args.vocab)
+        from slt_llm.models.tiny_llm import DEFAULT_TEXTS, train_tokenizer
+
+        train_tokenizer(DEFAULT_TEXTS).save_pretrained(tmp)
+        res = {}
+        for variant in ("full", "target"):
+            cmd = [sys.executable, __file__, "--loss-variant", variant, "--model-dir", tmp,
+                   "--batch", str(args.batch), "--video", str(args.video)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(proc.stderr[-3000:], file=sys.stderr)
+                return proc.returncode
+            res[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    f, t = res["full"], res["target"]
+    print(f"vocab {f['vocab']}, batch {args.batch}, {f['positions']} prompt+video positions + "
+          f"{f['num_tokens']} target tokens (hidden 512, 1 layer, fp32, LoRA q/v)")
+    for r in (f, t):
+        print(f"{r['variant']:<7} loss {r['loss']:.6f}  saved for backward {r['saved_mb']:8.1f} MiB  "
+              f"peak RSS above start {r['peak_mb']:8.1f} MiB  fwd+bwd {r['step_s']:.1f} s")
+    assert abs(f["loss"] - t["loss"]) <= 1e-4 * max(1.0, abs(f["loss"])), "the two losses differ"
+    ratio = t["saved_mb"] / f["saved_mb"]
+    print(f"RESULT loss_full_mb={f['saved_mb']:.1f} loss_target_mb={t['saved_mb']:.1f} loss_ratio={ratio:.3f} "
+          f"peak_full_mb={f['peak_mb']:.1f} peak_target_mb={t['peak_mb']:.1f}")
+    return 0
+
+
 def _rss_now() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -168,8 +271,20 @@ def main(argv=None) -> int:
                     help="LoRA targets (default: the project's default, attention projections)")
     ap.add_argument("--model-dir", default=None, help="reuse/write the random checkpoint here")
     ap.add_argument("--variant", choices=["bf16", "nf4"], help=argparse.SUPPRESS)
+    ap.add_argument("--loss-memory", action="store_true",
+                    help="activation memory of the SLT loss, full logits vs target positions (default --vocab 151936)")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--video", type=int, default=128, help="video tokens per sample (--loss-memory)")
+    ap.add_argument("--loss-variant", choices=["full", "target"], help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.loss_variant:
+        print(json.dumps(loss_variant(args.model_dir, args.loss_variant, args.batch, args.video)))
+        return 0
+    if args.loss_memory:
+        if args.vocab == 32000:  # the parser default: this mode is about a 150k vocabulary
+            args.vocab = 151936
+        return loss_memory(args)
     if args.variant:  # child process: one variant, JSON on the last line
         print(json.dumps(run_variant(args.model_dir, args.variant, args.seq, not args.no_step, args.targets.split(","))))
         return 0

@@ -77,14 +77,14 @@ def _child(args) -> dict:
     traj = compute_trajectories(videos, texts, top_m=m, block_size=args.block, memory_mb=args.memory_mb)
     res["traj_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    scores = score_pairs(traj, high_level=0.1)
+    scores = score_pairs(traj, high_z=1.0)
     res["score_s"] = time.perf_counter() - t1
     res["wall_s"] = time.perf_counter() - t0
     res["peak_mb"] = _maxrss_mb()
     res["shares"] = scores.shares()
     del videos, texts, scores
     t2 = time.perf_counter()
-    sel = PairSelector(traj, None, SelectionConfig(top_m=m, schedule="log", high_level=0.1))
+    sel = PairSelector(traj, None, SelectionConfig(top_m=m, schedule="log"))
     res["selector_s"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     batches = sel.build_epoch(2, 5, args.batch, seed=0)
@@ -93,8 +93,8 @@ def _child(args) -> dict:
     res["num_batches"] = int(batches.shape[0])
     rng = np.random.default_rng(0)
     rand = rng.permutation(n)[: (n // args.batch) * args.batch].reshape(-1, args.batch)
-    res["batch_score_ps"] = float(np.mean([sel.batch_scores(x) for x in batches[:20]]))
-    res["batch_score_random"] = float(np.mean([sel.batch_scores(x) for x in rand[:20]]))
+    res["batch_score_ps"] = float(np.mean([sel.batch_score(x) for x in batches[:20]]))
+    res["batch_score_random"] = float(np.mean([sel.batch_score(x) for x in rand[:20]]))
     res["peak_after_selection_mb"] = _maxrss_mb()
     return res
 
@@ -138,9 +138,9 @@ def main(argv=None) -> int:
           f"({ratio:.2f}x floor; scanning all K checkpoints in full would be {args.k}x)")
     print(f"peak RSS {tr['peak_mb']:.0f} MB (process total incl. {tr['inputs_mb']:.0f} MB float16 inputs; "
           f"{tr['rss_before_mb']:.0f} MB before the run)")
-    print("group shares (high_level=0.1): " + ", ".join(f"{k}={v:.3f}" for k, v in tr["shares"].items()))
+    print("group shares (high_z=1.0): " + ", ".join(f"{k}={v:.3f}" for k, v in tr["shares"].items()))
     print(f"selector build {tr['selector_s']:.2f}s; one epoch of {tr['num_batches']} greedy batches of "
-          f"{args.batch}: {tr['epoch_build_s']:.2f}s; mean batch score PS(alpha=log(3)/log(5)) "
+          f"{args.batch}: {tr['epoch_build_s']:.2f}s; mean batch score (sum of drift-free delta) PS(alpha=log(3)/log(5)) "
           f"{tr['batch_score_ps']:.4f} vs random {tr['batch_score_random']:.4f}")
     print(f"RESULT wall_s={tr['wall_s']:.2f} floor_s={floor['floor_s']:.2f} ratio={ratio:.2f} "
           f"peak_mb={tr['peak_mb']:.0f} epoch_build_s={tr['epoch_build_s']:.2f}")

@@ -66,6 +66,12 @@ class DataConfig:
     num_workers: int = 0
     pose_dir: Optional[str] = None
     cache_dir: Optional[str] = None  # decoded clips cached here (npz) when set
+    allow_outside_root: bool = False  # manifest paths may leave the manifest's folder (absolute, '..', symlinks)
+    # stage-1 hand auxiliaries (docs/hand_descriptions.md): a descriptions JSONL (by sample id,
+    # `slt-llm describe`) and per-frame hand-teacher sidecars (<stem>.hands.npz, `slt-llm hand-teacher`)
+    descriptions: Optional[str] = None
+    hand_teacher: bool = False
+    hands_dir: Optional[str] = None  # where sidecars are when not beside the videos
 
 
 # -------------------------------------------------------------------------- model
@@ -92,6 +98,13 @@ class EncoderConfig:
     use_full: bool = True
     use_keypoints: bool = True
     backbone_weights: Optional[str] = None  # local torchvision/timm state dict
+    # resnet18's BatchNorm: "batch" (batch statistics; one process only) or "frozen" (running
+    # statistics, affine trained: identical for any number of processes)
+    batchnorm: str = "batch"
+    # per-frame hand head (BeyondGloss's HaMeR distillation): crop features -> Linear -> teacher
+    # features (this many per hand, the sidecars' D); GELU of it is fed back into the frame
+    # features. 0 = no head. Stage 1 sets it from the sidecars when data.hand_teacher is on.
+    hand_head_dim: int = 0
 
 
 @dataclass
@@ -150,6 +163,7 @@ class TrainConfig:
     eval_every: int = 200  # dev BLEU-4 (greedy); selects the best model
     keep_checkpoints: int = 2
     deepspeed: Optional[str] = None  # path to a ds_configs/*.json
+    num_machines: Optional[int] = None  # machines the run must span (checked at start, one-line error if alone)
     init_encoder: Optional[str] = None  # stage-1 run/model dir to start from
     max_new_tokens: int = 48
     dev_limit: Optional[int] = None  # evaluate on the first N dev samples
@@ -179,6 +193,10 @@ class VLPConfig:
     pooling: str = "mean"  # text pooling over the frozen LLM: mean | last
     init_temperature: float = 0.07
     text_cache_dir: Optional[str] = None
+    # auxiliary loss weights (BeyondGloss): None = 0.5 for descriptions when data.descriptions is
+    # set, 0.3 for hand distillation when data.hand_teacher is on, 0 otherwise
+    desc_weight: Optional[float] = None
+    hand_weight: Optional[float] = None
 
 
 @dataclass

@@ -58,3 +58,61 @@ def all_gather_object(obj) -> list:
     out = [None] * world_size()
     dist.all_gather_object(out, obj)
     return out
+
+
+def node_id() -> str:
+    """This process's machine: host name + the launcher's node rank
+    (``GROUP_RANK`` from torchrun / accelerate's standard launcher,
+    ``CROSS_RANK`` from DeepSpeed's launcher, ``NODE_RANK`` otherwise), so two
+    "machines" on one host (loopback tests) still count as two."""
+    import socket
+
+    rank_env = next((os.environ[k] for k in ("GROUP_RANK", "CROSS_RANK", "NODE_RANK") if k in os.environ), "0")
+    return f"{socket.gethostname()}#{rank_env}"
+
+
+def num_machines() -> int:
+    """Distinct machines in the process group (one small all-gather; 1 alone)."""
+    return len(set(all_gather_object(node_id())))
+
+
+def check_world(expected_machines=None, on_error=None) -> None:
+    """Refuse to train in a world other than the one launched for, in one line
+    (``ConfigError``), instead of silently training alone:
+
+    - the launcher's ``WORLD_SIZE`` differs from the process group's size (e.g.
+      each process of a CPU ``accelerate launch`` made its own group of 1);
+    - ``expected_machines`` (``train.num_machines``) > 1 and the group spans
+      fewer machines (e.g. accelerate's default multi-node DeepSpeed launcher,
+      pdsh without a hostfile, fell back to "local resources only" and every
+      machine trains alone).
+
+    ``on_error()`` runs before raising (e.g. to tear the accelerator down).
+    Cost: one all-gather of a short string when the group has several processes.
+    """
+    from slt_llm.errors import ConfigError
+
+    try:
+        _check_world(expected_machines)
+    except ConfigError:
+        if on_error is not None:
+            on_error()
+        raise
+
+
+def _check_world(expected_machines) -> None:
+    from slt_llm.errors import ConfigError
+
+    env_world = int(os.environ.get("WORLD_SIZE", 1))
+    group = dist.get_world_size() if is_initialized() else 1
+    if env_world != group:
+        raise ConfigError(f"launched as {env_world} processes (WORLD_SIZE={env_world}) but the process group has "
+                          f"{group}: the processes did not join one group (check the launcher and MASTER_ADDR/MASTER_PORT)")
+    if expected_machines is not None and int(expected_machines) > 1:
+        found = num_machines()
+        if found < int(expected_machines):
+            raise ConfigError(
+                f"train.num_machines={expected_machines} but this run found {found} machine(s) (world size {group}): "
+                "the machines were not joined; launch every machine with the same --num_machines/--main_process_ip/"
+                "--main_process_port and an accelerate config with `deepspeed_multinode_launcher: standard` "
+                "(ds_configs/accelerate_*.yaml), or use DeepSpeed's hostfile launcher (docs/training.md)")

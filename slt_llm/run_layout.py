@@ -3,6 +3,7 @@
 ::
 
     RUN_DIR/
+      run.json                    which run this is: run id, stage, config hash (training.run_folder)
       config.yaml                 the resolved config of the run
       metrics.jsonl               one JSON line per logged step (training.metrics_log)
       checkpoints/step_N/         Accelerate state (+ ZeRO shards) + trainer_state.json (training.checkpoint)
@@ -78,7 +79,7 @@ def reference_dirs(run_dir: str | os.PathLike) -> list[Path]:
     root = reference_root(run_dir)
     if not root.is_dir():
         return []
-    return sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("ref_")
+    return sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("ref_") and "." not in d.name
                   and (d / STAGE1_MODEL_CONFIG).is_file())
 
 

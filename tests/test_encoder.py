@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -154,3 +155,62 @@ def test_hand_local_features_see_handshape_not_place():
     gone[..., 2] = 0
     assert torch.count_nonzero(hand_local(gone)) == 0
     assert hand_local(hand).shape == (4, 42)
+
+
+def test_frozen_batchnorm_makes_a_sample_independent_of_its_batch_and_batch_bn_is_refused_under_dp():
+    """resnet18 BatchNorm policy: ``frozen`` (running statistics) gives each sample the same output
+    whatever else is in its batch (so W processes x b == 1 x W*b); ``batch`` does not, and is
+    refused for more than one process with a one-line error."""
+    from slt_llm.models.encoder import ResNet18, build_backbone, check_data_parallel
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 3, 24, 24)
+    frozen = build_backbone("resnet18", [], "hand", "frozen").train()
+    with torch.no_grad():  # statistics as if from pretrained weights
+        for m in frozen.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    whole, halves = frozen(x), torch.cat([frozen(x[:3]), frozen(x[3:])])
+    torch.testing.assert_close(whole, halves, rtol=1e-5, atol=1e-6)
+    before = frozen.bn1.running_mean.clone()
+    frozen(x)
+    assert torch.equal(frozen.bn1.running_mean, before)  # never updated
+    whole.sum().backward()
+    assert frozen.bn1.weight.grad is not None  # the affine part trains
+    batch = ResNet18().train()
+    batch.load_state_dict(frozen.state_dict())  # same keys
+    assert not torch.allclose(batch(x), torch.cat([batch(x[:3]), batch(x[3:])]), atol=1e-4)
+
+    cfg = EncoderConfig(hand_backbone="resnet18", full_backbone="cnn")
+    check_data_parallel(cfg, 1)
+    with pytest.raises(ConfigError, match="encoder.batchnorm=batch with a resnet18 hand backbone on 2 processes"):
+        check_data_parallel(cfg, 2)
+    check_data_parallel(dataclasses.replace(cfg, batchnorm="frozen"), 2)
+    check_data_parallel(EncoderConfig(), 8)  # the small cnn uses GroupNorm
+    with pytest.raises(ConfigError, match="encoder.batchnorm must be"):
+        build_backbone("resnet18", [], "hand", "sync")
+
+
+def test_backbone_weights_reach_the_stage1_encoder(tmp_path):
+    """encoder.backbone_weights is honoured by the stage-1 model (VLPModel builds through
+    build_encoder), and a saved stage-1 folder reloads its own trained weights, not the file."""
+    from safetensors.torch import save_file
+
+    from slt_llm.config import VLPConfig
+    from slt_llm.models.vlp import VLPModel
+
+    torch.manual_seed(3)
+    src = ResNet18()
+    path = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    cfg = EncoderConfig(hand_backbone="resnet18", full_backbone="cnn", full_channels=[4, 8], dim=16,
+                        keypoint_hidden=8, num_layers=1, num_heads=2, backbone_weights=str(path), batchnorm="frozen")
+    m = VLPModel(cfg, VLPConfig(embed_dim=8), 12)
+    for k, v in src.state_dict().items():
+        assert torch.equal(m.encoder.hand_backbone.state_dict()[k], v), k
+    with torch.no_grad():
+        m.encoder.hand_backbone.conv1.weight.add_(1.0)  # "trained"
+    m.save_pretrained(tmp_path / "s1")
+    again = VLPModel.from_pretrained(tmp_path / "s1")
+    assert torch.equal(again.encoder.hand_backbone.conv1.weight, m.encoder.hand_backbone.conv1.weight)

@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 
 from slt_llm.cli import main as cli_main
-from slt_llm.data.manifest import read_manifest
+from slt_llm.data.manifest import read_manifest as _read_manifest
 from slt_llm.data.prepare import prepare
 from slt_llm.errors import InputError
+
+
+def read_manifest(path):
+    """prepare's rows point at the dataset where it lies, outside OUT: trusted."""
+    return _read_manifest(path, allow_outside_root=True)
 
 
 def _frames(folder: Path, n: int = 3) -> None:
@@ -59,6 +64,9 @@ def test_phoenix(phoenix, tmp_path):
     assert rep["train"]["written"] == 2 and rep["train"]["skipped_empty_text"] == 1
     assert rep["train"]["skipped_missing_video"] == 1
     assert rep["dev"]["written"] == 1 and rep["test"]["written"] == 1
+    with pytest.raises(InputError, match="train.jsonl:1: .*outside the manifest's folder"):
+        _read_manifest(out / "train.jsonl")  # not without the user's say-so
+    assert rep["rows_outside_out"] == 4
     train = read_manifest(out / "train.jsonl")
     assert [s.id for s in train] == ["01April_2010_Thursday_heute-6694", "01April_2010_Thursday_heute-6695"]
     s = train[0]

@@ -20,7 +20,9 @@ from slt_llm.contrastive.selection import (
     PairSelector,
     RandomGlobalBatchSampler,
     alpha_schedule,
+    neutral_delta,
     normalize_sentence,
+    positive_relative_pairs,
     score_pairs,
     sentence_clusters,
     text_false_negatives,
@@ -29,26 +31,141 @@ from slt_llm.contrastive.trajectories import Trajectories, compute_trajectories
 from slt_llm.errors import ConfigError
 
 
-def _traj_from(cand, traj):
+def _traj_from(cand, traj, mean=None, std=None, positive=None):
     cand = torch.as_tensor(np.asarray(cand), dtype=torch.int32)
     traj = torch.as_tensor(np.asarray(traj), dtype=torch.float32)
-    return Trajectories(cand, traj, torch.zeros(cand.shape[0], traj.shape[2]))
+    pos = torch.zeros(cand.shape[0], traj.shape[2]) if positive is None else torch.as_tensor(positive).float()
+    return Trajectories(cand, traj, pos, mean, std)
 
 
-def test_groups_and_scores_on_constructed_trajectories():
-    # anchor 0's four candidates: high->low, low->high, high->high, low->low
+def test_groups_and_signed_drift_free_scores_on_constructed_trajectories():
+    # anchor 0's four candidates: high->low, low->high, high->high, low->low (absolute cosines)
     traj = np.array([[[0.8, 0.5, 0.1], [0.1, 0.4, 0.7], [0.9, 0.9, 0.95], [0.0, 0.1, 0.2]]] * 5)
     cand = np.array([[1, 2, 3, 4], [0, 2, 3, 4], [0, 1, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3]])
-    sc = score_pairs(_traj_from(cand, traj), high_level=0.5)
+    # all negatives drifted up by 0.3 and spread out x2 between the first and last checkpoint
+    tr = _traj_from(cand, traj, mean=[0.0, 0.1, 0.3], std=[0.2, 0.3, 0.4])
+    sc = score_pairs(tr, high_level=0.5)
+    assert sc.rule == "absolute"
     assert sc.group[0].tolist() == [HIGH_TO_LOW, LOW_TO_HIGH, HIGH_TO_HIGH, LOW_LOW]
-    np.testing.assert_allclose(sc.delta[0], [-0.7, 0.6, 0.05, 0.2], atol=1e-6)
-    np.testing.assert_allclose(sc.score[0], 2 * traj[0, :, -1] - traj[0, :, 0], atol=1e-6)
-    assert sc.score[0, 1] > sc.score[0, 3] > sc.score[0, 0]  # low->high hardest, high->low easiest
+    z0, zl = traj[0, :, 0] / 0.2, (traj[0, :, -1] - 0.3) / 0.4
+    np.testing.assert_allclose(sc.delta[0], zl - z0, atol=1e-5)
+    np.testing.assert_allclose(sc.score, sc.delta)
+    assert sc.score[0, 1] > sc.score[0, 3] > sc.score[0, 0]  # low->high hardest, high->low easiest (signed)
+    # the low-low pair ROSE in raw cosine (+0.2) but less than the drift: drift-free it fell
+    assert traj[0, 3, -1] > traj[0, 3, 0] and sc.delta[0, 3] < 0
     assert sc.shares() == pytest.approx({"high_to_low": .25, "low_to_high": .25, "high_to_high": .25, "low_low": .25})
+    # standardised groups: "high" = at least high_z standard deviations above the checkpoint's mean
+    zg = score_pairs(tr, high_z=1.0)
+    assert zg.rule == "z" and zg.group[0].tolist() == [HIGH_TO_LOW, LOW_TO_HIGH, HIGH_TO_HIGH, LOW_LOW]
+    assert score_pairs(tr, high_z=1.2).group[0, 1] == LOW_LOW  # z_last = 1.0
     # per-dataset quantile thresholds: top 10% at each checkpoint is "high"
-    q = score_pairs(_traj_from(cand, traj), high_quantile=0.9)
-    assert q.thresholds == pytest.approx((np.quantile(traj[..., 0], .9), np.quantile(traj[..., -1], .9)))
+    q = score_pairs(tr, high_quantile=0.9)
     assert (q.group == HIGH_TO_HIGH).sum() == 5 and (q.group == LOW_LOW).sum() == 15
+
+
+def _hand_made_selector(schedule="easy", random_share=0.25):
+    """9 samples. Anchor 0's candidates: 1, 2, 3 (fell: similar at the first checkpoint,
+    pushed apart by the last), 4, 5, 6 (rose); 7 and 8 are unknown to everyone.
+    1-3 fell among themselves, 4-6 rose among themselves. All negatives drift up by 0.4."""
+    n, m = 9, 6
+    fell, rose = [1, 2, 3], [4, 5, 6]
+    cand = np.zeros((n, m), np.int64)
+    traj = np.zeros((n, m, 2), np.float32)
+    mean, std = np.array([0.1, 0.5]), np.array([0.2, 0.2])
+
+    def put(i, js_fell, js_rose, js_rest):
+        row = js_fell + js_rose + js_rest
+        cand[i] = row
+        for k, j in enumerate(row):
+            if j in js_fell:
+                traj[i, k] = (0.5, 0.5)  # z: 2 -> 0, raw delta 0 (raw cosines would call it neutral)
+            elif j in js_rose:
+                traj[i, k] = (0.1, 0.9)  # z: 0 -> 2
+            else:
+                traj[i, k] = (0.1, 0.5)  # moved with the crowd: z 0 -> 0
+
+    put(0, fell, rose, [])
+    for i in fell:
+        put(i, [0] + [j for j in fell if j != i], [], [7, 8, 4])
+        traj[i, -1] = (0.1, 0.5)
+    for i in rose:
+        put(i, [], [0] + [j for j in rose if j != i], [7, 8, 1])
+        traj[i, -1] = (0.1, 0.5)
+    for i in (7, 8):
+        put(i, [], [], [1, 2, 3, 4, 5, 6])
+    tr = _traj_from(cand, traj, mean=mean, std=std)
+    cfg = SelectionConfig(schedule=schedule, hh_threshold=2.0, random_share=random_share)
+    return PairSelector(tr, None, cfg), tr
+
+
+def test_hand_made_trajectories_give_the_expected_easy_and_hard_batches():
+    sel, tr = _hand_made_selector()
+    assert sel.scores.delta[0].tolist() == pytest.approx([-2, -2, -2, 2, 2, 2])
+    for seed in range(5):  # whatever the random candidates drawn
+        easy = sel.build_batch(0, 0.0, 4, seed=seed)
+        hard = sel.build_batch(0, 1.0, 4, seed=seed)
+        assert sorted(easy.tolist()) == [0, 1, 2, 3]
+        assert sorted(hard.tolist()) == [0, 4, 5, 6]
+    # batch score = sum of delta over the off-diagonal pairs, unknown pairs at delta_0
+    d0 = sel.neutral
+    assert sel.batch_score(np.array([0, 1, 2, 3])) == pytest.approx(-2 * 12, abs=1e-4)
+    assert sel.batch_score(np.array([0, 4, 5, 6])) == pytest.approx(2 * 12, abs=1e-4)
+    assert sel.batch_score(np.array([7, 8])) == pytest.approx(2 * d0)
+    # an unknown candidate ranks between the separable and the hard ones, not at the bottom
+    s_unknown = sel.batch_score(np.array([0, 7]))
+    assert sel.batch_score(np.array([0, 1])) < s_unknown < sel.batch_score(np.array([0, 4]))
+    # the epoch builder with the curriculum: easy epochs score below random, hard above
+    sel_h, _ = _hand_made_selector("hard")
+    e = sel.build_epoch(0, 3, 3, seed=1)
+    h = sel_h.build_epoch(0, 3, 3, seed=1)
+    assert sum(sel.batch_score(b) for b in e) < sum(sel.batch_score(b) for b in h)
+
+
+def test_neutral_value_of_unknown_pairs_is_their_exact_mean():
+    g = torch.Generator().manual_seed(0)
+    n, d = 60, 8
+    vs = [torch.nn.functional.normalize(torch.randn(n, d, generator=g) + 0.8 * k, dim=1) for k in range(2)]
+    ts = [torch.nn.functional.normalize(torch.randn(n, d, generator=g) + 0.8 * k, dim=1) for k in range(2)]
+    tr = compute_trajectories(vs, ts, top_m=7)
+    sc = score_pairs(tr)
+    s = [v @ t.t() for v, t in zip(vs, ts)]
+    z = [(s[k].double() - tr.neg_mean[k]) / tr.neg_std[k] for k in range(2)]
+    delta = z[1] - z[0]
+    known = torch.zeros(n, n, dtype=torch.bool)
+    known[torch.arange(n).unsqueeze(1), tr.cand.long()] = True
+    unknown = ~known & ~torch.eye(n, dtype=torch.bool)
+    off = ~torch.eye(n, dtype=torch.bool)
+    assert float(delta[off].mean()) == pytest.approx(0.0, abs=1e-6)  # drift-free: all pairs average to 0
+    assert neutral_delta(tr, sc) == pytest.approx(float(delta[unknown].mean()), abs=1e-5)
+    sel = PairSelector(tr, None, SelectionConfig(hh_threshold=2.0))
+    assert sel.neutral == pytest.approx(neutral_delta(tr, sc))
+    lo, hi = float(sc.delta.min()), float(sc.delta.max())
+    assert lo < sel.neutral < hi  # neutral, not the minimum
+    full = compute_trajectories(vs, ts, top_m=n - 1)
+    assert neutral_delta(full, score_pairs(full)) == 0.0  # nothing unknown
+
+
+def test_trajectory_false_negatives_relative_to_the_positive():
+    g = torch.Generator().manual_seed(1)
+    n, d = 40, 8
+    vs = [torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1) for _ in range(3)]
+    ts = [torch.nn.functional.normalize(v + 0.5 * torch.randn(n, d, generator=g), dim=1) for v in vs]  # aligned
+    for t in ts:  # sample 5 has sample 3's sentence: identical text embedding at every checkpoint
+        t[5] = t[3]
+    tr = compute_trajectories(vs, ts, top_m=39)
+    pairs = {tuple(p) for p in positive_relative_pairs(tr, 1e-5).tolist()}  # rounding only
+    assert (3, 5) in pairs and (5, 3) in pairs
+    s = torch.stack([v @ t.t() for v, t in zip(vs, ts)])  # (K, N, N)
+    pos = torch.stack([x.diagonal() for x in s])  # (K, N)
+    ref = {(i, j) for i in range(n) for j in range(n) if i != j and bool((s[:, i, j] >= pos[:, i] - 0.05).all())}
+    assert {tuple(p) for p in positive_relative_pairs(tr, 0.05).tolist()} == ref
+    cfg = SelectionConfig(hh_threshold=2.0)
+    cfg.traj_fn_eps = 1e-5
+    sel = PairSelector(tr, None, cfg)
+    assert sel.false_negatives.pair_mask(3, 5)
+    assert {tuple(sorted(p)) for p in pairs} == {tuple(p) for p in sel.false_negatives.sample_pairs.tolist()}
+    cfg.traj_fn_eps = None
+    assert not PairSelector(tr, None, cfg).false_negatives.pair_mask(3, 5)  # its own switch
 
 
 def test_normalisation_clusters_and_chrf_matches_sacrebleu():
@@ -89,7 +206,11 @@ def test_text_false_negatives_exact_and_near_duplicates():
 def test_curriculum_schedules():
     assert [alpha_schedule("linear", e, 5) for e in range(5)] == [0, .25, .5, .75, 1.0]
     assert [alpha_schedule("log", e, 5) for e in range(5)] == pytest.approx([math.log(1 + e) / math.log(5) for e in range(5)])
+    assert [alpha_schedule("sqrt", e, 5) for e in range(5)] == pytest.approx([math.sqrt(e / 4) for e in range(5)])
+    assert alpha_schedule("sqrt", 9, 5) == 1.0 and alpha_schedule("sqrt", 0, 1) == 0
     assert alpha_schedule("log", 1, 5) > alpha_schedule("linear", 1, 5)  # log rises faster
+    # the documented shape of log over 16 epochs: 0.5 at epoch index 3, 0.75 at index 7
+    assert alpha_schedule("log", 3, 16) == pytest.approx(0.5) and alpha_schedule("log", 7, 16) == pytest.approx(0.75)
     assert alpha_schedule("easy", 3, 5) == 0 and alpha_schedule("hard", 0, 5) == 1
     assert alpha_schedule("log", 0, 1) == 0 and alpha_schedule("linear", 9, 5) == 1.0
     with pytest.raises(ConfigError, match="schedule"):
@@ -124,9 +245,9 @@ def test_greedy_curriculum_orders_difficulty_once_per_epoch_deterministic(proble
         assert np.array_equal(np.sort(batches.reshape(-1)), np.arange(n))  # each sample exactly once
         assert np.array_equal(batches, sel.build_epoch(0, 5, bsz, seed=3))  # deterministic
         assert not np.array_equal(batches, sel.build_epoch(0, 5, bsz, seed=4))
-        means[sched] = np.mean([sel.batch_scores(b) for b in batches])
+        means[sched] = np.mean([sel.batch_score(b) for b in batches])
     rand = RandomGlobalBatchSampler(n, bsz, seed=3).global_batches(0)
-    rand_mean = np.mean([sel.batch_scores(b) for b in rand])
+    rand_mean = np.mean([sel.batch_score(b) for b in rand])
     assert means["easy"] < rand_mean < means["hard"]
 
 

@@ -89,7 +89,7 @@ def test_loss_only_on_target_tokens(tiny_llama):
     for i in range(2):
         single = {k: (v[i:i + 1, : batch["lengths"][i]] if torch.is_tensor(v) and v.dim() > 1 else v[i:i + 1]) for k, v in batch.items() if k != "texts"}
         single["texts"] = [batch["texts"][i]]
-        logits = model(single)["logits"][0].float()
+        logits = model(single, return_logits=True)["logits"][0].float()
         tgt = tok(batch["texts"][i], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         L = logits.shape[0]
         pred = logits[L - len(tgt) - 1: L - 1]
@@ -97,6 +97,32 @@ def test_loss_only_on_target_tokens(tiny_llama):
         n += len(tgt)
     assert int(out["num_tokens"]) == n
     assert abs(out["loss_sum"].item() - total) < 1e-3 * max(1.0, total)
+
+
+def assert_target_only_loss_equals_full(model, batch, atol=1e-5):
+    """The LM head on target positions only gives the full computation's loss
+    and gradients (encoder, projector, LoRA)."""
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    fast = model(batch)
+    assert "logits" not in fast  # the (B, L, vocab) tensor is never built
+    g_fast = torch.autograd.grad(fast["loss"], params)
+    full = model(batch, return_logits=True)
+    g_full = torch.autograd.grad(full["loss"], params)
+    assert int(fast["num_tokens"]) == int(full["num_tokens"])
+    torch.testing.assert_close(fast["loss_sum"], full["loss_sum"], atol=atol, rtol=1e-5)
+    for a, b in zip(g_fast, g_full):
+        torch.testing.assert_close(a, b, atol=atol, rtol=1e-4)
+    assert any(float(g.abs().sum()) > 0 for g in g_fast)
+
+
+def test_target_only_loss_equals_full_logits(tiny_llama):
+    torch.manual_seed(0)
+    model = SLTModel.build(small_cfg(tiny_llama, lora_r=4))
+    for p in model.llm.parameters():  # non-zero LoRA B so its gradient path is exercised too
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.02)
+    assert_target_only_loss_equals_full(model, rand_batch(3, 9, lengths=[9, 4, 6]))
 
 
 def test_generate_batched_equals_single_and_restores_mode(tiny_qwen2):
@@ -138,7 +164,7 @@ def test_save_from_pretrained_identical_logits(tmp_path, tiny_llama, qlora):
     batch = rand_batch(2, 8, lengths=[8, 6])
     train(model, batch, 2, lr=1e-2)
     model.eval()
-    ref = model(batch)["logits"]
+    ref = model(batch, return_logits=True)["logits"]
     model.save_pretrained(tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
     assert meta["adapter"] == ("qlora" if qlora else "lora") and meta["lora_targets"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -147,7 +173,7 @@ def test_save_from_pretrained_identical_logits(tmp_path, tiny_llama, qlora):
     assert saved["llm"]["path"] == str(tiny_llama) and saved["encoder"]["dim"] == 32
     assert not list((tmp_path / "m").rglob("*.bin")) and not list((tmp_path / "m").rglob("*.pt*"))
     again = SLTModel.from_pretrained(tmp_path / "m")
-    torch.testing.assert_close(again(batch)["logits"], ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again(batch, return_logits=True)["logits"], ref, atol=1e-5, rtol=1e-5)
     if not qlora:
         # (the reloaded 4-bit model runs bitsandbytes' CPU inference kernel, the trained one its
         # training kernel: logits agree to 1e-5 above, but an untrained model's greedy near-ties
@@ -171,7 +197,7 @@ def test_export_merged_same_logits(tmp_path, tiny_llama):
     batch = rand_batch(2, 8)
     train(model, batch, 3, lr=1e-2)
     model.eval()
-    ref = model(batch)["logits"]
+    ref = model(batch, return_logits=True)["logits"]
     model.meta_extra["note"] = {"trained_on": "synthetic"}
     model.clip_cfg = ClipConfig(max_frames=24, hand_size=48)
     model.save_pretrained(tmp_path / "m")
@@ -184,7 +210,7 @@ def test_export_merged_same_logits(tmp_path, tiny_llama):
     assert merged.clip_cfg == ClipConfig(max_frames=24, hand_size=48)
     assert merged.meta_extra["note"] == {"trained_on": "synthetic"} and merged.meta_extra["adapter"] == "merged"
     assert not any("lora_" in n for n, _ in merged.named_parameters())
-    torch.testing.assert_close(merged(batch)["logits"], ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(merged(batch, return_logits=True)["logits"], ref, atol=1e-4, rtol=1e-4)
     # exporting a merged model again is refused
     assert main(["export", "--model", str(tmp_path / "merged"), "--out", str(tmp_path / "x")]) == 2
 
@@ -251,6 +277,6 @@ def test_export_qlora_adapter_merges_into_full_precision_base(tmp_path, tiny_lla
     meta = json.loads((tmp_path / "merged" / "meta.json").read_text())
     assert meta["adapter"] == "merged" and meta["merged_from"]["adapter"] == "qlora"
     # reference: the same adapter on the non-quantized base (what the merge folds in)
-    ref = SLTModel.from_pretrained(tmp_path / "q", load_in_4bit=False)(batch)["logits"]
+    ref = SLTModel.from_pretrained(tmp_path / "q", load_in_4bit=False)(batch, return_logits=True)["logits"]
     merged = SLTModel.from_pretrained(tmp_path / "merged")
-    torch.testing.assert_close(merged(batch)["logits"], ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(merged(batch, return_logits=True)["logits"], ref, atol=1e-4, rtol=1e-4)

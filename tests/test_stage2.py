@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_corpus(tiny_corpus: Path, out: Path) -> Path:
-    """train.jsonl of the tiny corpus + one unreadable clip (garbage bytes), dev.jsonl as is."""
+    """train.jsonl of the tiny corpus + one unreadable clip (garbage bytes); dev.jsonl with
+    the same unreadable clip as its 2nd row (dev BLEU must count it, as an empty hypothesis)."""
     out.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(x) for x in (tiny_corpus / "train.jsonl").read_text().splitlines() if x.strip()]
     for r in rows:
@@ -40,6 +41,7 @@ def make_corpus(tiny_corpus: Path, out: Path) -> Path:
         for k in ("video", "pose"):
             if r.get(k):
                 r[k] = str((tiny_corpus / r[k]).resolve())
+    dev.insert(1, dict(dev[0], id="broken_dev", video=str(bad), text="an unreadable dev clip"))
     (out / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in dev))
     return out
 
@@ -51,7 +53,8 @@ def make_run(corpus: Path, llm: Path, run_dir: Path, cache: Path, **train) -> Pa
     t.update(train)
     cfg = {
         "data": {"train_manifest": str(corpus / "train.jsonl"), "dev_manifest": str(corpus / "dev.jsonl"),
-                 "clip": {"fps": 6, "max_frames": 10, "full_size": 32, "hand_size": 16}, "cache_dir": str(cache)},
+                 "clip": {"fps": 6, "max_frames": 10, "full_size": 32, "hand_size": 16}, "cache_dir": str(cache),
+                 "allow_outside_root": True},  # make_corpus points at the tiny corpus's files
         "encoder": {"hand_channels": [8, 8], "full_channels": [8, 8], "keypoint_hidden": 16, "dim": 32,
                     "temporal_stride": 2, "num_layers": 1, "num_heads": 2, "dropout": 0.0},
         "projector": {"type": "mlp", "num_layers": 2},
@@ -96,6 +99,13 @@ def test_full_run_outputs(full_run, setup):
         assert r["loss"] > 0 and r["samples_per_s"] > 0 and r["tokens"] > 0
     dev = [r for r in rows if "dev_bleu4" in r]
     assert [r["step"] for r in dev] == [2, 4]
+    # the unreadable dev clip is counted (dev_limit=3 clips, one of them unreadable), as an empty hypothesis
+    assert [(r["dev_n"], r["dev_unreadable"]) for r in dev] == [(3, 1), (3, 1)]
+    from slt_llm.metrics import compute_metrics
+
+    preds = [json.loads(x) for x in (run_dir / "model" / "dev_predictions.jsonl").read_text().splitlines()]
+    best = next(r for r in dev if r["step"] == summary["best_step"])
+    assert best["dev_bleu4"] == pytest.approx(compute_metrics([p["hyp"] for p in preds], [p["ref"] for p in preds])["bleu4"])
     assert summary["best_dev_bleu"] == max(r["dev_bleu4"] for r in dev)
     assert dev[-1]["best_dev_bleu"] == summary["best_dev_bleu"] and "tok:13a" in dev[0]["bleu_signature"]
     # warmup (1 step) then cosine over 4 steps: lr of steps 1..4 = lr * (1/2, 1, 0.75, 0.25)
@@ -135,26 +145,52 @@ def test_qlora_adamw8bit_loss_goes_down_on_repeated_batch(setup, tmp_path):
     assert json.loads((Path(summary["model_dir"]) / "meta.json").read_text())["adapter"] == "qlora"
 
 
-def test_resume_continues_with_same_losses(full_run, setup):
-    from slt_llm.training.stage2 import train_slt
+def run_cli(args: list, kill_at: str | None = None, timeout: int = 300):
+    """``python -m slt_llm.cli ARGS`` in a real subprocess; with ``kill_at``
+    (``NAME:N``, see slt_llm.faults) it SIGKILLs itself at that point."""
+    import os
+    import signal
+    import subprocess
+    import sys
 
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    env.pop("SLT_TEST_KILL_AT", None)
+    if kill_at:
+        env["SLT_TEST_KILL_AT"] = kill_at
+    r = subprocess.run([sys.executable, "-m", "slt_llm.cli", *args], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    want = -signal.SIGKILL if kill_at else 0
+    assert r.returncode == want, f"{args} {kill_at}: rc {r.returncode}\n{r.stderr[-3000:]}"
+    return r
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_losses(full_run, setup):
+    """A real process SIGKILLed mid-epoch (after step 3; last checkpoint step 2),
+    then resumed and SIGKILLed again inside the checkpoint write of step 4
+    (shards written, completion marker not), then resumed to the end: the same
+    losses, learning rates and best dev BLEU as the uninterrupted run."""
     corpus, llm, root = setup
-    path = make_run(corpus, llm, root / "resumed", root / "cache")
-    cfg = load_config(SLTConfig, str(path))
-    first = train_slt(cfg, stop_at_step=3)  # "killed" after step 3; last checkpoint is step 2
-    assert first["steps"] == 3
-    assert [p.name for p in sorted((root / "resumed" / "checkpoints").iterdir())] == ["step_2", "step_3"]
-    shutil.rmtree(root / "resumed" / "checkpoints" / "step_3")  # as if killed before saving it
-    second = train_slt(load_config(SLTConfig, str(path)), resume=True)
-    assert second["steps"] == 4
+    path = make_run(corpus, llm, root / "killed", root / "cache")
+    run_cli(["train", "--config", str(path)], kill_at="step:3")
+    ck = root / "killed" / "checkpoints"
+    # killed after step 3's update, before its log line and checkpoint
+    assert sorted(p.name for p in ck.iterdir()) == ["step_2"] and sorted(train_losses(root / "killed")) == [1, 2]
+    run_cli(["train", "--config", str(path), "--resume"], kill_at="ckpt_write:1")
+    assert (ck / "step_4").is_dir() and not (ck / "step_4" / "trainer_state.json").exists()  # incomplete
+    r = run_cli(["train", "--config", str(path), "--resume"])
+    assert "resumed from" in r.stdout and "step_2" in r.stdout  # the incomplete step_4 was not used
+    summary = json.loads([x for x in r.stdout.splitlines() if x.startswith("{")][-1])
+    assert summary["steps"] == 4
     full = train_losses(full_run[1])
-    resumed = train_losses(root / "resumed")
-    assert sorted(resumed) == [1, 2, 3, 4]  # step 3 of the interrupted run was replaced, not duplicated
+    resumed = train_losses(root / "killed")
+    rows = read_metrics(root / "killed")
+    assert [x["step"] for x in rows] == [1, 2, 3, 4]  # the killed attempts' lines beyond step 2 replaced, not repeated
     for s in (1, 2, 3, 4):
         assert resumed[s] == pytest.approx(full[s], rel=1e-5, abs=1e-6), (s, resumed, full)
-    rows = read_metrics(root / "resumed")
-    assert [r["lr"] for r in rows] == pytest.approx([r["lr"] for r in read_metrics(full_run[1])])
-    assert second["best_dev_bleu"] == full_run[0]["best_dev_bleu"]
+    assert [x["lr"] for x in rows] == pytest.approx([x["lr"] for x in read_metrics(full_run[1])])
+    assert summary["best_dev_bleu"] == full_run[0]["best_dev_bleu"]
+    assert (ck / "step_4" / "trainer_state.json").is_file()
 
 
 def check_export_reproduces_dev(model_dir: Path, run_config: Path, n_dev: int):
@@ -168,8 +204,11 @@ def check_export_reproduces_dev(model_dir: Path, run_config: Path, n_dev: int):
     model = SLTModel.from_pretrained(model_dir)
     preds = [json.loads(x) for x in (model_dir / "dev_predictions.jsonl").read_text().splitlines()]
     cfg = load_config(SLTConfig, str(run_config))
-    ds = SLTDataset(cfg.data.dev_manifest, cfg.data.clip)
+    ds = SLTDataset(cfg.data.dev_manifest, cfg.data.clip, allow_outside_root=cfg.data.allow_outside_root)
     assert len(preds) == n_dev and len({p["id"] for p in preds}) == n_dev  # every dev clip once
+    unreadable = [p for p in preds if "unreadable" in p]  # scored as empty hypotheses
+    assert [(p["id"], p["hyp"]) for p in unreadable] == [("broken_dev", "")]
+    preds = [p for p in preds if "unreadable" not in p]
     by_id = {ds.samples[i].id: i for i in range(len(ds))}
     batch = collate_clips([ds[by_id[p["id"]]] for p in preds])
     with torch.no_grad():
@@ -219,3 +258,22 @@ def test_deepspeed_bf16_in_one_process(full_run, setup):
     assert loss == pytest.approx(train_losses(full_run[1])[1], rel=2e-2)
     assert (root / "bf16" / "checkpoints" / "step_1" / "trainer_state.json").is_file()
     SLTModel.from_pretrained(summary["model_dir"])
+
+
+def test_stage2_builds_the_model_on_the_training_device(tiny_corpus, tiny_llama, tmp_path, monkeypatch):
+    """train_slt asks SLTModel.build for the accelerator's device, so a QLoRA base is quantised
+    there (load_llm's device_map) instead of on CPU and moved afterwards."""
+    from slt_llm.training.stage2 import train_slt
+
+    seen = {}
+
+    def spy(cfg, **kw):
+        seen.update(kw)
+        raise RuntimeError("stop after the build request")
+
+    monkeypatch.setattr("slt_llm.models.slt_model.load_llm", spy)
+    cfg = load_config(SLTConfig, str(make_run(make_corpus(tiny_corpus, tmp_path / "c"), tiny_llama, tmp_path / "r",
+                                              tmp_path / "cache")), ["llm.load_in_4bit=true"])
+    with pytest.raises(RuntimeError, match="stop after the build request"):
+        train_slt(cfg)
+    assert seen["device"] is not None and str(seen["device"]) == "cpu"

@@ -1,4 +1,5 @@
-"""Frozen-LLM sentence embeddings: values vs a hand-computed reference, cache hit/miss, rejection."""
+"""Frozen-LLM sentence embeddings: values vs a hand-computed reference, cache hit/miss by
+identity (LLM, pooling, dtype, library versions), atomic writes."""
 
 import os
 
@@ -38,11 +39,11 @@ def test_mean_and_last_differ(tiny_qwen2):
     assert not torch.allclose(m, l)
 
 
-def test_cache_hit_miss_and_reject(tmp_path, tiny_llama, tiny_qwen2):
+def test_cache_hit_miss_and_identity(tmp_path, tiny_llama, tiny_qwen2):
     cache = tmp_path / "cache"
     a = TextEmbedder(tiny_llama, cache_dir=cache)
     first = a.embed(SENTS)
-    assert a.num_computed == 3 and (cache / "index.json").is_file()
+    assert a.num_computed == 3 and [p.name for p in cache.iterdir()] == [a.cache_path.name]
 
     b = TextEmbedder(tiny_llama, cache_dir=cache)  # full hit: the LLM is never loaded
     torch.testing.assert_close(b.embed(SENTS), first, rtol=0, atol=0)
@@ -54,10 +55,64 @@ def test_cache_hit_miss_and_reject(tmp_path, tiny_llama, tiny_qwen2):
     torch.testing.assert_close(mixed[1], first[1], rtol=0, atol=0)
     assert TextEmbedder(tiny_llama, cache_dir=cache).embed(["a new sentence"]).shape[0] == 1
 
-    with pytest.raises(InputError, match="pooling"):
-        TextEmbedder(tiny_llama, pooling="last", cache_dir=cache)
-    with pytest.raises(InputError, match="another LLM"):
-        TextEmbedder(tiny_qwen2, cache_dir=cache)
+    # another pooling or LLM: a miss (own file), never the llama/mean rows
+    for other in (TextEmbedder(tiny_llama, pooling="last", cache_dir=cache), TextEmbedder(tiny_qwen2, cache_dir=cache)):
+        assert other.key != a.key
+        out = other.embed(SENTS[:2])
+        assert other.num_computed == 2 and not torch.allclose(out, first[:2])
+    assert len(list(cache.iterdir())) == 3
+    assert TextEmbedder(tiny_llama, cache_dir=cache).embed(SENTS[:2]).equal(first[:2])  # switching back: a hit
+
+
+def test_other_dtype_or_library_version_misses(tmp_path, tiny_llama, monkeypatch):
+    """The key holds the compute dtype and the torch/transformers versions:
+    a bfloat16 embedder does not read float32 rows (its numbers differ), nor
+    does one under another transformers version."""
+    import transformers
+
+    cache = tmp_path / "cache"
+    f32 = TextEmbedder(tiny_llama, cache_dir=cache)
+    ref = f32.embed(SENTS[:2])
+    bf = TextEmbedder(tiny_llama, dtype="bfloat16", cache_dir=cache)
+    assert bf.identity["dtype"] == "bfloat16" and bf.key != f32.key
+    got = bf.embed(SENTS[:2])
+    assert bf.num_computed == 2 and not torch.equal(got, ref)  # computed in bf16, not read back
+    assert TextEmbedder(tiny_llama, dtype="bfloat16", cache_dir=cache).embed(SENTS[:2]).equal(got)
+    monkeypatch.setattr(transformers, "__version__", "0.0.0-other")
+    newer = TextEmbedder(tiny_llama, cache_dir=cache)
+    assert newer.identity["transformers"] == "0.0.0-other" and newer.key != f32.key
+    assert newer._emb is None  # nothing cached for this version
+    # a file that does not hold the identity its name promises is refused
+    f32.cache_path.rename(newer.cache_path)
+    with pytest.raises(InputError, match="transformers: file has"):
+        TextEmbedder(tiny_llama, cache_dir=cache)
+
+
+def test_crash_before_rename_leaves_the_old_cache(tmp_path, tiny_llama, monkeypatch):
+    """The cache is written to a unique temp file and renamed: a failure at the
+    rename (a crash, simulated by os.replace raising) leaves the previous cache
+    intact and readable and no temp file behind."""
+    import slt_llm.models.text_embed as te
+
+    cache = tmp_path / "cache"
+    a = TextEmbedder(tiny_llama, cache_dir=cache)
+    first = a.embed(SENTS[:2])
+    before = a.cache_path.read_bytes()
+
+    def crash(src, dst):
+        raise OSError("simulated crash between write and rename")
+
+    monkeypatch.setattr(te.os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        TextEmbedder(tiny_llama, cache_dir=cache).embed(["a sentence added when the machine died"])
+    monkeypatch.undo()
+    assert [p.name for p in cache.iterdir()] == [a.cache_path.name] and a.cache_path.read_bytes() == before
+    b = TextEmbedder(tiny_llama, cache_dir=cache)
+    assert b.embed(SENTS[:2]).equal(first) and b.num_computed == 0
+    # a torn file (e.g. written in place by something else) is one line, not a traceback deep in safetensors
+    a.cache_path.write_bytes(before[: len(before) // 2])
+    with pytest.raises(InputError, match="unreadable"):
+        TextEmbedder(tiny_llama, cache_dir=cache)
 
 
 def test_changed_llm_directory_is_not_reused(tmp_path, tiny_llama):
@@ -72,8 +127,7 @@ def test_changed_llm_directory_is_not_reused(tmp_path, tiny_llama):
     st = w.stat()
     os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # rebuilt weights
     assert llm_fingerprint(llm) != before
-    with pytest.raises(InputError, match="llm_hash"):
-        TextEmbedder(llm, cache_dir=cache)
+    assert TextEmbedder(llm, cache_dir=cache)._emb is None  # a miss: recomputed, not reused
 
 
 def test_bad_arguments(tmp_path, tiny_llama):

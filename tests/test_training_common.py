@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -226,11 +227,22 @@ def test_checkpoint_roundtrip_rotation_and_rng(tmp_path):
         x, mask = _data()
         step = lambda: token_loss.token_loss_step(acc, model, opt, sch, [_batch(x, mask, [0, 1])], lambda m, b: m(b),
                                          max_grad_norm=1.0)
+        other = tmp_path / "checkpoints" / "step_0"  # another run's (older, complete) checkpoint in the folder
+        other.mkdir(parents=True)
+        (other / "trainer_state.json").write_text(checkpoint.TrainerState(step=0, run_id="other").to_json())
         for k in range(1, 4):
             step()
-            st = checkpoint.TrainerState(step=k, epoch=0, batch_in_epoch=k, best_metric=1.5 * k, best_step=k)
+            st = checkpoint.TrainerState(step=k, epoch=0, batch_in_epoch=k, best_metric=1.5 * k, best_step=k,
+                                         run_id="mine")
             checkpoint.save_checkpoint(acc, tmp_path, st, keep=2)
-        assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["step_2", "step_3"]
+        # rotation kept this run's newest two and never touched the other run's checkpoint
+        assert [p.name for p in checkpoint.list_checkpoints(tmp_path, "mine")] == ["step_2", "step_3"]
+        assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == ["step_0", "step_2", "step_3"]
+        later = tmp_path / "checkpoints" / "step_99"  # a newer checkpoint of another run is not resumed from
+        later.mkdir()
+        (later / "trainer_state.json").write_text(checkpoint.TrainerState(step=99, run_id="other").to_json())
+        assert checkpoint.latest_checkpoint(tmp_path, "mine").name == "step_3"
+        shutil.rmtree(later)
         saved = {k: v.clone() for k, v in acc.unwrap_model(model).state_dict().items()}
         lr_saved = opt.param_groups[0]["lr"]
         noise_after_save = torch.rand(3)

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from slt_llm.contrastive.loss import brute_force_fine_similarity
 from slt_llm.contrastive.trajectories import (
     Trajectories,
     brute_force_trajectories,
+    compute_fine_trajectories,
     compute_trajectories,
     group_size_for,
+    ids_hash,
+    trajectories_from_matrices,
 )
 from slt_llm.errors import ConfigError, InputError
 
@@ -79,13 +83,53 @@ def test_memory_cap_float16_and_memmap_inputs(tmp_path):
     torch.testing.assert_close(got.traj.float(), ref.traj, atol=2e-3, rtol=0)
 
 
+def test_moments_are_exact_and_key_keeps_high_to_low_under_drift():
+    n = 80
+    vs, ts = _checkpoints(n, 6, 2, seed=3)
+    c = torch.nn.functional.normalize(torch.ones(6), dim=0)  # a global drift up at the end: a shared direction
+    vs[1] = torch.nn.functional.normalize(vs[1] + 1.5 * c, dim=1)
+    ts[1] = torch.nn.functional.normalize(ts[1] + 1.5 * c, dim=1)
+    tr = compute_trajectories(vs, ts, top_m=5)
+    off = ~torch.eye(n, dtype=torch.bool)
+    for k in range(2):
+        s = (vs[k] @ ts[k].t()).double()[off]
+        assert tr.neg_mean[k] == pytest.approx(float(s.mean()), abs=1e-6)
+        assert tr.neg_std[k] == pytest.approx(float(s.std(unbiased=False)), rel=1e-5)
+    assert tr.neg_mean[1] > tr.neg_mean[0] + 0.3
+    # a raw-cosine key would take almost only pairs that are high at the (drifted) last checkpoint
+    z = tr.standardized()
+    assert (z[..., 0] > z[..., 1]).mean() > 0.2
+
+
+def test_fine_grained_trajectories_match_brute_force():
+    g = torch.Generator().manual_seed(5)
+    n, k = 30, 3
+    vt = [(torch.nn.functional.normalize(torch.randn(n, 4, 6, generator=g), dim=-1), torch.rand(n, 4, generator=g) < .7)
+          for _ in range(k)]
+    tt = [(torch.nn.functional.normalize(torch.randn(n, 5, 6, generator=g), dim=-1), torch.rand(n, 5, generator=g) < .7)
+          for _ in range(k)]
+    got = compute_fine_trajectories(vt, tt, top_m=6, block_size=7)
+    ref = trajectories_from_matrices([brute_force_fine_similarity(v, vm, t, tm) for (v, vm), (t, tm) in zip(vt, tt)], 6)
+    assert got.similarity == "fine"
+    assert torch.equal(got.cand, ref.cand)
+    torch.testing.assert_close(got.traj, ref.traj, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.positive, ref.positive, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(got.neg_mean, ref.neg_mean, atol=1e-6)
+    np.testing.assert_allclose(got.neg_std, ref.neg_std, rtol=1e-5)
+
+
 def test_save_load_roundtrip_and_bad_inputs(tmp_path):
     vs, ts = _checkpoints(50, 8, 2)
     tr = compute_trajectories(vs, ts, top_m=5)
+    tr.ids_hash = ids_hash([f"s{i}" for i in range(50)])
     p = tmp_path / "traj.npz"
     tr.save(p)
-    back = Trajectories.load(p)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["traj.npz"]  # temp file renamed, none left
+    back = Trajectories.load(p, expect_ids_hash=ids_hash([f"s{i}" for i in range(50)]))
     assert torch.equal(back.cand, tr.cand) and torch.equal(back.traj, tr.traj)
+    np.testing.assert_array_equal(back.neg_mean, tr.neg_mean)
+    with pytest.raises(InputError, match="traj.npz: computed on other training samples"):
+        Trajectories.load(p, expect_ids_hash=ids_hash([f"s{i}" for i in range(49)] + ["other"]))
     assert (back.num_samples, back.top_m, back.num_checkpoints) == (50, 5, 2)
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")

@@ -263,8 +263,64 @@ def test_missing_keypoints_extracted_by_registered_backend(tmp_path, tiny_model,
     ref = tmp_path / "ref.jsonl"
     man = tmp_path / "m.jsonl"
     man.write_text("".join(json.dumps({"id": r["id"], "video": str(tiny_corpus / r["video"])}) + "\n" for r in rows))
-    tr.translate(tiny_model, man, ref, batch_size=3, num_workers=0, max_new_tokens=6, model=loaded, progress=False)
+    tr.translate(tiny_model, man, ref, batch_size=3, num_workers=0, max_new_tokens=6, model=loaded, progress=False,
+                 allow_outside_root=True)
     assert {r["id"]: r["translation"] for r in _rows(out)} == {r["id"]: r["translation"] for r in _rows(ref)}
+
+
+def test_retry_errors_replaces_error_rows(tmp_path, tiny_model, loaded, tiny_corpus, capsys):
+    """A transient failure (an out-of-memory on one clip) is an error row;
+    without --retry-errors a re-run keeps it, with it the clip is translated
+    again, the new row takes the error row's place (no duplicate ids), and a
+    retry run interrupted after its first batch is finished by the next run."""
+    man = tiny_corpus / "test.jsonl"
+    ids = [json.loads(l)["id"] for l in man.read_text().splitlines()]
+    flaky = set(ids[1:4])
+
+    class OOMOn:
+        """``loaded`` whose generate fails on any batch holding a flaky id."""
+
+        def eval(self):
+            return self
+
+        def generate(self, batch, **kw):
+            if flaky & {str(i) for i in batch["ids"]}:
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return loaded.generate(batch, **kw)
+
+    kw = dict(batch_size=2, num_workers=0, max_new_tokens=6, progress=False)
+    ref = tmp_path / "ref.jsonl"
+    tr.translate(tiny_model, man, ref, model=loaded, **kw)
+    want = {r["id"]: r["translation"] for r in _rows(ref)}
+
+    out = tmp_path / "out.jsonl"
+    s = tr.translate(tiny_model, man, out, model=OOMOn(), **kw)
+    assert s["failed"] == 3 and sorted(s["failed_ids"]) == sorted(flaky)
+    assert all("out of memory" in r["error"] for r in _rows(out) if r["id"] in flaky)
+    s = tr.translate(tiny_model, man, out, model=loaded, **kw)  # plain resume: errors are final
+    assert s["already_done"] == 6 and s["translated"] == 0
+
+    def stop(bi, rows):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the retry itself is interrupted after one batch
+        tr.translate(tiny_model, man, out, model=loaded, retry_errors=True, on_batch=stop, **kw)
+    mid = _rows(out)
+    assert len(mid) == 3 + 2 and len({r["id"] for r in mid}) == 5
+    code = main(["translate", "--model", str(tiny_model), "--input", str(man), "--output", str(out), "--retry-errors",
+                 "--batch-size", "2", "--num-workers", "0", "--max-new-tokens", "6", "--no-progress"])
+    assert code == 0
+    assert "1 translated, 0 failed" in capsys.readouterr().out
+    rows = _rows(out)
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    assert {r["id"]: r["translation"] for r in rows} == want and not any(r.get("error") for r in rows)
+    # CSV output: the rewrite keeps the header once
+    csv_out = tmp_path / "out.csv"
+    tr.translate(tiny_model, man, csv_out, model=OOMOn(), **kw)
+    s = tr.translate(tiny_model, man, csv_out, model=loaded, retry_errors=True, **kw)
+    assert s["retried"] == 3 and s["translated"] == 3
+    assert csv_out.read_text().count("id,path,translation,error") == 1
+    assert {r["id"]: r["translation"] for r in _rows(csv_out)} == want
 
 
 def test_batch_loader_spreads_samples_over_workers_keeps_batches_and_restores_threads():

@@ -38,12 +38,14 @@ def index_of(frames: np.ndarray) -> list[int]:
     return [int(round((float(f.mean()) - 10) / 10)) for f in frames]
 
 
-def write_video(path, codec, images, *, rate=10, pts_ms=None, rotation=None, hflip=False, gop=None, fmt=None):
-    """Encode RGB images with PyAV. pts_ms: per-frame presentation times (VFR)."""
+def write_video(path, codec, images, *, rate=10, pts_ms=None, rotation=None, hflip=False, gop=None, fmt=None,
+                pix_fmt="yuv420p"):
+    """Encode RGB images with PyAV. pts_ms: per-frame presentation times (VFR);
+    pix_fmt: e.g. yuv444p (4:4:4, odd sizes), yuv420p10le (10-bit)."""
     with av.open(str(path), "w", format=fmt) as c:
         s = c.add_stream(codec, rate=rate)
         s.width, s.height = images[0].shape[1], images[0].shape[0]
-        s.pix_fmt = "yuv420p"
+        s.pix_fmt = pix_fmt
         if gop:
             s.codec_context.gop_size = gop
         if pts_ms is not None:

@@ -26,6 +26,20 @@ Cost per rank: two (b, B) float32 logit matrices (+ their softmax in the
 backward), i.e. about 4*b*B*4 bytes, and two gathered (B, d) feature matrices;
 compute O(b*B*d). The all-gather moves B*d floats forward and all-reduces B*d
 floats backward.
+
+Fine-grained similarity (CiCo-style, ``fine_grained_similarity``): with token
+features (L2-normalised per token) v_a = {v_a,p} (Tv valid video tokens) and
+t_c = {t_c,q} (L valid text tokens),
+
+    s(a, c) = 1/2 [ mean_p max_q <v_a,p, t_c,q> + mean_q max_p <v_a,p, t_c,q> ]
+
+(token-wise max, then mean, both directions). ``SelectiveInfoNCE`` uses it when
+given (b, T, d) token tensors and masks instead of (b, d) features: tokens and
+masks are padded to the longest length over ranks and all-gathered the same
+autograd-aware way, so the rank-averaged gradients are again the
+single-process ones. Cost per rank: two (b, B, Tv, L) float32 token-product
+tensors (+ the same again for the max/backward), i.e. about 4*b*B*Tv*L*4 bytes,
+compute O(b*B*Tv*L*d), and the gathered (B, T, d) token tensors.
 """
 
 from __future__ import annotations
@@ -83,6 +97,75 @@ def gather_index(index: torch.Tensor, world_size: int) -> torch.Tensor:
     parts = [torch.empty_like(index) for _ in range(world_size)]
     dist.all_gather(parts, index.contiguous())
     return torch.cat(parts)
+
+
+def gather_padded(x: torch.Tensor, mask: torch.Tensor, rank: int, world_size: int):
+    """Tokens (b, T_r, d) with masks (b, T_r) whose T_r differ over ranks -> gathered
+    ((W*b, T, d) autograd-aware, (W*b, T) bool) with T = max_r T_r (zero tokens, False mask)."""
+    if world_size == 1:
+        return x, mask
+    t = torch.tensor([x.shape[1]], device=x.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    pad = int(t.item()) - x.shape[1]
+    if pad:
+        x = F.pad(x, (0, 0, 0, pad))
+        mask = F.pad(mask, (0, pad), value=False)
+    return gather_features(x, rank, world_size), gather_index(mask.to(torch.uint8), world_size).bool()
+
+
+def _safe_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A row without any valid token counts all its tokens (never a -inf max / NaN mean)."""
+    mask = mask.bool()
+    empty = ~mask.any(dim=1)
+    if empty.any():
+        mask = mask.clone()
+        mask[empty] = True
+    return mask
+
+
+def fine_grained_similarity(v: torch.Tensor, v_mask: torch.Tensor, t: torch.Tensor, t_mask: torch.Tensor, *,
+                            pairwise: bool = True, chunk_mb: float = 64.0) -> torch.Tensor:
+    """CiCo-style token similarity (see module doc); tokens are used as given (normalise first).
+
+    v (Nv, Tv, d), v_mask (Nv, Tv); t (Nt, L, d), t_mask (Nt, L).
+    pairwise=True: (Nv, Nt), every video against every text (columns in chunks so a
+    (Nv, c, Tv, L) block stays under ``chunk_mb``); pairwise=False: (N,), video a against
+    text a (Nv == Nt). Differentiable (autograd through max and mean).
+    """
+    v_mask, t_mask = _safe_mask(v_mask), _safe_mask(t_mask)
+    vw = v_mask.to(v.dtype)
+    tw = t_mask.to(t.dtype)
+    neg = torch.finfo(v.dtype).min
+    if not pairwise:
+        prod = torch.einsum("npd,nqd->npq", v, t)  # (N, Tv, L)
+        v2t = prod.masked_fill(~t_mask[:, None, :], neg).amax(2)  # (N, Tv)
+        t2v = prod.masked_fill(~v_mask[:, :, None], neg).amax(1)  # (N, L)
+        return 0.5 * ((v2t * vw).sum(1) / vw.sum(1) + (t2v * tw).sum(1) / tw.sum(1))
+    nv, tv = v.shape[:2]
+    nt, lt = t.shape[:2]
+    c = int(max(1, min(nt, chunk_mb * 2**20 // max(1, 4 * 3 * nv * tv * lt))))
+    outs = []
+    for c0 in range(0, nt, c):
+        tc, tmc, twc = t[c0 : c0 + c], t_mask[c0 : c0 + c], tw[c0 : c0 + c]
+        prod = torch.einsum("apd,cqd->acpq", v, tc)  # (Nv, c, Tv, L)
+        v2t = prod.masked_fill(~tmc[None, :, None, :], neg).amax(3)  # (Nv, c, Tv)
+        v2t = (v2t * vw[:, None, :]).sum(2) / vw.sum(1)[:, None]
+        t2v = prod.masked_fill(~v_mask[:, None, :, None], neg).amax(2)  # (Nv, c, L)
+        t2v = (t2v * twc[None, :, :]).sum(2) / twc.sum(1)[None, :]
+        outs.append(0.5 * (v2t + t2v))
+    return torch.cat(outs, dim=1)
+
+
+def brute_force_fine_similarity(v, v_mask, t, t_mask) -> torch.Tensor:
+    """Loop reference of ``fine_grained_similarity`` (tests only)."""
+    out = torch.empty(v.shape[0], t.shape[0], dtype=torch.float64)
+    for a in range(v.shape[0]):
+        va = v[a][v_mask[a].bool()].double()
+        for c in range(t.shape[0]):
+            tc = t[c][t_mask[c].bool()].double()
+            sims = va @ tc.t()
+            out[a, c] = 0.5 * (sims.max(1).values.mean() + sims.max(0).values.mean())
+    return out
 
 
 # ------------------------------------------------------------ false negatives
@@ -218,7 +301,10 @@ class SelectiveInfoNCE(nn.Module):
 
     forward(video (b,d), text (b,d), logit_scale, *, index=None (b,) int
     dataset indices of the local rows, fn_mask=None (b, W*b) bool,
-    false_negatives=None) -> scalar loss (this rank's L_r).
+    false_negatives=None) -> scalar loss (this rank's L_r). Fine-grained: video
+    (b,Tv,d), text (b,L,d) token tensors with video_mask (b,Tv), text_mask (b,L)
+    (True = a real token); the pooled dot product is then replaced by
+    ``fine_grained_similarity`` (memory: see module doc).
 
     ``logit_scale`` is the multiplier s = 1/temperature (already exponentiated,
     a tensor so it can be learned), as in open_clip; the temperature has one
@@ -252,8 +338,17 @@ class SelectiveInfoNCE(nn.Module):
         index: Optional[torch.Tensor] = None,
         fn_mask: Optional[torch.Tensor] = None,
         false_negatives: Optional[FalseNegatives] = None,
+        video_mask: Optional[torch.Tensor] = None,
+        text_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        if video.shape != text.shape or video.dim() != 2:
+        fine = video.dim() == 3
+        if fine:
+            if text.dim() != 3 or video.shape[0] != text.shape[0] or video.shape[2] != text.shape[2]:
+                raise ConfigError(f"SelectiveInfoNCE: video tokens {tuple(video.shape)} and text tokens "
+                                  f"{tuple(text.shape)} must be (b, Tv, d) and (b, L, d)")
+            if video_mask is None or text_mask is None:
+                raise ConfigError("SelectiveInfoNCE: fine-grained similarity needs video_mask and text_mask")
+        elif video.shape != text.shape or video.dim() != 2:
             raise ConfigError(f"SelectiveInfoNCE: video {tuple(video.shape)} and text {tuple(text.shape)} must both be (b, d)")
         b = video.shape[0]
         if video.dtype in (torch.float16, torch.bfloat16):  # logits in float32 under mixed precision
@@ -261,11 +356,18 @@ class SelectiveInfoNCE(nn.Module):
         if self.normalize:
             video = F.normalize(video, dim=-1)
             text = F.normalize(text, dim=-1)
-        all_video = gather_features(video, self.rank, self.world_size)  # (B, d)
-        all_text = gather_features(text, self.rank, self.world_size)  # (B, d)
         scale = torch.as_tensor(logit_scale, device=video.device).to(video.dtype)
-        logits_v2t = scale * video @ all_text.t()  # (b, B)
-        logits_t2v = scale * text @ all_video.t()  # (b, B)
+        if fine:
+            video_mask, text_mask = video_mask.to(video.device).bool(), text_mask.to(video.device).bool()
+            all_video, all_vmask = gather_padded(video, video_mask, self.rank, self.world_size)
+            all_text, all_tmask = gather_padded(text, text_mask, self.rank, self.world_size)
+            logits_v2t = scale * fine_grained_similarity(video, video_mask, all_text, all_tmask)  # (b, B)
+            logits_t2v = scale * fine_grained_similarity(all_video, all_vmask, text, text_mask).t()  # (b, B)
+        else:
+            all_video = gather_features(video, self.rank, self.world_size)  # (B, d)
+            all_text = gather_features(text, self.rank, self.world_size)  # (B, d)
+            logits_v2t = scale * video @ all_text.t()  # (b, B)
+            logits_t2v = scale * text @ all_video.t()  # (b, B)
         labels = torch.arange(b, device=video.device) + self.rank * b
 
         fn = false_negatives if false_negatives is not None else self.false_negatives

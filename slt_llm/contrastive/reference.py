@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from slt_llm import distributed as dist_utils
+from slt_llm import faults
 from slt_llm.errors import ConfigError, InputError
 
 
@@ -66,6 +67,7 @@ def trajectories_from_references(ref_dirs: list[Path], ds, text_idx: torch.Tenso
         m = VLPModel.from_pretrained(d, device=device)
         videos.append(embed_dataset_sharded(m, ds, batch_size, num_workers, device, rank, world_size))
         texts.append(m.embed_texts(text_llm.to(device))[text_idx])
+        faults.point("trajectory")  # one reference checkpoint embedded (tests kill a run here)
     return compute_trajectories(videos, texts, top_m=sel_cfg.top_m, block_size=sel_cfg.block_size)
 
 

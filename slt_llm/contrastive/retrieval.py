@@ -87,7 +87,7 @@ def retrieval_metrics(video_emb: torch.Tensor, text_emb: torch.Tensor, video_tex
 def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=None, batch_size: int = 16,
                        device: str | torch.device = "cpu", num_workers: int = 0, pose_dir: Optional[str] = None,
                        cache_dir: Optional[str] = None, text_cache_dir: Optional[str] = None,
-                       limit: Optional[int] = None) -> dict:
+                       limit: Optional[int] = None, allow_outside_root: bool = False) -> dict:
     """Embed a split with a stage-1 ``model`` and score retrieval (see :func:`retrieval_metrics`).
 
     ``samples_or_manifest``: a manifest path or a list of ``Sample``. Texts are
@@ -104,7 +104,7 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
 
     from slt_llm.data.manifest import read_manifest
 
-    samples = (read_manifest(samples_or_manifest) if isinstance(samples_or_manifest, (str, os.PathLike))
+    samples = (read_manifest(samples_or_manifest, allow_outside_root=allow_outside_root) if isinstance(samples_or_manifest, (str, os.PathLike))
                else list(samples_or_manifest))
     if limit is not None:
         samples = samples[:limit]
@@ -143,13 +143,16 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--text-cache", default=None, help="text-embedding cache folder (default: none)")
     p.add_argument("--pose-dir", default=None)
     p.add_argument("--clip-cache", default=None, help="decoded-clip cache folder")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="manifest paths may lie outside the manifest's folder (absolute, '..', symlinks)")
     a = p.parse_args(argv)
     model = VLPModel.from_pretrained(a.model, device=a.device)
     if a.llm:
         model.llm_path = str(Path(a.llm).resolve())
     clip_cfg = model.clip_cfg or ClipConfig()
     res = evaluate_retrieval(model, a.manifest, clip_cfg, batch_size=a.batch_size, device=a.device,
-                             pose_dir=a.pose_dir, cache_dir=a.clip_cache, text_cache_dir=a.text_cache)
+                             pose_dir=a.pose_dir, cache_dir=a.clip_cache, text_cache_dir=a.text_cache,
+                             allow_outside_root=a.allow_outside_root)
     for d in ("v2t", "t2v"):
         print(f"{d}: " + "  ".join(f"R@{k[1:]}={v:.2f}" for k, v in res[d].items())
               + f"  ({res['num_videos']} videos, {res['num_sentences']} unique sentences)")

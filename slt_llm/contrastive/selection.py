@@ -1,46 +1,59 @@
 """SCL-SLT pair selection: pair scores and groups, false negatives, curriculum, greedy global batches.
 
 Inputs are the candidate trajectories of ``contrastive.trajectories`` (for each
-anchor video i its M candidate texts j = cand[i, m] and s^k(i, j), k = 0..K-1).
-The method as implemented is written up in docs/pair_selection.md.
+anchor video i its M candidate texts j = cand[i, m], s^k(i, j) for k = 0..K-1,
+the positive's s^k(i, i), and the moments mu_k, sd_k of ALL negative pairs at
+each checkpoint). The method as implemented is written up in docs/pair_selection.md.
 
-Scoring (``score_pairs``), per candidate pair:
-    first = s^0, level = s^{K-1}, delta = level - first,
-    score = level + delta_weight * delta      (difficulty; default = 2*s^{K-1} - s^0)
-  so a pair that is similar at the end and became more similar (low-to-high)
-  is hard, one the reference model learned to separate (high-to-low) is easy.
-Groups: "high" at checkpoint k means s^k >= thr_k, with thr_k = high_level
-  (absolute cosine, SelectionConfig.high_level) or, when ``high_quantile=q`` is
-  given, the q-quantile of all stored candidate similarities at checkpoint k
-  (per-dataset thresholds, robust to the scale drifting across checkpoints):
+Pair score (``score_pairs``), per candidate pair, drift removed by per-checkpoint
+standardisation z^k = (s^k - mu_k) / sd_k (why this choice: docs/pair_selection.md):
+    delta(i, j) = z^{K-1}(i, j) - z^0(i, j)
+  signed: delta < 0 = the reference model pushed the pair apart (high-to-low:
+  separable, the EASY end), delta > 0 = it became relatively more similar
+  (low-to-high: the HARD end). Averaged over all N(N-1) negative pairs delta is
+  exactly 0, so an UNKNOWN pair (not in any top-M list) gets the neutral value
+  delta_0 = the exact mean of the unknown pairs = -(sum of known deltas) /
+  (N(N-1) - #known)  (close to 0), never the minimum.
+Groups (analysis; and the high-to-high rule): "high" at checkpoint k means
+  z^k >= high_z (``SelectionConfig.high_z``; drift-free); or s^k >= high_level
+  (absolute cosine) when high_z is None; or, with ``high_quantile=q``, the
+  q-quantile of the stored candidates at checkpoint k:
     HIGH_TO_LOW = high first, low last    LOW_TO_HIGH = low first, high last
     HIGH_TO_HIGH = high at both            LOW_LOW = low at both
 
-False negatives (``text_false_negatives``, ``PairSelector``): samples whose target
-  sentences are identical after ``normalize_sentence`` (hashing, O(N)); unique
+False negatives (``PairSelector``), each rule its own switch: text (``text_fn``:
+  identical sentences after ``normalize_sentence``, O(N) hashing; unique
   sentence pairs with symmetric sacrebleu chrF >= text_sim_threshold, tested
   only on candidate pairs (and on all pairs when there are at most
   ``exhaustive_limit`` unique sentences) whose normalised lengths differ by at
-  most a factor ``length_ratio`` (never all N^2); and high-to-high pairs with
-  min(s^0, s^{K-1}) >= hh_threshold. They are masked in the loss, contribute no
-  score, and are never added to a batch that holds their partner unless
-  nothing else is left (then the loss mask removes them).
+  most a factor ``length_ratio``); trajectory relative to the positive
+  (``traj_fn_eps``: s^k(i, j) >= s^k(i, i) - eps at EVERY checkpoint, which an
+  identical sentence always satisfies since its text embedding is the
+  positive's); and high-to-high pairs with min(s^0, s^{K-1}) >= hh_threshold.
+  They are masked in the loss, contribute no score, and are never added to a
+  batch that holds their partner unless nothing else is left (then the loss
+  mask removes them).
 
-Curriculum ``alpha(e, E)`` for epoch e in [0, E): linear e/(E-1); log
-  log(1+e)/log(E) (default; rises fast, then flattens); easy 0; hard 1. E = 1
-  gives 0 (easy); epochs past E-1 give 1 for linear/log.
+Curriculum ``alpha(e, E)`` for epoch e in [0, E), x = e/(E-1): linear x; sqrt
+  sqrt(x); log log(1+e)/log(E) (default; reaches 0.5 at e = sqrt(E) - 1 and
+  0.75 at e = E^0.75 - 1, e.g. epoch index 7 of 16); easy 0; hard 1. E = 1
+  gives 0 (easy); epochs past E-1 give 1 for linear/sqrt/log.
 
-Greedy global batch (``PairSelector.build_batch``): start from a random unused
-  sample; every member u adds, for each known pair with u (u's candidates and
-  the anchors that have u as a candidate, both loss directions), gain[c] +=
-  score(u, c) - s_low, where s_low = the lowest known score is the default for
-  unknown pairs (so gain[c] = sum over members of (score - s_low), unknown pairs
-  adding 0). The candidate set is the unused samples reached by the members'
-  lists plus random unused samples (random_share of the set); candidates are
-  ordered by gain and the one at quantile alpha is added (alpha = 0: the
-  easiest, alpha = 1: the hardest). Each sample is used once per epoch.
-  Cost per batch O(B * (B*M)) (the candidate set grows by <= 2M per member),
-  O(N*B*M) per epoch, vectorised numpy; memory O(N*M).
+Greedy global batch (``PairSelector._build_batch``): a batch's score is the sum
+  of delta over its ordered off-diagonal pairs (video a, text b), a != b, both
+  loss directions (unknown pairs = delta_0). Start from a random unused sample
+  (the seed positive); every candidate c is scored by the increment it would
+  add, sum over members u of delta(u, c) + delta(c, u); the builder keeps
+  gain[c] = increment - 2*|members|*delta_0 (the same shift for every
+  candidate, so the order is the increment's), i.e. gain[c] += delta - delta_0
+  per known pair with a member: a random candidate with no known pair sits at
+  0 = the neutral middle, not at the bottom. The candidate set is the unused
+  samples reached by the members' lists plus random unused samples
+  (random_share of the set); candidates are sorted by gain and the one at
+  quantile alpha is added (alpha = 0: the most separable, alpha = 1: the
+  hardest). Each sample is used once per epoch. Cost per batch O(B * (B*M))
+  (the candidate set grows by <= 2M per member), O(N*B*M) per epoch,
+  vectorised numpy; memory O(N*M).
 """
 
 from __future__ import annotations
@@ -60,21 +73,26 @@ from slt_llm.errors import ConfigError
 
 HIGH_TO_LOW, LOW_TO_HIGH, HIGH_TO_HIGH, LOW_LOW = 0, 1, 2, 3
 GROUP_NAMES = ("high_to_low", "low_to_high", "high_to_high", "low_low")
-SCHEDULES = ("linear", "log", "easy", "hard")
+SCHEDULES = ("linear", "sqrt", "log", "easy", "hard")
 
 
 # ------------------------------------------------------------------ scoring
 @dataclass
 class PairScores:
-    """Per candidate pair (N, M) arrays: first=s^0, level=s^{K-1}, delta, score,
-    group (int8, see GROUP_NAMES); thresholds = (thr_first, thr_last)."""
+    """Per candidate pair (N, M) arrays: first=s^0, level=s^{K-1} (raw), z_first, z_last
+    (standardised), delta = z_last - z_first, score = delta (the difficulty: low = easy),
+    group (int8, see GROUP_NAMES); thresholds = the "high" thresholds (first, last) in
+    the unit of ``rule`` ("z", "absolute" or "quantile")."""
 
     first: np.ndarray
     level: np.ndarray
+    z_first: np.ndarray
+    z_last: np.ndarray
     delta: np.ndarray
     score: np.ndarray
     group: np.ndarray
     thresholds: tuple
+    rule: str = "z"
 
     def shares(self) -> dict:
         """Share of candidate pairs in each group, {name: fraction}."""
@@ -96,29 +114,41 @@ def assign_groups(first: np.ndarray, last: np.ndarray, thr_first: float, thr_las
 def score_pairs(
     traj: Trajectories,
     *,
+    high_z: Optional[float] = None,
     high_level: float = 0.5,
     high_quantile: Optional[float] = None,
-    delta_weight: float = 1.0,
 ) -> PairScores:
-    """Scores and groups of every candidate pair. O(N*M) time and memory."""
-    t = traj.traj.numpy() if torch.is_tensor(traj.traj) else np.asarray(traj.traj)
+    """Signed drift-free scores and groups of every candidate pair. O(N*M) time and memory.
+    Groups: ``high_quantile`` if given, else ``high_z`` (standardised) if given, else
+    ``high_level`` (absolute)."""
+    t = traj.traj.float().numpy() if torch.is_tensor(traj.traj) else np.asarray(traj.traj, np.float32)
     first = t[:, :, 0].astype(np.float32)
     level = t[:, :, -1].astype(np.float32)
-    delta = level - first
+    mu, sd = traj.neg_mean, traj.neg_std
+    z_first = ((first - mu[0]) / sd[0]).astype(np.float32)
+    z_last = ((level - mu[-1]) / sd[-1]).astype(np.float32)
+    delta = z_last - z_first
     if high_quantile is not None:
         if not 0.0 < high_quantile < 1.0:
             raise ConfigError(f"high_quantile must be in (0, 1), got {high_quantile}")
-        thr = (float(np.quantile(first, high_quantile)), float(np.quantile(level, high_quantile)))
+        thr, rule = (float(np.quantile(z_first, high_quantile)), float(np.quantile(z_last, high_quantile))), "quantile"
+        gf, gl = z_first, z_last
+    elif high_z is not None:
+        thr, rule, gf, gl = (float(high_z), float(high_z)), "z", z_first, z_last
     else:
-        thr = (float(high_level), float(high_level))
-    return PairScores(
-        first=first,
-        level=level,
-        delta=delta,
-        score=level + np.float32(delta_weight) * delta,
-        group=assign_groups(first, level, *thr),
-        thresholds=thr,
-    )
+        thr, rule, gf, gl = (float(high_level), float(high_level)), "absolute", first, level
+    return PairScores(first=first, level=level, z_first=z_first, z_last=z_last, delta=delta, score=delta,
+                      group=assign_groups(gf, gl, *thr), thresholds=thr, rule=rule)
+
+
+def neutral_delta(traj: Trajectories, scores: PairScores) -> float:
+    """delta_0: the exact mean delta of the negative pairs NOT in the candidate lists
+    (all N(N-1) pairs average to 0 by construction); 0 when every pair is known."""
+    n = traj.num_samples
+    unknown = n * (n - 1) - scores.delta.size
+    if unknown <= 0:
+        return 0.0
+    return float(-scores.delta.astype(np.float64).sum() / unknown)
 
 
 # ---------------------------------------------------------- false negatives
@@ -234,6 +264,18 @@ def high_to_high_pairs(traj: Trajectories, scores: PairScores, hh_threshold: flo
     return np.stack([rows.astype(np.int64), cand[rows, cols].astype(np.int64)], axis=1)
 
 
+def positive_relative_pairs(traj: Trajectories, eps: float) -> np.ndarray:
+    """Sample pairs (P, 2) (i, cand) with s^k(i, j) >= s^k(i, i) - eps at every checkpoint k:
+    the negative is as similar to the video as its own sentence throughout the reference run
+    (an identical sentence always is: its text embedding equals the positive's)."""
+    t = traj.traj.float().numpy()
+    pos = traj.positive.float().numpy()
+    sel = (t >= pos[:, None, :] - np.float32(eps)).all(axis=2)
+    rows, cols = np.nonzero(sel)
+    cand = traj.cand.numpy() if torch.is_tensor(traj.cand) else np.asarray(traj.cand)
+    return np.stack([rows.astype(np.int64), cand[rows, cols].astype(np.int64)], axis=1)
+
+
 # -------------------------------------------------------------- curriculum
 def alpha_schedule(schedule: str, epoch: int, epochs: int) -> float:
     """Quantile alpha(e) in [0, 1] for epoch e of E (see module doc)."""
@@ -248,6 +290,8 @@ def alpha_schedule(schedule: str, epoch: int, epochs: int) -> float:
     e = min(max(int(epoch), 0), epochs - 1)
     if schedule == "linear":
         return e / (epochs - 1)
+    if schedule == "sqrt":
+        return math.sqrt(e / (epochs - 1))
     return math.log1p(e) / math.log(epochs)
 
 
@@ -256,16 +300,19 @@ class PairSelector:
     """Everything the greedy builder needs, built once from trajectories + texts.
 
     PairSelector(traj, texts, cfg: SelectionConfig, *, text_fn=None,
-    exhaustive_limit=400): scores and groups (cfg.high_level), false negatives
-    (text ones: ``text_fn`` if given, else computed; near-duplicates also tested
-    on the candidate pairs; plus high-to-high pairs >= cfg.hh_threshold), and
-    an adjacency (CSR, 2*N*M edges: both directions of every candidate pair,
-    false-negative pairs removed) with weights score - s_low.
-    texts may be None (no text false negatives).
+    exhaustive_limit=400, extra_fn=None): scores and groups (``score_pairs``
+    with cfg.high_z / cfg.high_level), the neutral value delta_0 of unknown
+    pairs, false negatives (each rule its own switch: text ones when
+    cfg.text_fn and texts are given - ``text_fn`` if passed, else computed,
+    near-duplicates also tested on the candidate pairs; the trajectory rule
+    relative to the positive when cfg.traj_fn_eps is not None; high-to-high
+    pairs >= cfg.hh_threshold; ``extra_fn``, e.g. an oracle, is added as is),
+    and an adjacency (CSR, 2*N*M edges: both directions of every candidate
+    pair, false-negative pairs removed) with weights delta - delta_0.
     """
 
     def __init__(self, traj: Trajectories, texts: Optional[Sequence[str]], cfg, *, text_fn: Optional[FalseNegatives] = None,
-                 exhaustive_limit: int = 400):
+                 exhaustive_limit: int = 400, extra_fn: Optional[FalseNegatives] = None):
         n, m = traj.num_samples, traj.top_m
         if traj.num_checkpoints < 2:
             raise ConfigError(f"pair selection needs K >= 2 reference checkpoints, got {traj.num_checkpoints}")
@@ -277,12 +324,18 @@ class PairSelector:
         self.cfg = cfg
         self.num_samples = n
         self.traj = traj
-        self.scores = score_pairs(traj, high_level=cfg.high_level, high_quantile=cfg.high_quantile)
+        self.scores = score_pairs(traj, high_z=getattr(cfg, "high_z", 1.0), high_level=cfg.high_level,
+                                  high_quantile=getattr(cfg, "high_quantile", None))
+        self.neutral = neutral_delta(traj, self.scores)
         cand = traj.cand.numpy().astype(np.int64)  # (N, M)
         anchors = np.repeat(np.arange(n, dtype=np.int64), m)
         flat_cand = cand.reshape(-1)
-        hh = high_to_high_pairs(traj, self.scores, cfg.hh_threshold)
-        if texts is not None:
+        pairs = [high_to_high_pairs(traj, self.scores, cfg.hh_threshold)]
+        eps = getattr(cfg, "traj_fn_eps", None)
+        if eps is not None:
+            pairs.append(positive_relative_pairs(traj, float(eps)))
+        base = None
+        if texts is not None and getattr(cfg, "text_fn", True):
             cand_pairs = np.stack([anchors, flat_cand], axis=1)
             base = text_fn
             if base is None:
@@ -297,18 +350,18 @@ class PairSelector:
                     threshold=cfg.text_sim_threshold,
                 )
                 base = FalseNegatives(cid, np.concatenate([base.cluster_pairs, extra]), base.sample_pairs)
-            self.false_negatives = FalseNegatives(
-                base.cluster_ids, base.cluster_pairs, np.concatenate([base.sample_pairs, hh])
-            )
-        else:
-            self.false_negatives = FalseNegatives(np.arange(n), None, hh)
-        # adjacency without false-negative pairs, weights = score - s_low >= 0
+        if base is None:
+            base = FalseNegatives(np.arange(n))
+        if extra_fn is not None:
+            base = combine_false_negatives(base, extra_fn)
+        self.false_negatives = FalseNegatives(base.cluster_ids, base.cluster_pairs,
+                                              np.concatenate([base.sample_pairs, *pairs]))
+        # adjacency without false-negative pairs, weights = delta - delta_0 (0 = an unknown pair)
         score = self.scores.score.reshape(-1).astype(np.float64)
         keep = ~self.false_negatives.pair_mask(anchors, flat_cand)
-        self.s_low = float(score[keep].min()) if keep.any() else 0.0
         src = np.concatenate([anchors[keep], flat_cand[keep]])
         dst = np.concatenate([flat_cand[keep], anchors[keep]])
-        w = np.concatenate([score[keep], score[keep]]) - self.s_low
+        w = np.concatenate([score[keep], score[keep]]) - self.neutral
         order = np.argsort(src, kind="stable")
         self.adj_ptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]).astype(np.int64)
         self.adj_dst = dst[order].astype(np.int64)
@@ -341,7 +394,12 @@ class PairSelector:
             batches.append(np.concatenate([left, filler]))
         return np.stack(batches) if batches else np.zeros((0, bsz), np.int64)
 
-    def _build_batch(self, alpha: float, bsz: int, st: "_EpochState") -> np.ndarray:
+    def build_batch(self, first: int, alpha: float, global_batch_size: int, seed: int = 0) -> np.ndarray:
+        """One greedy batch (B,) seeded with sample ``first`` at quantile ``alpha`` (all samples unused)."""
+        st = _EpochState(self.num_samples, np.random.default_rng([int(seed), 13]))
+        return self._build_batch(float(alpha), int(global_batch_size), st, first=int(first))
+
+    def _build_batch(self, alpha: float, bsz: int, st: "_EpochState", first: Optional[int] = None) -> np.ndarray:
         rng = st.rng
         share = self.cfg.random_share
         members = np.empty(bsz, dtype=np.int64)
@@ -349,7 +407,7 @@ class PairSelector:
         size = 0
         touched = []
         blocked_ids = []
-        members[0] = st.take(st.unused[int(rng.integers(st.n_unused))])
+        members[0] = st.take(st.unused[int(rng.integers(st.n_unused))] if first is None else first)
         for step in range(1, bsz):
             u = members[step - 1]
             lo, hi = self.adj_ptr[u], self.adj_ptr[u + 1]
@@ -405,20 +463,45 @@ class PairSelector:
             st.blocked[np.concatenate(blocked_ids)] = False
         return members
 
-    def batch_scores(self, batch: np.ndarray) -> float:
-        """Mean score over the ordered member pairs of a batch (unknown pairs = s_low).
+    def batch_score(self, batch: np.ndarray) -> float:
+        """The batch's score: sum of delta over its ordered off-diagonal pairs (video a, text b),
+        a != b (unknown pairs = delta_0, false-negative pairs = 0: masked in the loss).
         O(B * M) via the adjacency; used by tests and the benchmark."""
         members = np.asarray(batch, dtype=np.int64)
         inb = np.zeros(self.num_samples, dtype=bool)
         inb[members] = True
         total = 0.0
+        fn_pairs = 0
         for u in members:
             lo, hi = self.adj_ptr[u], self.adj_ptr[u + 1]
             sel = inb[self.adj_dst[lo:hi]]
-            total += float(self.adj_w[lo:hi][sel].sum())
+            total += float(self.adj_w[lo:hi][sel].astype(np.float64).sum())
+        if self._has_fn:
+            fn_pairs = int(self.false_negatives.mask(members, members).sum())
         b = len(members)
-        # each unordered known pair appears in both members' lists (both directions): / 2
-        return self.s_low + total / 2.0 / max(1, b * (b - 1) / 2)
+        # every known ordered pair appears in both members' lists (the edge and its mirror): / 2
+        return total / 2.0 + self.neutral * (b * (b - 1) - fn_pairs)
+
+
+def combine_false_negatives(a: FalseNegatives, b: FalseNegatives) -> FalseNegatives:
+    """The union of two false-negative relations over the same samples (b's clusters
+    become explicit sample pairs)."""
+    if a.num_samples != b.num_samples:
+        raise ConfigError(f"false negatives over {a.num_samples} and {b.num_samples} samples")
+    ids = b.cluster_ids
+    order = np.argsort(ids, kind="stable")
+    pairs = [b.sample_pairs]
+    srt = ids[order]
+    starts = np.flatnonzero(np.r_[True, srt[1:] != srt[:-1]])
+    for s0, s1 in zip(starts, np.r_[starts[1:], len(srt)]):
+        members = order[s0:s1]
+        if len(members) > 1:
+            iu = np.triu_indices(len(members), k=1)
+            pairs.append(np.stack([members[iu[0]], members[iu[1]]], axis=1))
+    for c0, c1 in b.cluster_pairs.tolist():
+        m0, m1 = np.flatnonzero(ids == c0), np.flatnonzero(ids == c1)
+        pairs.append(np.stack(np.meshgrid(m0, m1, indexing="ij"), axis=-1).reshape(-1, 2))
+    return FalseNegatives(a.cluster_ids, a.cluster_pairs, np.concatenate([a.sample_pairs, *pairs]))
 
 
 class _EpochState:

@@ -11,7 +11,17 @@ clip with ``slt_llm.data.clip.load_clip`` and returns::
     times     float32 (T,)
     fps float, id str, text str, index int
 
-or, for a bad sample under ``on_error="skip"``, ``{"error": message, "id": ...,
+With ``hand_teacher=True`` items add the per-frame teacher features of
+``slt_llm.data.hand_teacher`` (the ``<video stem>.hands.npz`` sidecar, aligned
+to the clip's frame times)::
+
+    hand_teacher       float32 (T, 2, D)   [left, right]
+    hand_teacher_mask  bool    (T, 2)      true where the teacher saw that hand
+
+(a missing or bad sidecar makes the sample bad, skipped and counted like an
+unreadable video); ``collate_clips`` pads them (mask false on padded frames).
+
+Or, for a bad sample under ``on_error="skip"``, ``{"error": message, "id": ...,
 "index": ...}`` (the message names the file and the problem). Under
 ``"raise"`` the ``InputError`` propagates. OSError/ValueError/RuntimeError/
 EOFError raised while loading are reported as an ``InputError`` naming the
@@ -51,6 +61,7 @@ from slt_llm.data.manifest import Sample, read_manifest
 from slt_llm.errors import InputError
 
 CLIP_ARRAYS = ("full", "left", "right", "keypoints", "boxes", "times")
+TEACHER_ARRAYS = ("hand_teacher", "hand_teacher_mask")  # with hand_teacher=True (not cached: read per item)
 CACHE_VERSION = 2  # 2: full-frame thumbnails scaled from the working picture (slt_llm/data/video.py)
 
 
@@ -77,6 +88,8 @@ class SLTDataset(torch.utils.data.Dataset):
         cache_dir: decoded clips are cached there as ``.npz`` (see module doc).
         require_text: manifests must have a non-empty sentence per row
             (False for translation input).
+        hand_teacher: also load each sample's hand-teacher sidecar (see module doc),
+            looked up in ``hands_dir`` and beside the video.
 
     Bad manifest rows: under "skip" they are left out and listed in
     ``manifest_errors``; under "raise" reading the manifest raises.
@@ -91,6 +104,9 @@ class SLTDataset(torch.utils.data.Dataset):
         pose_dir=None,
         cache_dir=None,
         require_text: bool = True,
+        allow_outside_root: bool = False,
+        hand_teacher: bool = False,
+        hands_dir=None,
     ):
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
@@ -98,7 +114,8 @@ class SLTDataset(torch.utils.data.Dataset):
         self.source: Optional[str] = None
         if isinstance(samples_or_manifest, (str, os.PathLike)):
             self.source = str(samples_or_manifest)
-            m = read_manifest(samples_or_manifest, require_text=require_text, on_error=on_error)
+            m = read_manifest(samples_or_manifest, require_text=require_text, on_error=on_error,
+                              allow_outside_root=allow_outside_root)
             self.samples = list(m)
             self.manifest_errors = list(m.errors)
         else:
@@ -109,6 +126,8 @@ class SLTDataset(torch.utils.data.Dataset):
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.hand_teacher = bool(hand_teacher)
+        self.hands_dir = None if hands_dir is None else str(hands_dir)
         self.errors: dict[int, str] = {}  # index -> message, in this process
         self.cache_hits = 0
         self.cache_misses = 0
@@ -203,6 +222,8 @@ class SLTDataset(torch.utils.data.Dataset):
         try:
             try:
                 arrays = self.load_arrays(i)
+                if self.hand_teacher:
+                    arrays.update(self.load_teacher(i, arrays["times"]))
             except (OSError, ValueError, RuntimeError, EOFError) as e:
                 # a decoder/file-system failure the loaders did not word: still this sample's fault
                 reason = (str(e).splitlines() or [""])[0]
@@ -212,9 +233,23 @@ class SLTDataset(torch.utils.data.Dataset):
                 raise
             self.errors[i] = str(err)
             return {"error": str(err), "id": s.id, "index": i}
-        item = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in CLIP_ARRAYS}
+        item = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in CLIP_ARRAYS + self._extra_keys()}
         item.update(fps=arrays["fps"], id=s.id, text=s.text, index=i)
         return item
+
+    def _extra_keys(self) -> tuple:
+        return TEACHER_ARRAYS if self.hand_teacher else ()
+
+    def load_teacher(self, i: int, times: np.ndarray) -> dict:
+        """Sample i's hand-teacher features at the clip's frame ``times`` (seconds from the
+        sample's start): ``{"hand_teacher" (T,2,D) float32, "hand_teacher_mask" (T,2) bool}``.
+        Raises InputError naming the sidecar (missing, bad, or not alignable)."""
+        from slt_llm.data.hand_teacher import align_teacher, find_sidecar, read_sidecar
+
+        s = self.samples[i]
+        t = read_sidecar(find_sidecar(s.video, self.hands_dir))
+        feats, mask = align_teacher(t, np.asarray(times, np.float64) + float(s.start or 0.0))
+        return {"hand_teacher": feats, "hand_teacher_mask": mask}
 
 
 # ---------------------------------------------------------------------- lengths
@@ -255,7 +290,8 @@ def collate_clips(items: list) -> dict:
     are zero-padded at the end to the longest T. Returns full/left/right uint8
     (B,T,3,S,S), keypoints (B,T,53,3), boxes (B,T,2,4), times (B,T),
     frame_mask bool (B,T), lengths long (B,), index long (B,), fps float64
-    (B,), ids, texts, skipped. If every item was bad, B = 0 (T = 0): training
+    (B,), ids, texts, skipped; plus hand_teacher (B,T,2,D) and hand_teacher_mask
+    (B,T,2) when every item has them. If every item was bad, B = 0 (T = 0): training
     code should skip the batch (``len(batch["ids"]) == 0``).
     """
     good = [it for it in items if "error" not in it]
@@ -278,7 +314,8 @@ def collate_clips(items: list) -> dict:
     lengths = torch.tensor([int(it["full"].shape[0]) for it in good], dtype=torch.long)
     T = int(lengths.max())
     batch = {}
-    for k in CLIP_ARRAYS:
+    extra = tuple(k for k in TEACHER_ARRAYS if all(k in it for it in good))
+    for k in CLIP_ARRAYS + extra:
         first = good[0][k]
         out = torch.zeros((B, T) + tuple(first.shape[1:]), dtype=first.dtype)
         for b, it in enumerate(good):
@@ -351,8 +388,9 @@ def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
     Cost: one load per sample (divided over the ranks and their workers)."""
     from slt_llm import distributed as dist_utils
 
-    dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir)
-    samples = read_manifest(data_cfg.train_manifest)
+    dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir,
+               hand_teacher=data_cfg.hand_teacher, hands_dir=data_cfg.hands_dir)  # bad sidecars: bad samples
+    samples = read_manifest(data_cfg.train_manifest, allow_outside_root=data_cfg.allow_outside_root)
     ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
     mine = scan_unreadable(ds, range(rank, len(ds), world_size), scan_workers(world_size))
     bad = sorted(i for part in dist_utils.all_gather_object(mine) for i in part)

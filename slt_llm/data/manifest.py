@@ -11,15 +11,23 @@ told otherwise (``require_text=False``, e.g. for translation input);
 video) are optional. Any other keys are kept in ``Sample.extra`` and written
 back unchanged (the synthetic corpus stores its gloss sequence there).
 
-Paths (``video``, ``pose``) are relative to the manifest's folder unless
-absolute. A relative path may not leave that folder through ``..`` (an
-absolute path is allowed: the user chose it). ``read_manifest`` returns
-``Sample`` objects with absolute, normalised paths; ``write_manifest`` writes
-paths relative to the manifest's folder when they lie inside it.
+Paths (``video``, ``pose``) are relative to the manifest's folder (its
+*root*) unless absolute. A path may not leave the root: not through ``..``,
+not as an absolute path elsewhere, not through a symlink inside the root that
+points outside it (the path's real location, ``os.path.realpath``, must lie
+under the root's real location). Such a row is refused with one line naming
+the manifest and the line, unless the reader is told
+``allow_outside_root=True`` (``data.allow_outside_root=true`` in a run
+config, ``--allow-outside-root`` on ``slt-llm translate``), e.g. for the
+manifests ``slt-llm prepare`` writes next to a dataset kept elsewhere.
+``read_manifest`` returns ``Sample`` objects with absolute, normalised paths
+(not symlink-resolved); ``write_manifest`` writes paths relative to the
+manifest's folder when they lie inside it.
 
-Cost: reading is O(rows) JSON parsing plus path normalisation (no file-system
-access besides reading the manifest itself); existence of the video/pose files
-is checked later, per sample, by the dataset.
+Cost: reading is O(rows) JSON parsing plus path normalisation and one
+``realpath`` per path (a few ``lstat`` calls, no file is opened besides the
+manifest itself); existence of the video/pose files is checked later, per
+sample, by the dataset.
 """
 
 from __future__ import annotations
@@ -70,16 +78,36 @@ class Manifest(list):
         self.path = path
 
 
-def _resolve(base: Path, value, key: str, where: str) -> str:
+_ALLOW_HINT = "(pass --allow-outside-root / data.allow_outside_root=true if you trust this manifest)"
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _resolve(base: Path, value, key: str, where: str, allow_outside_root: bool = False) -> str:
+    """``value`` -> absolute normalised path; ``base`` is the manifest's
+    folder, already symlink-resolved. Outside ``base`` -> ``InputError``
+    unless ``allow_outside_root``."""
     if not isinstance(value, str) or not value.strip():
         raise InputError(where, f"{key!r} must be a non-empty string path")
     p = Path(value)
     if p.is_absolute():
-        return os.path.normpath(str(p))
-    norm = os.path.normpath(value)
-    if norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
-        raise InputError(where, f"{key} path {value!r} leaves the manifest's folder through '..'")
-    return os.path.normpath(str(base / norm))
+        out = os.path.normpath(str(p))
+    else:
+        norm = os.path.normpath(value)
+        if norm == ".." or norm.startswith(".." + os.sep) or norm.startswith("../"):
+            if not allow_outside_root:
+                raise InputError(where, f"{key} path {value!r} leaves the manifest's folder through '..' {_ALLOW_HINT}")
+        out = os.path.normpath(str(base / norm))
+    if not allow_outside_root:
+        root = str(base)
+        if not _inside(os.path.realpath(out), root):
+            if p.is_absolute() and not _inside(out, root):
+                raise InputError(where, f"{key} path {value!r} is an absolute path outside the manifest's folder {root} {_ALLOW_HINT}")
+            raise InputError(where, f"{key} path {value!r} leads outside the manifest's folder {root} through a symlink "
+                             f"(to {os.path.realpath(out)}) {_ALLOW_HINT}")
+    return out
 
 
 def _seconds(value, key: str, where: str) -> Optional[float]:
@@ -96,8 +124,9 @@ def _seconds(value, key: str, where: str) -> Optional[float]:
     return value
 
 
-def parse_row(row, base: Path, where: str, *, require_text: bool = True) -> Sample:
-    """One decoded JSON row -> ``Sample`` (raises ``InputError(where, ...)``)."""
+def parse_row(row, base: Path, where: str, *, require_text: bool = True, allow_outside_root: bool = False) -> Sample:
+    """One decoded JSON row -> ``Sample`` (raises ``InputError(where, ...)``);
+    ``base``: the manifest's folder (symlink-resolved), see ``_resolve``."""
     if not isinstance(row, dict):
         raise InputError(where, f"expected a JSON object, got {type(row).__name__}")
     for key in ("id", "video"):
@@ -107,8 +136,8 @@ def parse_row(row, base: Path, where: str, *, require_text: bool = True) -> Samp
     if isinstance(sid, bool) or not isinstance(sid, (str, int)):
         raise InputError(where, f"'id' must be a string, got {sid!r}")
     sid = str(sid)
-    video = _resolve(base, row["video"], "video", where)
-    pose = _resolve(base, row["pose"], "pose", where) if row.get("pose") is not None else None
+    video = _resolve(base, row["video"], "video", where, allow_outside_root)
+    pose = _resolve(base, row["pose"], "pose", where, allow_outside_root) if row.get("pose") is not None else None
     text = row.get("text")
     if text is None:
         text = ""
@@ -128,15 +157,18 @@ def parse_row(row, base: Path, where: str, *, require_text: bool = True) -> Samp
     )
 
 
-def read_manifest(path, *, require_text: bool = True, on_error: str = "raise") -> Manifest:
+def read_manifest(path, *, require_text: bool = True, on_error: str = "raise",
+                  allow_outside_root: bool = False) -> Manifest:
     """Read a JSONL manifest into a ``Manifest`` (a ``list[Sample]``).
 
     on_error: ``"raise"`` stops at the first bad row with an ``InputError``
     whose message is ``"<manifest>:<line>: <problem>"``; ``"skip"`` leaves bad
     rows out and records those errors in the result's ``.errors``. Blank lines
     are ignored. Bad rows: invalid JSON, missing id/video, a duplicate id (the
-    later row is the bad one), a relative path leaving the manifest's folder
-    through ``..``, an empty sentence (when ``require_text``), start >= end.
+    later row is the bad one), a path leaving the manifest's folder (``..``,
+    absolute elsewhere, or a symlink pointing out; all allowed with
+    ``allow_outside_root``), an empty sentence (when ``require_text``),
+    start >= end.
     A missing or unreadable manifest file always raises.
     """
     if on_error not in ("raise", "skip"):
@@ -160,7 +192,7 @@ def read_manifest(path, *, require_text: bool = True, on_error: str = "raise") -
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise InputError(where, f"invalid JSON ({e.msg} at column {e.colno})") from None
-            sample = parse_row(row, base, where, require_text=require_text)
+            sample = parse_row(row, base, where, require_text=require_text, allow_outside_root=allow_outside_root)
             if sample.id in seen:
                 raise InputError(where, f"duplicate id {sample.id!r} (first on line {seen[sample.id]})")
             seen[sample.id] = lineno

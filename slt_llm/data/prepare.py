@@ -38,7 +38,11 @@ absent, e.g. to prepare manifests before copying the videos). With
 frame folders are all called ``1`` and the by-stem lookup at load time cannot
 find them), ``<SENTENCE_NAME>.pose`` for a pre-cut How2Sign clip and
 ``<VIDEO_NAME>.pose`` for a raw How2Sign video.
-A summary is printed and written to ``OUT/prepare_report.json``.
+A summary is printed and written to ``OUT/prepare_report.json``. The rows
+point at the dataset where it lies, usually outside ``OUT``: manifest readers
+refuse such paths unless told (``data.allow_outside_root=true``,
+``--allow-outside-root``; see ``slt_llm.data.manifest``); the report counts
+them (``rows_outside_out``) and the command prints a note.
 Cost: one directory listing per frame folder (to check it is not empty).
 """
 
@@ -353,10 +357,16 @@ def prepare(dataset: str, root, out, *, video_dir=None, pose_dir=None, clip_dir=
     result = DATASETS[dataset](root, vd, pd_, keep_missing, **kw)
     out = Path(out)
     report: dict = {"dataset": dataset, "root": str(root), "out": str(out.resolve())}
+    base = os.path.realpath(out)
+    outside = 0
     for split in SPLITS:
         samples, counter = result[split]
         write_manifest(out / f"{split}.jsonl", samples)
         report[split] = counter.as_dict()
+        outside += sum(1 for s_ in samples if any(
+            p_ is not None and not (os.path.realpath(p_) + os.sep).startswith(base + os.sep) for p_ in (s_.video, s_.pose)))
+    # rows pointing outside OUT are refused by manifest readers unless the user allows it
+    report["rows_outside_out"] = outside
     tmp = out / ".prepare_report.json.tmp"
     tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     os.replace(tmp, out / "prepare_report.json")
@@ -381,4 +391,8 @@ def cli(argv: list) -> int:
         r = rep[split]
         print(f"{split}: wrote {r['written']} rows to {Path(a.out) / (split + '.jsonl')}; skipped "
               f"{r['skipped_missing_video']} (missing video), {r['skipped_empty_text']} (empty sentence)")
+    if rep["rows_outside_out"]:
+        print(f"note: {rep['rows_outside_out']} rows point outside {a.out} (the dataset stays where it is); "
+              "readers refuse that unless told: data.allow_outside_root=true in the run config, "
+              "--allow-outside-root for translate/retrieval")
     return 0

@@ -3,7 +3,8 @@
     slt-llm translate --model DIR --input PATH --output FILE [--batch-size B]
         [--num-beams N] [--max-new-tokens T] [--pose-dir DIR] [--device cpu|cuda]
         [--num-workers W] [--extractor-model FILE] [--extractor-backend NAME]
-        [--llm-path DIR] [--clip KEY=VALUE ...] [--no-progress]
+        [--llm-path DIR] [--clip KEY=VALUE ...] [--retry-errors] [--allow-outside-root]
+        [--no-progress]
 
 What happens, in order:
 
@@ -18,6 +19,9 @@ What happens, in order:
 3. The output (JSONL, or CSV when the name ends in ``.csv``) is read if it
    exists: ids already there are skipped (a partial last line left by a kill
    is cut off first, so that input is redone; no id is ever written twice).
+   With ``--retry-errors`` the error rows of the inputs are first removed
+   (one atomic rewrite), so those inputs are translated again and their new
+   rows take the place of the old ones.
 4. Pending inputs are ordered by estimated frames (container metadata, no decoding)
    and cut into batches of similar length (``data.dataset.length_sorted_batches``,
    longest first); a DataLoader with ``num_workers`` processes
@@ -105,9 +109,10 @@ class Inputs:
     errors: list = field(default_factory=list)  # InputError of unreadable manifest rows
 
 
-def list_inputs(path: str | Path) -> Inputs:
+def list_inputs(path: str | Path, allow_outside_root: bool = False) -> Inputs:
     """Folder -> every video / frame folder under it (stable order); a file ->
-    a JSONL manifest (``require_text=False``; bad rows are reported, not fatal)."""
+    a JSONL manifest (``require_text=False``; bad rows, including paths outside
+    the manifest's folder unless ``allow_outside_root``, are reported, not fatal)."""
     from slt_llm.data.manifest import Sample, read_manifest
 
     p = Path(path)
@@ -129,7 +134,7 @@ def list_inputs(path: str | Path) -> Inputs:
         raise InputError(p, "input not found (expected a folder of videos or a .jsonl manifest)")
     if p.suffix.lower() != ".jsonl":
         raise InputError(p, "input is a file but not a .jsonl manifest (pass a folder of videos or a manifest)")
-    man = read_manifest(p, require_text=False, on_error="skip")
+    man = read_manifest(p, require_text=False, on_error="skip", allow_outside_root=allow_outside_root)
     items = [Item(s.id, s.video, s) for s in man]
     return Inputs(items, list(getattr(man, "errors", [])))
 
@@ -197,15 +202,11 @@ class RowFile:
                 rows.append(r)
         return rows
 
-    def append(self, rows: list) -> None:
-        if not rows:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
+    def _encode(self, rows: list, header: bool) -> str:
         buf = io.StringIO()
         if self.csv:
             w = csv.DictWriter(buf, fieldnames=list(FIELDS), lineterminator="\n")
-            if new:
+            if header:
                 w.writeheader()
             for r in rows:
                 # one physical line per row (so a partial last row can be cut off safely)
@@ -216,10 +217,49 @@ class RowFile:
                 if r.get("error"):
                     out["error"] = r["error"]
                 buf.write(json.dumps(out, ensure_ascii=False) + "\n")
+        return buf.getvalue()
+
+    def append(self, rows: list) -> None:
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        text = self._encode(rows, header=new)
         with open(self.path, "a", encoding="utf-8", newline="") as f:
-            f.write(buf.getvalue())
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+    def rewrite(self, rows: list) -> None:
+        """Replace the whole file by ``rows`` atomically (a unique temp file in
+        the same folder, fsync'ed, then ``os.replace``): a kill leaves either
+        the old file or the new one, never a mix."""
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(self._encode(rows, header=bool(rows)))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def drop_error_rows(output: Path, ids: set) -> int:
+    """``--retry-errors``: remove the error rows of ``ids`` from ``output``
+    (one atomic rewrite) so that those inputs are pending again; their new
+    rows are appended by the run, so an id never appears twice, and a run
+    killed after this step simply redoes them on the next start. Returns the
+    number of rows removed."""
+    f = RowFile(output)
+    rows = f.load()
+    keep = [r for r in rows if not (r.get("error") and str(r["id"]) in ids)]
+    if len(keep) != len(rows):
+        f.rewrite(keep)
+    return len(rows) - len(keep)
 
 
 def _shard_path(output: Path, rank: int) -> Path:
@@ -313,6 +353,8 @@ def translate(
     model=None,
     max_batches: Optional[int] = None,
     on_batch: Optional[Callable[[int, list], None]] = None,
+    retry_errors: bool = False,
+    allow_outside_root: bool = False,
 ) -> dict:
     """Translate every input not yet in ``output``; returns a summary dict:
     ``inputs``, ``already_done``, ``translated``, ``failed``, ``failed_ids``,
@@ -321,6 +363,9 @@ def translate(
     ``model``: an already loaded ``SLTModel`` (skips loading; benchmarks and
     tests). ``max_batches``/``on_batch``: stop after N batches / callback after
     each written batch (tests simulate interruptions with them).
+    ``retry_errors``: inputs whose row in ``output`` is an error row (e.g. a
+    transient out-of-memory) are translated again; the new row replaces the
+    error row (``retried`` in the summary counts them).
     """
     import torch
 
@@ -353,9 +398,12 @@ def translate(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda but no CUDA device is available")
 
-    inputs = list_inputs(input)
+    inputs = list_inputs(input, allow_outside_root)
     if rank == 0:
         merge_shards(output)  # leftovers of an interrupted multi-process run
+    retried = 0
+    if retry_errors and rank == 0 and output.exists():
+        retried = drop_error_rows(output, {it.id for it in inputs.items})
     dist_.barrier()
     done = {str(r["id"]) for r in RowFile(output).load()} if output.exists() else set()
     shard = RowFile(_shard_path(output, rank)) if world > 1 else RowFile(output)
@@ -372,7 +420,7 @@ def translate(
     if model is not None:
         model.eval()
 
-    summary = {"inputs": len(inputs.items), "already_done": already, "translated": 0, "failed": 0,
+    summary = {"inputs": len(inputs.items), "already_done": already, "retried": retried, "translated": 0, "failed": 0,
                "failed_ids": [], "manifest_errors": [str(e) for e in inputs.errors], "seconds": 0.0,
                "videos_per_s": 0.0, "output": str(output)}
     t0 = time.perf_counter()
@@ -571,20 +619,26 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--extractor-backend", default=None, help="registered extractor backend (default mediapipe when --extractor-model is given)")
     ap.add_argument("--llm-path", default=None, help="the base LLM folder, if it moved since training")
     ap.add_argument("--clip", action="append", default=[], metavar="KEY=VALUE", help="override a clip option, e.g. --clip max_frames=128")
+    ap.add_argument("--retry-errors", action="store_true",
+                    help="translate again the inputs whose row in OUTPUT is an error row (e.g. a transient out-of-memory); the new row replaces it")
+    ap.add_argument("--allow-outside-root", action="store_true",
+                    help="manifest input: paths may lie outside the manifest's folder (absolute, '..', symlinks)")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     s = translate(a.model, a.input, a.output, batch_size=a.batch_size, num_beams=a.num_beams,
                   max_new_tokens=a.max_new_tokens, pose_dir=a.pose_dir, device=a.device,
                   num_workers=a.num_workers, extractor_model=a.extractor_model,
                   extractor_backend=a.extractor_backend, llm_path=a.llm_path,
-                  clip_overrides=a.clip, progress=not a.no_progress)
+                  clip_overrides=a.clip, progress=not a.no_progress, retry_errors=a.retry_errors,
+                  allow_outside_root=a.allow_outside_root)
     from slt_llm import distributed as dist_
 
     failed = s["failed"] + len(s["manifest_errors"])
     if dist_.is_main():
         for e in s["manifest_errors"]:
             print(f"skipped manifest row: {e}", file=sys.stderr)
-        line = (f"translate: {s['translated']} translated, {s['failed']} failed, {s['already_done']} already done "
+        retried = f" ({s['retried']} earlier errors retried)" if s.get("retried") else ""
+        line = (f"translate: {s['translated']} translated, {s['failed']} failed{retried}, {s['already_done']} already done "
                 f"(of {s['inputs']} inputs) in {s['seconds']:.1f}s ({s['videos_per_s']:.2f} videos/s) -> {s['output']}")
         if failed:
             line += f"; {failed} failed: see the rows with 'error'" + (" and the skipped manifest rows above" if s["manifest_errors"] else "")

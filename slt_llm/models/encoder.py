@@ -6,6 +6,10 @@ Per frame (all valid frames of the batch processed as ONE 2D batch):
   full frame (B,T,3,f,f) uint8 -> lighter full-frame backbone -> (N, Cf)
   canonical keypoints (B,T,53,3) -> flatten (159) [+ hand-local handshape points
       (2 x 42, see hand_local) when hand_local_keypoints] -> MLP -> (N, keypoint_hidden)
+  [hand head (``hand_head_dim`` > 0): each hand's crop feature (+ side embedding)
+      -> Linear(Ch, D) = the per-frame hand prediction (regressed to teacher
+      features by ``hand_distillation_loss``); GELU of it joins the concat
+      (2 x D), so the head's output is fed back into the frame features]
   concat -> Linear + LayerNorm -> (B,T,dim)        (padded frames are zero)
 Over time:
   Conv1d(dim, dim, temporal_kernel, stride=temporal_stride), fixed left pad
@@ -73,20 +77,34 @@ def _groups(c: int) -> int:
     return 1
 
 
+class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm that always normalises with its running statistics (never with the
+    batch's, never updating them); the affine weight and bias still train. Same
+    state-dict keys as ``nn.BatchNorm2d``, so torchvision weights load as they are.
+    A sample's output then never depends on the other samples of its batch: W
+    processes x batch b compute exactly what one process with batch W*b does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+BATCHNORM = {"batch": nn.BatchNorm2d, "frozen": FrozenStatsBatchNorm2d}
+
+
 class BasicBlock(nn.Module):
     """torchvision ``BasicBlock`` (same attribute names, same state-dict keys)."""
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, norm=nn.BatchNorm2d):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.downsample = None
         if stride != 1 or inplanes != planes:
             self.downsample = nn.Sequential(
-                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), norm(planes)
             )
 
     def forward(self, x):
@@ -105,17 +123,17 @@ class ResNet18(nn.Module):
 
     out_dim = 512
 
-    def __init__(self):
+    def __init__(self, norm=nn.BatchNorm2d):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.bn1 = norm(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         planes = [64, 128, 256, 512]
         inplanes = 64
         for i, p in enumerate(planes):
             stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(inplanes, p, stride), BasicBlock(p, p)))
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(inplanes, p, stride, norm), BasicBlock(p, p, 1, norm)))
             inplanes = p
 
     def forward(self, x):
@@ -124,11 +142,13 @@ class ResNet18(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def build_backbone(kind: str, channels: list, what: str) -> nn.Module:
+def build_backbone(kind: str, channels: list, what: str, batchnorm: str = "batch") -> nn.Module:
     if kind == "cnn":
         return SmallCNN(channels)
     if kind == "resnet18":
-        return ResNet18()
+        if batchnorm not in BATCHNORM:
+            raise ConfigError(f"encoder.batchnorm must be {' or '.join(BATCHNORM)} (got {batchnorm!r})")
+        return ResNet18(BATCHNORM[batchnorm])
     raise ConfigError(f"encoder.{what}_backbone: unknown backbone {kind!r} (choose cnn or resnet18)")
 
 
@@ -218,13 +238,18 @@ class HandCentricEncoder(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         fused = 0
         if cfg.use_hands:
-            self.hand_backbone = build_backbone(cfg.hand_backbone, list(cfg.hand_channels), "hand")
+            self.hand_backbone = build_backbone(cfg.hand_backbone, list(cfg.hand_channels), "hand", cfg.batchnorm)
             hd = self.hand_backbone.out_dim
             self.side_embed = nn.Parameter(torch.zeros(2, hd))  # 0 = left, 1 = right
             nn.init.normal_(self.side_embed, std=0.02)
             fused += 2 * hd
+            if cfg.hand_head_dim:
+                self.hand_head = nn.Linear(hd, cfg.hand_head_dim)
+                fused += 2 * cfg.hand_head_dim
+        elif cfg.hand_head_dim:
+            raise ConfigError("encoder.hand_head_dim needs encoder.use_hands=true (the head reads the hand crops)")
         if cfg.use_full:
-            self.full_backbone = build_backbone(cfg.full_backbone, list(cfg.full_channels), "full")
+            self.full_backbone = build_backbone(cfg.full_backbone, list(cfg.full_channels), "full", cfg.batchnorm)
             fused += self.full_backbone.out_dim
         if cfg.use_keypoints:
             kin = cfg.num_keypoints * 3 + (2 * 21 * 2 if cfg.hand_local_keypoints else 0)
@@ -254,17 +279,28 @@ class HandCentricEncoder(nn.Module):
         s = self.cfg.temporal_stride
         return torch.div(lengths + s - 1, s, rounding_mode="floor")
 
-    def frame_features(self, batch: dict, frame_mask: torch.Tensor) -> torch.Tensor:
-        """Fused per-frame features (B,T,dim); zero at padded frames."""
+    def frame_features(self, batch: dict, frame_mask: torch.Tensor, *, return_hand: bool = False):
+        """Fused per-frame features (B,T,dim); zero at padded frames. With ``return_hand``:
+        ``(features, hand_pred (B,T,2,D) [left, right] or None without a hand head)``."""
         B, T = frame_mask.shape
         idx = frame_mask.reshape(-1).nonzero(as_tuple=True)[0]  # (N,) valid frames only
         feats = []
+        hand_pred = None
         if self.cfg.use_hands:
             N = idx.numel()
             left = batch["left"].reshape(B * T, *batch["left"].shape[2:])[idx]
             right = batch["right"].reshape(B * T, *batch["right"].shape[2:])[idx]
             h = self.hand_backbone(self._images(torch.cat([left, right], 0)))  # (2N, Ch), one pass, shared weights
-            feats += [h[:N] + self.side_embed[0], h[N:] + self.side_embed[1]]
+            hl, hr = h[:N] + self.side_embed[0], h[N:] + self.side_embed[1]
+            feats += [hl, hr]
+            if self.cfg.hand_head_dim:
+                pred = self.hand_head(torch.cat([hl, hr], 0))  # (2N, D): the per-frame hand prediction
+                feats += [F.gelu(pred[:N]), F.gelu(pred[N:])]  # fed back into the frame features
+                if return_hand:
+                    D = pred.shape[1]
+                    full = pred.new_zeros(B * T, 2, D)
+                    full = full.index_copy(0, idx, torch.stack([pred[:N], pred[N:]], 1))
+                    hand_pred = full.view(B, T, 2, D)
         if self.cfg.use_full:
             full = batch["full"].reshape(B * T, *batch["full"].shape[2:])[idx]
             feats.append(self.full_backbone(self._images(full)))  # (N, Cf)
@@ -276,10 +312,12 @@ class HandCentricEncoder(nn.Module):
             feats.append(self.keypoint_mlp(torch.cat(parts, -1)))
         fused = self.fuse(torch.cat(feats, -1))  # (N, dim)
         out = fused.new_zeros(B * T, self.dim)
-        out = out.index_copy(0, idx, fused)
-        return out.view(B, T, self.dim)
+        out = out.index_copy(0, idx, fused).view(B, T, self.dim)
+        return (out, hand_pred) if return_hand else out
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: dict, *, return_hand: bool = False):
+        """-> ``(tokens (B,T',dim), token_mask (B,T'))``; with ``return_hand`` a third item, the
+        per-frame hand prediction (B,T,2,D) (None without a hand head)."""
         ref = batch["full"] if "full" in batch else batch["keypoints"]
         B, T = ref.shape[:2]
         frame_mask = batch.get("frame_mask")
@@ -289,7 +327,7 @@ class HandCentricEncoder(nn.Module):
         lengths = batch.get("lengths")
         if lengths is None:
             lengths = frame_mask.sum(1)
-        x = self.frame_features(batch, frame_mask)  # (B,T,dim)
+        x, hand_pred = self.frame_features(batch, frame_mask, return_hand=True)  # (B,T,dim), (B,T,2,D)|None
         s, k = self.cfg.temporal_stride, self.cfg.temporal_kernel
         t_out = -(-T // s)
         pl = (k - 1) // 2
@@ -302,7 +340,7 @@ class HandCentricEncoder(nn.Module):
         if self.transformer is not None:
             x = self.transformer(x, src_key_padding_mask=~token_mask)
         x = self.out_norm(x) * token_mask[..., None].to(x.dtype)
-        return x, token_mask
+        return (x, token_mask, hand_pred) if return_hand else (x, token_mask)
 
     # -- pretrained backbones (a separate step)
     def load_backbone_weights(self, path, which: str = "both") -> list[str]:
@@ -322,6 +360,41 @@ class HandCentricEncoder(nn.Module):
         for _, m in targets:
             load_resnet18_state_dict(m, sd, path)
         return [n for n, _ in targets]
+
+
+def check_data_parallel(cfg: EncoderConfig, world_size: int) -> None:
+    """Refuse (one-line ConfigError) a resnet18 backbone with batch-statistics BatchNorm
+    under data parallelism: each process would normalise by its own slice of the global
+    batch, so W x b would not train like 1 x W*b (and SyncBatchNorm needs CUDA)."""
+    resnet = [w for w, k in (("hand", cfg.hand_backbone), ("full", cfg.full_backbone)) if k == "resnet18"
+              and (cfg.use_hands if w == "hand" else cfg.use_full)]
+    if world_size > 1 and resnet and cfg.batchnorm == "batch":
+        raise ConfigError(f"encoder.batchnorm=batch with a resnet18 {'/'.join(resnet)} backbone on {world_size} "
+                          "processes: BatchNorm statistics would be per process; set encoder.batchnorm=frozen "
+                          "(running statistics, e.g. those of encoder.backbone_weights)")
+
+
+def hand_distillation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *,
+                           world_size: int = 1) -> torch.Tensor:
+    """Masked L2 to per-frame teacher features (BeyondGloss's HaMeR loss).
+
+    pred, target (B,T,2,D); mask (B,T,2) bool (frames that have that hand; padded frames false).
+    Loss = sum over masked (frame, hand) of ||pred - target||^2 / D, divided by the number of
+    masked (frame, hand) pairs over ALL ranks, times ``world_size``: the gradient averaged over
+    ranks (DDP / DeepSpeed) then equals the one-process gradient of the global batch, even when
+    ranks hold different numbers of hand frames. 0 (with a graph) when no frame has a hand.
+    Cost O(B*T*D).
+    """
+    m = mask.to(pred.dtype)  # (B,T,2)
+    sq = ((pred - target.to(pred.dtype)) ** 2).mean(-1)  # (B,T,2)
+    total = (sq * m).sum()
+    count = m.sum().detach()
+    if world_size > 1:
+        import torch.distributed as dist
+
+        count = count.clone()
+        dist.all_reduce(count)
+    return total * float(world_size) / count.clamp_min(1.0)
 
 
 def build_encoder(cfg: EncoderConfig, *, load_weights: bool = True) -> HandCentricEncoder:

@@ -15,7 +15,8 @@ greedy or beam). Prompt ids are tokenised once (cached); their embeddings are
 looked up once per call.
 
 Cost per sample: encoder (see encoder.py) + projector on n_i tokens + one LLM
-pass over P + n_i + A + Y_i positions; logits (B, L, vocab) in the LLM dtype.
+pass over P + n_i + A + Y_i positions; the LM head only on the Y_i + 1 target
+positions (logits (N, vocab), N = target tokens in the batch).
 
 A model folder (``save_pretrained``): ``slt_config.yaml`` (encoder,
 projector, llm sections), ``encoder.safetensors``, ``projector.safetensors``,
@@ -47,6 +48,8 @@ from slt_llm.models.projector import Projector
 MODEL_FORMAT = "slt_llm.model/1"
 # Encoder fields that do not change the weights' meaning or shapes.
 _ENCODER_NON_ARCH = {"dropout", "backbone_weights"}
+# config entries by which a causal LM post-processes lm_head's output (then the loss takes the full path)
+_LOGIT_POSTPROCESS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
 
 def _versions() -> dict:
@@ -160,8 +163,38 @@ class SLTModel(nn.Module):
         return seqs, labels
 
     # ---------------------------------------------------------------- forward
-    def forward(self, batch: dict) -> dict:
-        """Teacher-forced loss on target tokens of ``batch["texts"]``."""
+    def _decoder_and_head(self):
+        """(decoder stack, lm_head) of the (PEFT-wrapped) causal LM, or None
+        when its logits are not a plain ``lm_head(hidden)`` (final logit
+        soft-capping, logit scaling: Gemma-2/3, Cohere, Granite, ...); those
+        models take the full-logits path."""
+        from peft import PeftModel
+
+        base = self.llm.get_base_model() if isinstance(self.llm, PeftModel) else self.llm
+        cfg = base.config
+        for attr in _LOGIT_POSTPROCESS:
+            v = getattr(cfg, attr, None)
+            if v not in (None, False) and not (attr == "logits_scaling" and v == 1.0):
+                return None
+        head, dec = base.get_output_embeddings(), base.get_decoder()
+        if head is None or dec is base:
+            return None
+        return dec, head
+
+    def forward(self, batch: dict, return_logits: bool = False) -> dict:
+        """Teacher-forced loss on target tokens of ``batch["texts"]``.
+
+        The LM head runs only on the N positions whose NEXT token is a target
+        (N = sum of target lengths + eos): decoder hidden states (B, L, hidden)
+        -> gather (N, hidden) -> lm_head -> (N, vocab) -> fp32 cross-entropy.
+        The full computation, lm_head on all B x L positions (prompt, video,
+        padding included) and upcast to fp32, costs B*L*vocab*(2 + 4) bytes
+        more transient memory (with a 150k vocabulary and L=200, 180 MB per
+        sample; see docs/perf/memory.md). ``return_logits=True`` takes that
+        full path and returns ``logits`` (B, L, vocab) as well (tests, and
+        models whose head is not a plain linear layer); both give the same
+        loss and gradients.
+        """
         texts = batch["texts"]
         seqs, labels = self._sequences(batch, texts)
         B, L = len(seqs), max(s.shape[0] for s in seqs)
@@ -174,12 +207,23 @@ class SLTModel(nn.Module):
             embeds[i, : s.shape[0]] = s
             attn[i, : s.shape[0]] = 1
             lab[i, : s.shape[0]] = torch.tensor(l, dtype=torch.long, device=dev)
-        logits = self.llm(inputs_embeds=embeds, attention_mask=attn, use_cache=False).logits  # (B,L,V)
-        tgt = lab[:, 1:]
-        loss_sum = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                                   ignore_index=-100, reduction="sum")
+        tgt = lab[:, 1:]  # (B, L-1): the token each position predicts
         num = (tgt != -100).sum()
-        return {"loss_sum": loss_sum, "num_tokens": num, "loss": loss_sum / num.clamp(min=1), "logits": logits}
+        parts = None if return_logits else self._decoder_and_head()
+        if parts is None:
+            logits = self.llm(inputs_embeds=embeds, attention_mask=attn, use_cache=False).logits  # (B,L,V)
+            loss_sum = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                       ignore_index=-100, reduction="sum")
+            out = {"logits": logits}
+        else:
+            dec, head = parts
+            h = dec(inputs_embeds=embeds, attention_mask=attn, use_cache=False).last_hidden_state  # (B,L,hidden)
+            sel = tgt != -100  # (B, L-1)
+            logits_t = head(h[:, :-1][sel])  # (N, V), N = target tokens
+            loss_sum = F.cross_entropy(logits_t.float(), tgt[sel], reduction="sum")
+            out = {}
+        out.update({"loss_sum": loss_sum, "num_tokens": num, "loss": loss_sum / num.clamp(min=1)})
+        return out
 
     # --------------------------------------------------------------- generate
     @torch.no_grad()

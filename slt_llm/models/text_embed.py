@@ -17,25 +17,33 @@ done once per corpus, then every epoch and every reference checkpoint reads
 the cache. Memory: the LLM once (loaded lazily, only on a cache miss, and
 released by :meth:`TextEmbedder.release`) plus ``(N_unique, hidden)`` float32.
 
-Cache layout (``cache_dir``):
+Cache layout (``cache_dir``): one file per identity,
+``text_emb-<key>.safetensors`` holding ``{"embeddings": (N, H) float32}``
+(row i for ``texts[i]``) with the metadata ``format``, ``identity`` and
+``texts`` (JSON strings). The identity is everything that changes the
+numbers: the LLM path (absolute) + a hash of its ``config.json`` and of its
+weight/tokenizer files' names, sizes and mtimes, the pooling, the compute
+dtype, and the versions of torch and transformers; ``key`` is a hash of it.
+So another LLM, pooling, dtype or library version MISSES the cache (its own
+file is made; the others stay for when one switches back): embeddings are
+never reused across any of these. A file whose recorded identity differs from
+the one its name promises, or whose row count differs from its texts, is
+refused with an :class:`~slt_llm.errors.InputError` naming it.
 
-- ``index.json``: ``{"format": 1, "identity": {...}, "dim": H, "texts": [...]}``
-  where identity = LLM path (absolute) + a hash of its ``config.json`` and of
-  its weight/tokenizer files' names, sizes and mtimes, + the pooling;
-- ``embeddings.safetensors``: ``{"embeddings": (N, H) float32}``, row i for
-  ``texts[i]``.
-
-Both files are written atomically (temp file + rename). A cache made with
-another LLM (or a changed LLM directory) or another pooling is REJECTED with an
-:class:`~slt_llm.errors.InputError` naming the cache and the difference; it is
-never silently reused. Use another ``vlp.text_cache_dir`` or delete it.
+The file is written through a unique temp file in the same folder, fsync'ed,
+then renamed over the old one (``os.replace``): a crash at any point leaves
+the previous cache or the new one, never a torn file (a stray
+``.text_emb-*.tmp`` may remain after a SIGKILL; it is never read).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -68,9 +76,55 @@ def llm_fingerprint(llm_path: str | os.PathLike) -> str:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically: a unique temp file in the same
+    folder (so concurrent writers never share one), fsync, ``os.replace``; the
+    temp file is removed if anything fails before the rename completes."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def numeric_identity(llm_path: str, pooling: str, dtype: str) -> dict:
+    """What determines the embedding values: the LLM (path + fingerprint),
+    pooling, compute dtype, and the torch / transformers versions."""
+    import transformers
+
+    return {"llm_path": llm_path, "llm_hash": llm_fingerprint(llm_path), "pooling": pooling, "dtype": dtype,
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+@contextlib.contextmanager
+def _whole_model():
+    """Load a model whole in this process even when a ZeRO-3 run is active.
+
+    Under ``accelerate``'s DeepSpeed ZeRO-3 plugin transformers builds every
+    ``from_pretrained`` inside ``deepspeed.zero.Init``: parameters are partitioned
+    over the ranks and every rank must take part in the build. The frozen LLM of
+    the text embedder is one process's model (rank 0 fills the cache while the
+    others wait), so it must not be partitioned: that collective build with rank 0
+    alone hung stage 1 with a cold cache.
+    """
+    try:
+        from transformers.integrations import deepspeed as hf_ds
+    except ImportError:  # pragma: no cover - transformers is pinned
+        yield
+        return
+    ref = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds._hf_deepspeed_config_weak_ref = None
+    try:
+        yield
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = ref
 
 
 class TextEmbedder:
@@ -113,8 +167,8 @@ class TextEmbedder:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.device = torch.device(device)
         self.trust_remote_code = trust_remote_code
-        self.identity = {"llm_path": self.llm_path, "llm_hash": llm_fingerprint(self.llm_path),
-                         "pooling": pooling}
+        self.identity = numeric_identity(self.llm_path, pooling, dtype)
+        self.key = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:16]
         self._model = None
         self._tokenizer = None
         self._texts: list[str] = []
@@ -126,49 +180,45 @@ class TextEmbedder:
 
     # ------------------------------------------------------------------ cache
     @property
-    def _index_path(self) -> Path:
-        return self.cache_dir / "index.json"
-
-    @property
-    def _emb_path(self) -> Path:
-        return self.cache_dir / "embeddings.safetensors"
+    def cache_path(self) -> Optional[Path]:
+        """This identity's cache file (None without ``cache_dir``)."""
+        return None if self.cache_dir is None else self.cache_dir / f"text_emb-{self.key}.safetensors"
 
     def _load_cache(self) -> None:
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
-        if not self._index_path.is_file():
-            return
+        path = self.cache_path
+        if not path.is_file():
+            return  # a miss: another identity (LLM, pooling, dtype, versions) or nothing cached yet
         try:
-            index = json.loads(self._index_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(self._index_path, f"text-embedding cache index is unreadable ({e})") from None
-        ident = index.get("identity", {})
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                emb = f.get_tensor("embeddings").float()
+            ident = json.loads(meta["identity"])
+            texts = json.loads(meta["texts"])
+        except Exception as e:  # noqa: BLE001  (any unreadable file: one line)
+            raise InputError(path, f"text-embedding cache is unreadable ({type(e).__name__}: {e}); delete it") from None
         if ident != self.identity:
-            diff = [f"{k}: cache has {ident.get(k)!r}, wanted {v!r}" for k, v in self.identity.items()
-                    if ident.get(k) != v]
-            raise InputError(self.cache_dir, "text-embedding cache was made with another LLM or pooling ("
-                             + "; ".join(diff) + "); use another vlp.text_cache_dir or delete this one")
-        if not self._emb_path.is_file():
-            raise InputError(self._emb_path, "text-embedding cache is incomplete (index without embeddings)")
-        emb = load_file(str(self._emb_path))["embeddings"].float()
-        texts = list(index["texts"])
+            diff = [f"{k}: file has {ident.get(k)!r}, wanted {v!r}" for k, v in self.identity.items() if ident.get(k) != v]
+            raise InputError(path, "text-embedding cache file does not hold the identity its name promises ("
+                             + "; ".join(diff) + "); delete it")
         if emb.shape[0] != len(texts):
-            raise InputError(self._emb_path, f"text-embedding cache holds {emb.shape[0]} rows for "
-                                             f"{len(texts)} texts")
-        self._texts, self._emb = texts, emb
-        self._row = {t: i for i, t in enumerate(texts)}
+            raise InputError(path, f"text-embedding cache holds {emb.shape[0]} rows for {len(texts)} texts; delete it")
+        self._texts, self._emb = list(texts), emb
+        self._row = {t: i for i, t in enumerate(self._texts)}
 
     def _save_cache(self) -> None:
         from safetensors.torch import save
 
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # embeddings first: an index never points at rows that are not on disk
-        _atomic_write_bytes(self._emb_path, save({"embeddings": self._emb.contiguous()}))
-        index = {"format": 1, "identity": self.identity, "dim": int(self._emb.shape[1]), "texts": self._texts}
-        _atomic_write_bytes(self._index_path, json.dumps(index, ensure_ascii=False).encode())
+        meta = {"format": "2", "identity": json.dumps(self.identity, sort_keys=True),
+                "texts": json.dumps(self._texts, ensure_ascii=False)}
+        # one file (embeddings + texts + identity), one rename: never a torn cache
+        _atomic_write_bytes(self.cache_path, save({"embeddings": self._emb.contiguous()}, metadata=meta))
 
     # ------------------------------------------------------------------ model
     def _load_model(self) -> None:
+        """Load the frozen LLM whole in this process (never ZeRO-3 partitioned, see ``_whole_model``)."""
         if self._model is not None:
             return
         from transformers import AutoModel, AutoTokenizer
@@ -178,8 +228,9 @@ class TextEmbedder:
         hf_logging.set_verbosity_error()  # AutoModel on a causal-LM folder reports the unused lm_head
         try:
             tok = AutoTokenizer.from_pretrained(self.llm_path, trust_remote_code=self.trust_remote_code)
-            model = AutoModel.from_pretrained(self.llm_path, dtype=_DTYPES[self.dtype],
-                                              trust_remote_code=self.trust_remote_code)
+            with _whole_model():
+                model = AutoModel.from_pretrained(self.llm_path, dtype=_DTYPES[self.dtype],
+                                                  trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError, KeyError) as e:
             raise InputError(self.llm_path, f"cannot load the LLM for text embeddings ({str(e).splitlines()[0]})") \
                 from None

@@ -6,6 +6,9 @@
           ─► video head (LayerNorm, Linear, GELU, Linear) ─► (B,E) ─► L2-normalise ─► v
     cached frozen-LLM sentence embedding (B,H) ─► text head (same shape of MLP) ─► (B,E) ─► L2-normalise ─► t
     logit_scale = log(1/temperature), learnable, clamped to [0, log 100]; forward returns exp() of it
+    [descriptions] cached frozen-LLM embedding of the sample's hand-motion description (B,H)
+          ─► description head (same shape) ─► (B,E) ─► L2-normalise ─► d   (aligned to v, BeyondGloss)
+    [hand head] the encoder's per-frame hand prediction (B,T,2,D) (see HandCentricEncoder)
 
 The LLM is never part of this module: its sentence embeddings come from
 :class:`slt_llm.models.text_embed.TextEmbedder` (computed once, cached). Cost of
@@ -17,7 +20,9 @@ A stage-1 model folder (``save_pretrained``):
   ``text_dim``, ``llm: {path, pooling, dtype}`` (the LLM whose text space the heads
   were trained against: retrieval needs it to embed sentences);
 - ``encoder.safetensors``: the encoder's state dict (what stage 2 loads);
-- ``heads.safetensors``: ``video_head.*``, ``text_head.*``, ``logit_scale``;
+- ``heads.safetensors``: ``video_head.*``, ``text_head.*``, ``logit_scale`` (and
+  ``desc_head.*`` when the model was trained with descriptions; ``desc_head: true``
+  in the yaml);
 - ``clip.yaml``: the ClipConfig used in training (``config.write_clip_settings``,
   the same file as in a stage-2 model folder).
 """
@@ -64,9 +69,10 @@ class VLPModel(nn.Module):
     """
 
     def __init__(self, encoder_cfg: EncoderConfig, vlp_cfg: VLPConfig, text_dim: int, *,
-                 llm_path: Optional[str] = None, llm_dtype: str = "float32"):
+                 llm_path: Optional[str] = None, llm_dtype: str = "float32", desc_head: bool = False,
+                 load_backbone: bool = True):
         super().__init__()
-        from slt_llm.models.encoder import HandCentricEncoder
+        from slt_llm.models.encoder import build_encoder
 
         if vlp_cfg.init_temperature <= 0:
             raise ConfigError(f"vlp.init_temperature must be > 0, got {vlp_cfg.init_temperature}")
@@ -76,9 +82,11 @@ class VLPModel(nn.Module):
         self.llm_path = llm_path
         self.llm_dtype = llm_dtype
         self.clip_cfg = None  # the ClipConfig used in training (recorded in saved folders when set)
-        self.encoder = HandCentricEncoder(encoder_cfg)
+        self.encoder = build_encoder(encoder_cfg, load_weights=load_backbone)  # + encoder.backbone_weights
         self.video_head = _head(encoder_cfg.dim, vlp_cfg.embed_dim)
         self.text_head = _head(self.text_dim, vlp_cfg.embed_dim)
+        # hand-motion descriptions (same frozen-LLM space as the sentences, their own head)
+        self.desc_head = _head(self.text_dim, vlp_cfg.embed_dim) if desc_head else None
         # shape (1,), not a 0-dim tensor: DeepSpeed's engine cannot broadcast 0-dim parameters
         self.logit_scale = nn.Parameter(torch.tensor([math.log(1.0 / vlp_cfg.init_temperature)]))
 
@@ -100,10 +108,26 @@ class VLPModel(nn.Module):
         """(B, H) frozen-LLM sentence embeddings -> (B, E) unit vectors."""
         return F.normalize(self.text_head(text_emb.to(self.logit_scale.dtype)), dim=-1)
 
-    def forward(self, batch: dict, text_emb: torch.Tensor):
+    def encode_description(self, desc_emb: torch.Tensor) -> torch.Tensor:
+        """(B, H) frozen-LLM description embeddings -> (B, E) unit vectors (needs ``desc_head``)."""
+        if self.desc_head is None:
+            raise ConfigError("this stage-1 model has no description head (built without descriptions)")
+        return F.normalize(self.desc_head(desc_emb.to(self.logit_scale.dtype)), dim=-1)
+
+    def forward(self, batch: dict, text_emb: torch.Tensor, desc_emb: Optional[torch.Tensor] = None, *,
+                return_aux: bool = False):
         """-> (video (B,E), text (B,E), scale = exp(clamped logit_scale) = 1/temperature, a scalar
-        tensor: the multiplier ``SelectiveInfoNCE`` takes as ``logit_scale``)."""
-        return self.encode_video(batch), self.encode_text(text_emb), self.clamped_logit_scale().exp()
+        tensor: the multiplier ``SelectiveInfoNCE`` takes as ``logit_scale``).
+
+        With ``return_aux`` a fourth item ``{"desc": (B,E) unit vectors of ``desc_emb`` or None,
+        "hand_pred": (B,T,2,D) per-frame hand prediction or None}`` (one encoder pass for all)."""
+        if not return_aux:
+            return self.encode_video(batch), self.encode_text(text_emb), self.clamped_logit_scale().exp()
+        tokens, mask, hand_pred = self.encoder(batch, return_hand=True)
+        video = F.normalize(self.video_head(masked_mean(tokens, mask)), dim=-1)
+        desc = self.encode_description(desc_emb) if desc_emb is not None else None
+        return video, self.encode_text(text_emb), self.clamped_logit_scale().exp(), \
+            {"desc": desc, "hand_pred": hand_pred}
 
     # --------------------------------------------------------------- embedding
     @torch.no_grad()
@@ -148,6 +172,8 @@ class VLPModel(nn.Module):
     def heads_state_dict(self) -> dict:
         sd = {f"video_head.{k}": v for k, v in self.video_head.state_dict().items()}
         sd.update({f"text_head.{k}": v for k, v in self.text_head.state_dict().items()})
+        if self.desc_head is not None:
+            sd.update({f"desc_head.{k}": v for k, v in self.desc_head.state_dict().items()})
         sd["logit_scale"] = self.logit_scale.detach().reshape(1)
         return sd
 
@@ -166,6 +192,7 @@ class VLPModel(nn.Module):
             "vlp": to_dict(self.vlp_cfg),
             "text_dim": self.text_dim,
             "llm": {"path": self.llm_path, "pooling": pooling or self.vlp_cfg.pooling, "dtype": self.llm_dtype},
+            "desc_head": self.desc_head is not None,
         }
         enc = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
         heads = {k: v.detach().cpu().contiguous() for k, v in self.heads_state_dict().items()}
@@ -187,7 +214,8 @@ class VLPModel(nn.Module):
             cfg = yaml.safe_load(p.read_text())
             return {"encoder": from_dict(EncoderConfig, cfg["encoder"], "encoder"),
                     "vlp": from_dict(VLPConfig, cfg["vlp"], "vlp"),
-                    "text_dim": int(cfg["text_dim"]), "llm": dict(cfg.get("llm") or {})}
+                    "text_dim": int(cfg["text_dim"]), "llm": dict(cfg.get("llm") or {}),
+                    "desc_head": bool(cfg.get("desc_head", False))}
         except (yaml.YAMLError, KeyError, TypeError, ValueError, ConfigError) as e:
             raise InputError(p, f"unreadable stage-1 model config ({str(e).splitlines()[0]})") from None
 
@@ -198,7 +226,7 @@ class VLPModel(nn.Module):
 
         cfg = cls.read_config(model_dir)
         model = cls(cfg["encoder"], cfg["vlp"], cfg["text_dim"], llm_path=cfg["llm"].get("path"),
-                    llm_dtype=cfg["llm"].get("dtype", "float32"))
+                    llm_dtype=cfg["llm"].get("dtype", "float32"), desc_head=cfg["desc_head"], load_backbone=False)
         model.clip_cfg = read_clip_settings(model_dir)
         d = Path(model_dir)
         for name in ("encoder.safetensors", "heads.safetensors"):
@@ -211,6 +239,9 @@ class VLPModel(nn.Module):
                                               if k.startswith("video_head.")})
             model.text_head.load_state_dict({k[len("text_head."):]: v for k, v in heads.items()
                                              if k.startswith("text_head.")})
+            if model.desc_head is not None:
+                model.desc_head.load_state_dict({k[len("desc_head."):]: v for k, v in heads.items()
+                                                 if k.startswith("desc_head.")})
             with torch.no_grad():
                 model.logit_scale.copy_(heads["logit_scale"].reshape(1))
         except (RuntimeError, KeyError) as e:

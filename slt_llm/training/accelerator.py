@@ -25,6 +25,7 @@ from typing import Iterable, Optional
 
 import torch
 
+from slt_llm import distributed as dist_utils
 from slt_llm.config import OptimConfig, TrainConfig
 from slt_llm.errors import ConfigError
 from slt_llm.run_layout import tensorboard_dir
@@ -127,6 +128,7 @@ def setup_accelerator(train_cfg: TrainConfig, optim_cfg: Optional[OptimConfig] =
     if log_tensorboard and _has_tensorboard():
         kwargs.update(log_with="tensorboard", project_dir=str(tensorboard_dir(train_cfg.run_dir)))
     accelerator = Accelerator(**kwargs)
+    dist_utils.check_world(train_cfg.num_machines, on_error=lambda: teardown(accelerator))  # not alone when machines were asked for
     if ds_path is not None:
         ds_cfg = accelerator.state.deepspeed_plugin.deepspeed_config
         # no DataLoader goes through prepare(): tell DeepSpeed the micro batch ourselves

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from slt_llm import distributed as dist_utils
+from slt_llm import faults
 from slt_llm.errors import ConfigError
 from slt_llm.training.accelerator import unwrap_for_save, uses_deepspeed
 
@@ -76,7 +76,8 @@ class TrainerState:
     R@1), None before the first evaluation; best_key: the list it was
     compared by (ties broken by the later entries); best_step: its step.
     skipped: bad samples skipped so far. rng: per-rank RNG states (filled
-    when saved).
+    when saved). run_id: the run that wrote it (``training.run_folder``);
+    None in checkpoints of older versions.
     """
 
     step: int = 0
@@ -87,6 +88,7 @@ class TrainerState:
     best_step: Optional[int] = None
     skipped: int = 0
     rng: list = field(default_factory=list)
+    run_id: Optional[str] = None
 
     def update_best(self, key: list) -> bool:
         """Record ``key`` (larger is better, compared element by element) at the
@@ -107,20 +109,30 @@ class TrainerState:
         return cls(**known)
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints (those with a trainer state), oldest first."""
+def _run_id_of(ckpt: Path) -> Optional[str]:
+    try:
+        return json.loads((ckpt / TRAINER_STATE).read_text()).get("run_id")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return "unreadable"
+
+
+def list_checkpoints(run_dir: str | Path, run_id: Optional[str] = None) -> list[Path]:
+    """Complete checkpoints (those with a trainer state), oldest first; with
+    ``run_id`` only that run's (and those of older versions, which record no
+    run id: the run that adopted the folder)."""
     root = checkpoints_root(run_dir)
     if not root.is_dir():
         return []
     found = []
     for d in root.iterdir():
         if d.is_dir() and d.name.startswith("step_") and d.name[5:].isdigit() and (d / TRAINER_STATE).is_file():
-            found.append((int(d.name[5:]), d))
+            if run_id is None or _run_id_of(d) in (run_id, None):
+                found.append((int(d.name[5:]), d))
     return [d for _, d in sorted(found)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
-    ckpts = list_checkpoints(run_dir)
+def latest_checkpoint(run_dir: str | Path, run_id: Optional[str] = None) -> Optional[Path]:
+    ckpts = list_checkpoints(run_dir, run_id)
     return ckpts[-1] if ckpts else None
 
 
@@ -129,9 +141,10 @@ def save_checkpoint(accelerator, run_dir: str | Path, state: TrainerState, keep:
 
     Under DeepSpeed frozen parameters (the base LLM) are left out of the shards
     (they come from ``llm.path`` again on resume). Collective: every rank must
-    call it. The trainer state JSON is written last
-    (by rank 0), so a checkpoint without it is incomplete and ignored; older
-    checkpoints beyond ``keep`` are removed. Cost: one full write of the
+    call it. The trainer state JSON (with the best model so far and the run
+    id) is written last (by rank 0, temp file + rename), so a checkpoint
+    without it is incomplete and ignored; this run's older checkpoints beyond
+    ``keep`` are removed (never another run's). Cost: one full write of the
     trainable state (and of frozen weights under DeepSpeed engines).
     """
     out = checkpoint_dir(run_dir, state.step)
@@ -140,12 +153,13 @@ def save_checkpoint(accelerator, run_dir: str | Path, state: TrainerState, keep:
     else:
         accelerator.save_state(str(out))
     state.rng = dist_utils.all_gather_object(rng_state())
+    faults.point("ckpt_write")  # shards written, completion marker not yet
     if accelerator.is_main_process:
         tmp = out / (TRAINER_STATE + ".tmp")
         tmp.write_text(state.to_json())
         tmp.replace(out / TRAINER_STATE)
         if keep > 0:
-            for old in list_checkpoints(run_dir)[:-keep]:
+            for old in list_checkpoints(run_dir, state.run_id)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return out
@@ -176,15 +190,20 @@ def load_checkpoint(accelerator, ckpt: str | Path) -> TrainerState:
     return state
 
 
-def resume_state(accelerator, run_dir: str | Path, logger=None, *, what: str = "training") -> TrainerState:
+def resume_state(accelerator, run_dir: str | Path, logger=None, *, what: str = "training",
+                 run_id: Optional[str] = None) -> TrainerState:
     """The state to continue from: the latest complete checkpoint of ``run_dir``
-    restored (collective; ``logger``'s metrics lines beyond it dropped), or a
-    fresh ``TrainerState`` when there is none (said in one line)."""
-    ckpt = latest_checkpoint(run_dir)
+    (of run ``run_id`` when given) restored (collective; ``logger``'s metrics
+    lines beyond it dropped), or a fresh ``TrainerState`` when there is none
+    (said in one line; the metrics of the interrupted attempt are dropped)."""
+    ckpt = latest_checkpoint(run_dir, run_id)
     if ckpt is None:
         dist_utils.print0(f"{what}: --resume: no checkpoint under {checkpoints_root(run_dir)}; starting fresh")
-        return TrainerState()
+        if logger is not None:
+            logger.truncate_after(0)
+        return TrainerState(run_id=run_id)
     state = load_checkpoint(accelerator, ckpt)
+    state.run_id = run_id if run_id is not None else state.run_id
     if logger is not None:
         logger.truncate_after(state.step)
     dist_utils.print0(f"{what}: resumed from {ckpt} (step {state.step}, epoch {state.epoch}, "
@@ -197,16 +216,22 @@ def export_folder(accelerator, model, dest: str | Path, write: Callable, params=
 
     ``write(module, tmp_dir)`` writes the folder's files from the unwrapped,
     full module (under ZeRO-3 ``params``, default all, are gathered first; see
-    ``accelerator.unwrap_for_save``) into a temp folder beside ``dest``, which
-    then replaces ``dest``. The one export path of both stages.
+    ``accelerator.unwrap_for_save``) into a new folder beside ``dest``, which
+    then replaces ``dest`` atomically (``run_folder.swap_in``: old renamed
+    aside, new renamed in, old deleted; a crash in between is repaired at the
+    next start). The one export path of both stages.
     """
+    from slt_llm.training.run_folder import new_folder, swap_in
+
     dest = Path(dest)
     with unwrap_for_save(accelerator, model, params) as full:
         if accelerator.is_main_process:
-            tmp = dest.with_name(dest.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            write(full, tmp)
-            shutil.rmtree(dest, ignore_errors=True)
-            os.replace(tmp, dest)
+            tmp = new_folder(dest)
+            try:
+                write(full, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            swap_in(tmp, dest)
     accelerator.wait_for_everyone()
     return dest

@@ -51,6 +51,13 @@ DEV video-to-text R@1 (ties broken by R@5, R@10; never test; recorded in the
 trainer state as ``best_metric``/``best_key``/``best_step``) is exported to
 ``RUN_DIR/model/``; without a dev manifest the final model is exported.
 
+Hand auxiliaries (BeyondGloss; ``contrastive.hand_aux``, docs/hand_descriptions.md):
+with ``data.descriptions`` and/or ``data.hand_teacher`` the loss becomes
+L_align + ``vlp.desc_weight`` (0.5) x L_desc + ``vlp.hand_weight`` (0.3) x L_hand on
+the same batches (any arm), and log lines add ``loss_align``, ``loss_desc``,
+``loss_hand`` (``loss`` stays the total). Kept in ``setup_hand_aux``,
+``aux_step_loss`` and ``aux_log_values``.
+
 The run is a :class:`Stage1Trainer`: ``setup`` (run folder, data, text side,
 model, resume, samplers), then per epoch ``sampler_for_epoch`` (building pair
 selection with ``build_pair_selection`` when the reference phase ends),
@@ -63,7 +70,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -71,12 +77,13 @@ from typing import Optional
 import torch
 
 from slt_llm import distributed as dist_utils
+from slt_llm import faults
 from slt_llm import run_layout as layout
 from slt_llm.config import Stage1Config, load_config, save_config
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
 from slt_llm.training import accelerator as accel
-from slt_llm.training import checkpoint, metrics_log, optim
+from slt_llm.training import checkpoint, metrics_log, optim, run_folder
 
 ARMS = ("ps", "random", "random_fn")
 
@@ -125,15 +132,17 @@ def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator)
 
 
 # ----------------------------------------------------------------------- training
-def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
-    """Run stage 1 (see the module docstring). Returns ``{"best_dev_r1", "best_step", "steps",
+def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False) -> dict:
+    """Run stage 1 (see the module docstring). ``resume``: continue the run in
+    ``train.run_dir``; ``overwrite``: replace the run there (a fresh run into a
+    folder holding another run is refused otherwise). Returns ``{"best_dev_r1", "best_step", "steps",
     "model_dir", "selection_s", "skipped", "final_loss", "run_dir", "selection"}``."""
     validate_config(cfg)
     if not Path(cfg.llm.path).is_dir():
         raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
     accelerator = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
     try:
-        return Stage1Trainer(cfg, accelerator, resume=resume).run()
+        return Stage1Trainer(cfg, accelerator, resume=resume, overwrite=overwrite).run()
     finally:  # also on errors: another run may follow in this process (tests, the ablation)
         accel.teardown(accelerator)
 
@@ -142,8 +151,8 @@ class Stage1Trainer:
     """One stage-1 run on a prepared ``Accelerator``: ``run()`` = ``setup()``, then
     per epoch ``sampler_for_epoch`` -> ``train_epoch`` -> ``end_epoch``, then ``finish()``."""
 
-    def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False):
-        self.cfg, self.accelerator, self.resume = cfg, accelerator, resume
+    def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False, overwrite: bool = False):
+        self.cfg, self.accelerator, self.resume, self.overwrite = cfg, accelerator, resume, overwrite
         self.tc, self.sel = cfg.train, cfg.selection
         self.run_dir = Path(self.tc.run_dir)
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
@@ -165,11 +174,13 @@ class Stage1Trainer:
         checkpoint.seed_everything(self.tc.seed)
         self.load_data()
         self.embed_texts()
+        self.setup_hand_aux()
         self.build_model()
         self.logger = metrics_log.MetricsLogger(self.run_dir, self.accelerator)
-        self.state = checkpoint.TrainerState()
+        self.state = checkpoint.TrainerState(run_id=self.run_id)
         if self.resume:
-            self.state = checkpoint.resume_state(self.accelerator, self.run_dir, self.logger, what="stage 1")
+            self.state = checkpoint.resume_state(self.accelerator, self.run_dir, self.logger, what="stage 1",
+                                                 run_id=self.run_id)
         self.build_samplers()
         self.model.train()
         self.bar = metrics_log.progress_bar(self.total, initial=self.state.step, enabled=self.tc.progress,
@@ -177,20 +188,14 @@ class Stage1Trainer:
         self.throughput = metrics_log.Throughput()
 
     def prepare_run_dir(self) -> None:
-        """Rank 0 creates the run folder and writes its config; a fresh run first removes the
-        previous run's reference checkpoints, trajectories, metrics and result."""
-        run_dir = self.run_dir
+        """Claim the run folder (``run_folder.claim_run_dir``: a fresh run into another run's
+        folder is refused unless --overwrite, which removes that run's reference checkpoints,
+        trajectories, metrics, checkpoints and model first; a crash mid-export is repaired),
+        then rank 0 writes the config."""
+        self.run_id = run_folder.claim_run_dir(self.accelerator, self.run_dir, self.cfg, stage="stage1",
+                                               resume=self.resume, overwrite=self.overwrite)
         if self.accelerator.is_main_process:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            if not self.resume:  # a fresh run never reuses another run's reference checkpoints or trajectories
-                stale = [layout.reference_root(run_dir), layout.metrics_path(run_dir), layout.result_path(run_dir)]
-                if any(p.exists() for p in stale):
-                    dist_utils.print0(f"stage 1: fresh run in {run_dir}: removing the previous run's reference/, "
-                                      "metrics.jsonl and result.json")
-                shutil.rmtree(stale[0], ignore_errors=True)
-                for p in stale[1:]:
-                    p.unlink(missing_ok=True)
-            save_config(self.cfg, layout.config_path(run_dir))
+            save_config(self.cfg, layout.config_path(self.run_dir))
         self.accelerator.wait_for_everyone()
 
     def load_data(self) -> None:
@@ -203,6 +208,7 @@ class Stage1Trainer:
         if self.bad:
             dist_utils.print0(f"stage 1: skipped {len(self.bad)} unreadable training sample(s)")
         self.train_texts = [s.text for s in samples]
+        self.train_samples = samples
         if self.accelerator.is_main_process:  # what dataset index i means, for `slt-llm analyze`
             layout.texts_path(self.run_dir).write_text(json.dumps(self.train_texts, ensure_ascii=False))
         self.n = len(self.ds)
@@ -210,7 +216,7 @@ class Stage1Trainer:
         if self.global_batch > self.n:
             raise ConfigError(f"global batch {self.global_batch} (train.batch_size={self.tc.batch_size} x "
                               f"{self.world} processes) is larger than the training set ({self.n} readable samples)")
-        self.dev_samples = read_manifest(dc.dev_manifest) if dc.dev_manifest else []
+        self.dev_samples = read_manifest(dc.dev_manifest, allow_outside_root=dc.allow_outside_root) if dc.dev_manifest else []
         self.dev_ds = SLTDataset(self.dev_samples, dc.clip, on_error="skip", pose_dir=dc.pose_dir,
                                  cache_dir=dc.cache_dir) if self.dev_samples else None
 
@@ -219,7 +225,7 @@ class Stage1Trainer:
         from slt_llm.contrastive.retrieval import unique_sentences
 
         cfg = self.cfg
-        ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype,
+        ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, device=self.device,
                    cache_dir=layout.text_cache_dir(cfg), trust_remote_code=cfg.llm.trust_remote_code)
         train_uniq, self.text_idx = unique_sentences(self.train_texts)
         self.dev_uniq = list(dict.fromkeys(s.text for s in self.dev_samples))
@@ -231,12 +237,14 @@ class Stage1Trainer:
     def build_model(self) -> None:
         """VLPModel, optimizer, schedule, loss; model/optimizer/scheduler prepared."""
         from slt_llm.contrastive.loss import SelectiveInfoNCE
+        from slt_llm.models.encoder import check_data_parallel
         from slt_llm.models.vlp import VLPModel
 
         cfg, tc = self.cfg, self.tc
+        check_data_parallel(cfg.encoder, self.world)
         checkpoint.seed_everything(tc.seed)
         model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
-                         llm_dtype=cfg.llm.dtype)
+                         llm_dtype=cfg.llm.dtype, desc_head=self.desc_weight > 0)
         model.clip_cfg = cfg.data.clip
         optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim), cfg.optim)
         # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
@@ -245,6 +253,58 @@ class Stage1Trainer:
         scheduler = optim.build_scheduler(optimizer, cfg.optim, self.total)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.loss_fn = SelectiveInfoNCE(rank=self.rank, world_size=self.world)
+
+    # ------------------------------------------- hand auxiliaries (BeyondGloss)
+    def setup_hand_aux(self) -> None:
+        """The auxiliary loss weights (``hand_aux.resolve_weights``); with descriptions, each
+        training sample's description (by id) embedded once by the frozen LLM (cached like the
+        sentences); with the hand teacher, the hand head's size from the first training sidecar
+        when ``encoder.hand_head_dim`` is 0 (docs/hand_descriptions.md)."""
+        from slt_llm.contrastive.hand_aux import DescriptionTargets, resolve_weights
+
+        cfg = self.cfg
+        self.desc_weight, self.hand_weight = resolve_weights(cfg.data, cfg.vlp)
+        self.desc_targets, self.aux_parts = None, {}
+        if self.desc_weight > 0:
+            self.desc_targets = DescriptionTargets(cfg.data.descriptions, [s.id for s in self.train_samples])
+            ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype,
+                       cache_dir=layout.text_cache_dir(cfg), trust_remote_code=cfg.llm.trust_remote_code)
+            _, emb = _embed_texts_rank0_first(ekw, self.desc_targets.texts, self.accelerator)
+            self.desc_targets.set_embeddings(emb)  # (U_desc, H)
+        if self.hand_weight > 0:
+            from slt_llm.data.hand_teacher import find_sidecar, read_sidecar
+
+            dim = read_sidecar(find_sidecar(self.train_samples[0].video, cfg.data.hands_dir)).dim
+            if cfg.encoder.hand_head_dim == 0:
+                cfg.encoder.hand_head_dim = dim
+            elif cfg.encoder.hand_head_dim != dim:
+                raise ConfigError(f"encoder.hand_head_dim={cfg.encoder.hand_head_dim} but the hand-teacher "
+                                  f"sidecars have D={dim} (set it to {dim}, or 0 to take it from the sidecars)")
+
+    def aux_step_loss(self, batch: dict, t_emb: torch.Tensor, fn) -> torch.Tensor:
+        """Alignment + weighted auxiliary losses of one step (one forward); keeps the parts
+        (local, with graph) in ``self.aux_parts`` for logging."""
+        from slt_llm.contrastive.hand_aux import aux_losses
+
+        d_emb = None
+        if self.desc_targets is not None:
+            d_emb = self.desc_targets.embeddings_for(batch["index"]).to(self.device)  # (b, H)
+        with accel.forward_context(self.accelerator):  # as in train_step
+            v, t, scale, aux = self.model(batch, t_emb, d_emb, return_aux=True)
+        align = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
+        parts = aux_losses(aux, batch, v, scale, loss_fn=self.loss_fn, desc=self.desc_targets,
+                           desc_weight=self.desc_weight, hand_weight=self.hand_weight, world_size=self.world)
+        self.aux_parts = {"loss_align": align, "loss_desc": parts["loss_desc"], "loss_hand": parts["loss_hand"]}
+        return align + parts["aux"]
+
+    def aux_log_values(self) -> dict:
+        """Global means of the last step's loss parts (one all-reduce; every rank calls it)."""
+        names = [k for k, v in self.aux_parts.items() if v is not None]
+        if not names:
+            return {}
+        local = torch.stack([self.aux_parts[k].detach().float().reshape(()) for k in names])
+        total = dist_utils.all_reduce_sum(local) / self.world
+        return {k: float(x) for k, x in zip(names, total.tolist())}
 
     def build_samplers(self) -> None:
         """The random global-batch sampler and the text false negatives (``random_fn``, ``ps``)."""
@@ -313,6 +373,7 @@ class Stage1Trainer:
             loss = self.train_step(batch, fn)
             state.step += 1
             state.batch_in_epoch = bi + 1
+            faults.point("step")
             self.throughput.add(self.global_batch)
             self.bar.update(1)
             self.last_loss = float(dist_utils.all_reduce_sum(loss.detach().float().reshape(1)).item()) / self.world
@@ -321,7 +382,7 @@ class Stage1Trainer:
                 self.logger.log(state.step, loss=self.last_loss, lr=float(lrs[0]), lr_head=float(lrs[-1]),
                                 samples_per_s=self.throughput.rate(),
                                 temperature=self.accelerator.unwrap_model(self.model).temperature,
-                                epoch=state.epoch, phase=phase)
+                                epoch=state.epoch, phase=phase, **self.aux_log_values())
                 self.bar.set_postfix(loss=f"{self.last_loss:.3f}")
             if tc.eval_every and state.step % tc.eval_every == 0:
                 self.evaluate_and_export()
@@ -339,8 +400,12 @@ class Stage1Trainer:
                                                     f"({batch['skipped'][0][1]})")
         batch = batch_to_device(batch, self.device)
         t_emb = self.text_llm[self.text_idx[batch["index"].cpu()]].to(self.device)  # (b, H)
-        v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
-        loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
+        if self.desc_weight > 0 or self.hand_weight > 0:
+            loss = self.aux_step_loss(batch, t_emb, fn)
+        else:
+            with accel.forward_context(self.accelerator):  # DeepSpeed half precision: autocast the fp32 inputs
+                v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
+            loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)  # fp32 logits
         self.accelerator.backward(loss)
         if not accel.uses_deepspeed(self.accelerator) and self.cfg.optim.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
@@ -374,13 +439,15 @@ class Stage1Trainer:
         bs, n = self.tc.batch_size, len(self.dev_ds)
         # every rank embeds the whole (small) dev set: same forward count on all ranks (ZeRO-3 safe)
         batches = [list(range(s, min(s + bs, n))) for s in range(0, n, bs)]
-        v, index = m.embed_videos(clip_loader(self.dev_ds, batches, self.cfg.data.num_workers), device=self.device)
-        if v.shape[0] == 0:
-            return None
-        dev_texts = [self.dev_samples[i].text for i in index.tolist()]
-        uniq, vt = unique_sentences(dev_texts)
-        rows = torch.tensor([self.dev_uniq.index(t) for t in uniq])
-        t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
+        with accel.forward_context(self.accelerator):
+            v, index = m.embed_videos(clip_loader(self.dev_ds, batches, self.cfg.data.num_workers),
+                                      device=self.device)
+            if v.shape[0] == 0:
+                return None
+            dev_texts = [self.dev_samples[i].text for i in index.tolist()]
+            uniq, vt = unique_sentences(dev_texts)
+            rows = torch.tensor([self.dev_uniq.index(t) for t in uniq])
+            t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
         return retrieval_metrics(v, t, vt)
 
     def evaluate_and_export(self) -> None:
@@ -427,9 +494,10 @@ def cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="slt-llm vlp", description="stage 1: selective contrastive alignment")
     p.add_argument("--config", default=None, help="YAML/JSON Stage1Config")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.run_dir")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in train.run_dir")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=4")
     a = p.parse_args(argv)
     cfg = load_config(Stage1Config, a.config, a.overrides)
-    res = train_vlp(cfg, resume=a.resume)
+    res = train_vlp(cfg, resume=a.resume, overwrite=a.overwrite)
     dist_utils.print0(json.dumps(res))
     return 0

@@ -35,12 +35,13 @@ from typing import Optional
 import torch
 
 from slt_llm import distributed as dist_utils
+from slt_llm import faults
 from slt_llm import run_layout as layout
 from slt_llm.config import SLTConfig, load_config, save_config
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError
 from slt_llm.metrics import compute_metrics
-from slt_llm.training import accelerator as accel, checkpoint, data_order, metrics_log, optim, token_loss
+from slt_llm.training import accelerator as accel, checkpoint, data_order, metrics_log, optim, run_folder, token_loss
 
 
 def _bleu4(hyps: list[str], refs: list[str]) -> tuple[float, str]:
@@ -100,8 +101,11 @@ def _count_target_tokens(model, batch: dict) -> int:
 def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optional[dict]:
     """Greedy decoding on the dev set, sharded over ranks; BLEU-4 on every rank's return.
 
-    Returns ``{"bleu4", "signature", "n", "predictions": [{"id","hyp","ref"}]}``
-    (predictions complete on rank 0 only) or None without a dev set. Every rank
+    Returns ``{"bleu4", "signature", "n", "unreadable", "predictions":
+    [{"id","hyp","ref"}]}`` (predictions complete on rank 0 only) or None
+    without a dev set. A dev clip that cannot be read counts as an EMPTY
+    hypothesis (its prediction has ``"unreadable": message``): the score is
+    over all ``n`` dev clips, never silently over the readable ones. Every rank
     runs the same number of ``generate`` calls (padded shards; under ZeRO-3
     HF generate is told ``synced_gpus`` so ranks that finish early keep
     joining the parameter all-gathers). Cost: ceil(n / (W * batch)) batched
@@ -126,6 +130,8 @@ def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optiona
         chunk, ok = idx[s:s + bs], valid[s:s + bs]
         items = [dev_ds[i] for i in chunk]
         keep = [it for it, v in zip(items, ok) if v]
+        local += [{"id": it["id"], "hyp": "", "ref": dev_ds.samples[it["index"]].text, "unreadable": it["error"]}
+                  for it in keep if "error" in it]  # scored as empty hypotheses
         batch = collate(keep) if keep else None
         if batch is None or _num_valid(batch) == 0:
             batch, real = loader.fallback(), False
@@ -144,9 +150,11 @@ def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optiona
         if preds:
             bleu, sig = _bleu4([p["hyp"] for p in preds], [p["ref"] for p in preds])
         else:
-            bleu, sig = 0.0, "no readable dev sample"
-        result = {"bleu4": bleu, "signature": sig, "n": len(preds), "predictions": preds}
-    shared = dist_utils.all_gather_object(None if result is None else {k: result[k] for k in ("bleu4", "signature", "n")})[0]
+            bleu, sig = 0.0, "no dev sample"
+        result = {"bleu4": bleu, "signature": sig, "n": len(preds),
+                  "unreadable": sum(1 for p in preds if "unreadable" in p), "predictions": preds}
+    keys = ("bleu4", "signature", "n", "unreadable")
+    shared = dist_utils.all_gather_object(None if result is None else {k: result[k] for k in keys})[0]
     if result is None:
         result = dict(shared, predictions=[])
     return result
@@ -173,11 +181,14 @@ def export_model(accelerator, model, out_dir: Path, predictions: Optional[list] 
     return out_dir
 
 
-def train_slt(cfg: SLTConfig, *, resume: bool = False, stop_at_step: Optional[int] = None) -> dict:
+def train_slt(cfg: SLTConfig, *, resume: bool = False, stop_at_step: Optional[int] = None,
+              overwrite: bool = False) -> dict:
     """Train stage 2 as configured; returns a summary dict.
 
     ``resume``: continue from the last complete checkpoint of ``train.run_dir``
     (same data order; metrics.jsonl lines after it are dropped).
+    ``overwrite``: replace the run already in ``train.run_dir`` (a fresh run
+    into another run's folder is refused otherwise; ``training.run_folder``).
     ``stop_at_step``: leave after that many optimizer steps as if interrupted
     (the schedule still spans the full run), e.g. to split a run over jobs.
 
@@ -196,27 +207,35 @@ def train_slt(cfg: SLTConfig, *, resume: bool = False, stop_at_step: Optional[in
 
     accelerator = accel.setup_accelerator(tc, cfg.optim)  # checks the DeepSpeed JSON first
     try:
-        return _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel)
+        return _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel,
+                      overwrite)
     finally:
         accel.teardown(accelerator)
 
 
-def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel) -> dict:
+def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel,
+           overwrite=False) -> dict:
     tc, dc = cfg.train, cfg.data
     rank, world = accelerator.process_index, accelerator.num_processes
+    run_id = run_folder.claim_run_dir(accelerator, run_dir, cfg, stage="stage2", resume=resume, overwrite=overwrite)
     checkpoint.seed_everything(tc.seed)
 
-    train_ds = SLTDataset(dc.train_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir)
+    train_ds = SLTDataset(dc.train_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
+                          allow_outside_root=dc.allow_outside_root)
     dev_ds = None
     if dc.dev_manifest:
-        dev_ds = SLTDataset(dc.dev_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir)
+        dev_ds = SLTDataset(dc.dev_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
+                            allow_outside_root=dc.allow_outside_root)
     gb = tc.batch_size * world
     total = data_order.total_steps(len(train_ds), tc, world)
     if data_order.steps_per_epoch(len(train_ds), tc, world) == 0:
         raise ConfigError(f"{dc.train_manifest}: {len(train_ds)} samples, fewer than one optimizer step "
                           f"({tc.grad_accum} x global batch {gb} = batch_size {tc.batch_size} x {world} processes)")
 
-    model = SLTModel.build(cfg)
+    from slt_llm.models.encoder import check_data_parallel
+
+    check_data_parallel(cfg.encoder, world)
+    model = SLTModel.build(cfg, device=accelerator.device)  # the QLoRA base is quantised on this device
     model.clip_cfg = dc.clip  # recorded in clip.yaml: `slt-llm translate` samples clips as in training
     if tc.init_encoder:
         model.load_encoder_from(tc.init_encoder)
@@ -227,7 +246,8 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
     unwrapped = accelerator.unwrap_model(model)
 
     metrics = metrics_log.MetricsLogger(run_dir, accelerator)
-    state = checkpoint.resume_state(accelerator, run_dir, metrics, what="stage 2") if resume else checkpoint.TrainerState()
+    state = checkpoint.resume_state(accelerator, run_dir, metrics, what="stage 2", run_id=run_id) if resume \
+        else checkpoint.TrainerState(run_id=run_id)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, layout.config_path(run_dir))
@@ -274,6 +294,7 @@ def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_
             meter.add(int(dist_utils.all_reduce_sum(torch.tensor(n_valid, device=accelerator.device)).item()))
             state.step += 1
             state.batch_in_epoch += ga
+            faults.point("step")
             window_losses.append(out["loss"])
             window_tokens += out["tokens"]
             final_loss = out["loss"]
@@ -326,9 +347,10 @@ def _eval_and_export(accelerator, model, dev_ds, collate, cfg, state, model_dir:
     better = state.update_best([bleu])
     if better:
         export_model(accelerator, model, model_dir, res["predictions"] if accelerator.is_main_process else None)
-    dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips"
+    unreadable = f" ({res['unreadable']} unreadable, scored as empty)" if res["unreadable"] else ""
+    dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips{unreadable}"
                       + (" (best, exported)" if better else f" (best {state.best_metric:.2f} at step {state.best_step})"))
-    return {"dev_bleu4": bleu, "dev_n": res["n"], "best_dev_bleu": state.best_metric,
+    return {"dev_bleu4": bleu, "dev_n": res["n"], "dev_unreadable": res["unreadable"], "best_dev_bleu": state.best_metric,
             "bleu_signature": res["signature"]}
 
 
@@ -338,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         "GPUs run scripts/train_slt.py under `accelerate launch --config_file ds_configs/accelerate_zero3.yaml`."))
     p.add_argument("--config", required=True, help="YAML/JSON run config (SLTConfig)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.run_dir")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in train.run_dir")
     p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
                    help="leave after optimizer step N (a checkpoint is saved; continue later with --resume)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=50 llm.load_in_4bit=true")
@@ -347,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cli(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(SLTConfig, args.config, args.overrides)
-    summary = train_slt(cfg, resume=args.resume, stop_at_step=args.stop_at_step)
+    summary = train_slt(cfg, resume=args.resume, stop_at_step=args.stop_at_step, overwrite=args.overwrite)
     if dist_utils.is_main():
         print(json.dumps(summary))
     return 0
