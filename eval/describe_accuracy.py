@@ -10,14 +10,12 @@ describer's window rules (``describe.describe_window``, the per-segment rules)
 run on the frames of that sign, dominant (right) hand. Compared with the
 lexicon: handshape name, movement kind + direction, finger direction and place
 (the last two are reported, not targets). Which frames belong to which sign is
-recovered from the generator's own timeline (``sign_spans``), without changing
-the generator. Last line ``RESULT handshape_acc=... movement_acc=... ...``.
+reported by the generator itself (``render_sample(..., spans=...)``). Last line ``RESULT handshape_acc=... movement_acc=... ...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import tempfile
 from collections import Counter
@@ -39,36 +37,12 @@ ORIENT_WORDS = {"up": "fingers pointing up", "inward": "fingers pointing across 
 
 
 def sign_spans(signs: list, lexicon: dict, signer, size: int, rng) -> tuple:
-    """Render one sentence like the corpus generator and find each sign's frames.
-
-    Returns ``(xy (T,543,2), conf (T,543), spans [(gloss, a, b)])``. The generator's timeline
-    is one rest frame, then per sign 2 transition frames + n sign frames, then 2 + 1 rest
-    frames; n is drawn from ``rng`` inside ``_timeline`` exactly as below, on a copy of the
-    generator's state at that call (checked against the frame count).
-    """
+    """Render one sentence like the corpus generator; ``(xy (T,543,2), conf (T,543),
+    spans [(gloss, first, stop)])`` with each sign's frames from the generator itself."""
     from slt_llm.data import synth
 
-    spans_n: list = []
-    orig = synth._timeline
-
-    def recording(signs_, lexicon_, signer_, rng_):
-        r = copy.deepcopy(rng_)
-        spans_n[:] = [max(4, signer_.frames_per_sign + int(r.integers(-1, 2))) for _ in signs_]
-        return orig(signs_, lexicon_, signer_, rng_)
-
-    synth._timeline = recording
-    try:
-        frames, xy, conf = synth.render_sample(signs, lexicon, signer, size, rng)
-    finally:
-        synth._timeline = orig
-    T = xy.shape[0]
-    if T != 1 + sum(2 + n for n in spans_n) + 3:
-        raise RuntimeError(f"synth timeline changed: {T} frames, expected {1 + sum(2 + n for n in spans_n) + 3}")
-    spans, t = [], 1
-    for g, n in zip(signs, spans_n):
-        t += 2
-        spans.append((g, t, t + n))
-        t += n
+    spans: list = []
+    _, xy, conf = synth.render_sample(signs, lexicon, signer, size, rng, spans=spans)
     return xy, conf, spans
 
 

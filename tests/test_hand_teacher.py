@@ -160,7 +160,7 @@ def test_hand_head_output_feeds_the_frame_features_and_masked_l2_matches_by_hand
     pairs = [(0, 0, 0), (0, 1, 0), (0, 2, 0), (1, 1, 1)]
     for b, t, h in pairs:
         by_hand += sum((float(p.detach()[b, t, h, d]) - float(target[b, t, h, d])) ** 2 for d in range(5)) / 5
-    assert float(loss) == pytest.approx(by_hand / len(pairs), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(by_hand / len(pairs), rel=1e-6)
     loss.backward()
     assert p.grad[~m].abs().max() == 0 and p.grad[m].abs().min() > 0  # only frames with a hand
     assert float(hand_distillation_loss(p, target, torch.zeros_like(m))) == 0.0

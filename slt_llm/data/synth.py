@@ -253,9 +253,10 @@ def _elbow(shoulder, wrist, l1, l2, outward) -> np.ndarray:
     return (c1 if s1 >= s2 else c2).astype(np.float32)
 
 
-def _timeline(signs: list, lexicon: dict, signer: Signer, rng) -> list:
+def _timeline(signs: list, lexicon: dict, signer: Signer, rng, spans: Optional[list] = None) -> list:
     """Per frame: (dominant state, non-dominant state); a state = (wrist offset (2,) in sw,
-    template (21,2), orientation deg)."""
+    template (21,2), orientation deg). ``spans``, when given, receives each sign's frames as
+    (gloss, first, stop) (the ground truth for ``eval/describe_accuracy.py``)."""
     rest_dom = (np.array([0.25, 0.85], np.float32), _TEMPLATES["B"], 0.0)
     rest_nd = (np.array([0.25, 0.85], np.float32), _TEMPLATES["B"], 0.0)
     key_states = []  # list of lists of per-frame states for each sign
@@ -297,12 +298,20 @@ def _timeline(signs: list, lexicon: dict, signer: Signer, rng) -> list:
         out.append((lerp(prev[0], rest_dom, w), lerp(prev[1], rest_nd, w)))
     out.insert(0, (rest_dom, rest_nd))
     out.append((rest_dom, rest_nd))
+    if spans is not None:  # 1 rest frame, then per sign n_tr transition frames + its own frames
+        t = 1
+        for g, frames in zip(signs, key_states):
+            t += n_tr
+            spans.append((g, t, t + len(frames)))
+            t += len(frames)
     return out
 
 
-def render_sample(signs: list, lexicon: dict, signer: Signer, size: int, rng: np.random.Generator):
+def render_sample(signs: list, lexicon: dict, signer: Signer, size: int, rng: np.random.Generator,
+                  spans: Optional[list] = None):
     """Render one sentence. Returns frames uint8 (T, size, size, 3), xy float32 (T, 543, 2)
-    (pixels, MediaPipe Holistic order), conf float32 (T, 543)."""
+    (pixels, MediaPipe Holistic order), conf float32 (T, 543). ``spans`` (a list) receives
+    each sign's (gloss, first frame, stop frame)."""
     from PIL import Image, ImageDraw
 
     S = float(size)
@@ -311,7 +320,7 @@ def render_sample(signs: list, lexicon: dict, signer: Signer, size: int, rng: np
     cy = S * (0.5 + signer.offset[1]) + float(rng.uniform(-0.015, 0.015)) * S
     hand_len = 0.5 * sw
     l1, l2 = 0.62 * sw, 0.6 * sw
-    timeline = _timeline(signs, lexicon, signer, rng)
+    timeline = _timeline(signs, lexicon, signer, rng, spans)
     T = len(timeline)
 
     neck = np.array([cx, cy], np.float32)

@@ -283,7 +283,7 @@ class Stage1Trainer:
 
     def aux_step_loss(self, batch: dict, t_emb: torch.Tensor, fn) -> torch.Tensor:
         """Alignment + weighted auxiliary losses of one step (one forward); keeps the parts
-        (local, with graph) in ``self.aux_parts`` for logging."""
+        (local, detached) in ``self.aux_parts`` for logging."""
         from slt_llm.contrastive.hand_aux import aux_losses
 
         d_emb = None
@@ -294,7 +294,8 @@ class Stage1Trainer:
         align = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
         parts = aux_losses(aux, batch, v, scale, loss_fn=self.loss_fn, desc=self.desc_targets,
                            desc_weight=self.desc_weight, hand_weight=self.hand_weight, world_size=self.world)
-        self.aux_parts = {"loss_align": align, "loss_desc": parts["loss_desc"], "loss_hand": parts["loss_hand"]}
+        self.aux_parts = {k: (v.detach() if v is not None else None) for k, v in
+                          (("loss_align", align), ("loss_desc", parts["loss_desc"]), ("loss_hand", parts["loss_hand"]))}
         return align + parts["aux"]
 
     def aux_log_values(self) -> dict:
@@ -302,7 +303,7 @@ class Stage1Trainer:
         names = [k for k, v in self.aux_parts.items() if v is not None]
         if not names:
             return {}
-        local = torch.stack([self.aux_parts[k].detach().float().reshape(()) for k in names])
+        local = torch.stack([self.aux_parts[k].float().reshape(()) for k in names])
         total = dist_utils.all_reduce_sum(local) / self.world
         return {k: float(x) for k, x in zip(names, total.tolist())}
 
