@@ -45,8 +45,8 @@ def ps_run(tiny_corpus, tiny_llama, tmp_path_factory):
     from slt_llm.training.stage1 import train_vlp
 
     run = tmp_path_factory.mktemp("vlp_ps")
-    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "train.epochs=4",
-                         "train.save_every=8", "train.keep_checkpoints=3"))
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "selection.protocol=continuation",
+                         "train.epochs=4", "train.save_every=8", "train.keep_checkpoints=3"))
     return run, res
 
 
@@ -100,8 +100,8 @@ def test_resume_after_reference_phase_continues_identically(ps_run, tiny_corpus,
     shutil.copytree(run, cut)
     shutil.rmtree(cut / "checkpoints" / "step_12")
     shutil.rmtree(cut / "model")
-    again = train_vlp(_cfg(tiny_corpus, tiny_llama, cut, "selection.selection=ps", "train.epochs=4",
-                           "train.save_every=8", "train.keep_checkpoints=3"), resume=True)
+    again = train_vlp(_cfg(tiny_corpus, tiny_llama, cut, "selection.selection=ps", "selection.protocol=continuation",
+                           "train.epochs=4", "train.save_every=8", "train.keep_checkpoints=3"), resume=True)
     full, resumed = _losses(run), _losses(cut)
     assert [r["step"] for r in resumed] == list(range(1, 13))
     for a, b in zip(full, resumed):
@@ -140,6 +140,42 @@ def test_random_arm_learns_and_matches_ps_reference_phase(ps_run, tiny_corpus, t
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
     # the random arm keeps reference checkpoints too (for analyze)
     assert (tmp_path / "rnd" / "reference" / "ref_01" / "encoder.safetensors").is_file()
+
+
+def test_separate_reference_protocol(ps_run, tiny_corpus, tiny_llama, tmp_path):
+    """The paper's protocol (the default): a random-batch reference run with K checkpoints, then
+    a FRESH model with pair selection from its first epoch. A target run that reuses those
+    checkpoints through selection.reference_run is the same run (same losses)."""
+    import numpy as np
+
+    from slt_llm.contrastive.trajectories import Trajectories, ids_hash
+    from slt_llm.data.manifest import read_manifest
+    from slt_llm.training.stage1 import train_vlp
+
+    run = tmp_path / "sep"
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "train.epochs=2"))
+    ref = run / "reference_run"
+    assert sorted(p.name for p in (ref / "reference").iterdir() if p.is_dir()) == ["ref_00", "ref_01"]
+    ref_rows = _losses(ref)
+    assert len(ref_rows) == 6 and {r["phase"] for r in ref_rows} == {"random"}
+    # the reference run is the random arm (its first epoch = the continuation run's reference phase)
+    for a, b in zip(ref_rows[:3], _losses(ps_run[0])[:3]):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+    rows = _losses(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and {r["phase"] for r in rows} == {"ps"}
+    assert res["protocol"] == "separate" and res["reference_s"] > 0 and res["selection_s"] > 0
+    assert not (run / "reference" / "ref_00").exists()  # the target saves no reference checkpoints
+    ids = [s.id for s in read_manifest(tiny_corpus / "train.jsonl")]
+    traj = Trajectories.load(run / "reference" / "trajectories.npz", expect_ids_hash=ids_hash(ids))
+    assert traj.num_checkpoints == 2 and np.isfinite(traj.neg_std).all()
+    # reusing the reference run: no reference training, identical target run
+    again = train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep2", "train.epochs=2",
+                           f"selection.reference_run={ref}"))
+    assert again["reference_s"] == 0 and again["reference_run"] == str(ref)
+    for a, b in zip(rows, _losses(tmp_path / "sep2")):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-6)
+    with pytest.raises(ConfigError, match="reference checkpoint"):
+        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep3", f"selection.reference_run={tmp_path}"))
 
 
 def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tiny_qwen2, tmp_path):

@@ -91,9 +91,11 @@ class SLTDataset(torch.utils.data.Dataset):
         pose_dir=None,
         cache_dir=None,
         require_text: bool = True,
+        memory: bool = False,
     ):
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self._memory: Optional[dict] = {} if memory else None  # data.preload: index -> loaded item
         self.manifest_errors: list = []
         self.source: Optional[str] = None
         if isinstance(samples_or_manifest, (str, os.PathLike)):
@@ -200,6 +202,8 @@ class SLTDataset(torch.utils.data.Dataset):
         s = self.samples[i]
         if i in self.errors:
             return {"error": self.errors[i], "id": s.id, "index": i}
+        if self._memory is not None and i in self._memory:
+            return dict(self._memory[i])
         try:
             try:
                 arrays = self.load_arrays(i)
@@ -214,6 +218,8 @@ class SLTDataset(torch.utils.data.Dataset):
             return {"error": str(err), "id": s.id, "index": i}
         item = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in CLIP_ARRAYS}
         item.update(fps=arrays["fps"], id=s.id, text=s.text, index=i)
+        if self._memory is not None:
+            self._memory[i] = item
         return item
 
 
@@ -304,7 +310,7 @@ def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
     per sample (divided over the ranks)."""
     from slt_llm import distributed as dist_utils
 
-    dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir)
+    dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir, memory=bool(data_cfg.preload))
     samples = read_manifest(data_cfg.train_manifest)
     ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
     mine = [i for i in range(rank, len(ds), world_size) if "error" in ds[i]]
