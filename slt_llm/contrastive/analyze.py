@@ -15,17 +15,23 @@ Pairs analysed: each anchor's top-M candidates (the pairs pair selection works
 on: similar at the first or the last checkpoint).
 
 Groups (``contrastive.selection.score_pairs``, the rule pair selection uses;
-``high`` means a similarity >= ``selection.high_level`` of the run's config):
+``high`` means a standardised similarity z = (s - mu_k) / sd_k >= ``selection.high_z``
+of the run's config, mu_k and sd_k being the mean and spread of ALL negative
+pairs at checkpoint k, so the global drift does not move pairs between groups;
+or an absolute cosine >= ``selection.high_level`` when high_z is null):
 high-to-low (learned to separate), low-to-high (hard negatives), high-to-high
-(likely false negatives), low-to-low (easy). delta = s_last - s_first. Pairs
+(likely false negatives), low-to-low (easy). delta = z_last - z_first (the
+drift-free pair score; the raw s_last - s_first is reported too). Group shares
+are also given per checkpoint (first checkpoint vs checkpoint k). Pairs
 whose sentences are identical (after normalisation) are kept and counted per
 group: they are false negatives by construction, and where they land shows
 whether the trajectories can find them.
 
 Outputs: a PNG with three panels: (1) the trajectories of ``--pairs`` sampled
 pairs (thin lines coloured by group; bold lines are each group's mean over ALL
-analysed pairs, dotted green the positive pairs' mean), (2) the share of pairs in each group, (3) a histogram of delta
-stacked by group; and optionally a JSON with the counts, shares (summing to 1),
+analysed pairs, dotted green the positive pairs' mean, dashed the "high" threshold
+per checkpoint), (2) the group shares per checkpoint (first vs k), (3) a histogram
+of delta stacked by group; and optionally a JSON with the counts, shares (summing to 1),
 delta statistics and the sampled trajectories. Cost: O(N*M*K) memory and time
 once the trajectories exist.
 """
@@ -48,7 +54,8 @@ LABELS = {"high_to_low": "high\u2192low", "low_to_high": "low\u2192high", "high_
           "low_low": "low\u2192low"}
 
 
-def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int = 200, seed: int = 0,
+def analyze(traj, *, high_level: float = 0.5, high_z: Optional[float] = None,
+            high_quantile: Optional[float] = None, texts: Optional[list] = None, pairs: int = 200, seed: int = 0,
             epochs: Optional[list] = None) -> dict:
     """Statistics of a run's candidate trajectories (a ``Trajectories``), grouped by
     ``selection.score_pairs`` (the same rule pair selection uses). ``texts``: the sentence of
@@ -58,7 +65,7 @@ def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int
     from slt_llm.contrastive import selection as sel_mod
 
     assert tuple(sel_mod.GROUP_NAMES) == GROUPS
-    sc = sel_mod.score_pairs(traj, high_level=high_level)
+    sc = sel_mod.score_pairs(traj, high_z=high_z, high_level=high_level, high_quantile=high_quantile)
     cand = traj.cand.numpy().astype(np.int64)
     sims = traj.traj.float().numpy()
     n, m, k = sims.shape
@@ -73,6 +80,11 @@ def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int
     counts = {g: int((groups == i).sum()) for i, g in enumerate(GROUPS)}
     out = {
         "num_pairs": total, "num_anchors": int(n), "top_m": int(m), "K": int(k), "high_level": float(high_level),
+        "group_rule": sc.rule, "high_z": high_z, "neg_mean": traj.neg_mean.tolist(), "neg_std": traj.neg_std.tolist(),
+        "threshold_per_checkpoint": _thresholds(traj, sc, high_z, high_level),
+        "shares_over_checkpoints": _shares_over_checkpoints(traj, sc, sel_mod),
+        "raw_delta": {"mean": float((sims[..., -1] - sims[..., 0]).mean()),
+                      "std": float((sims[..., -1] - sims[..., 0]).std())},
         "epochs": list(epochs) if epochs is not None else list(range(1, k + 1)),
         "counts": counts, "shares": {g: counts[g] / total for g in GROUPS},
         "delta": {"mean": float(delta.mean()), "std": float(delta.std()),
@@ -92,6 +104,32 @@ def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int
     return out
 
 
+def _thresholds(traj, sc, high_z, high_level) -> list:
+    """The "high" threshold of each checkpoint as a raw similarity (for the plot)."""
+    if sc.rule == "z":
+        return [float(mu + high_z * sd) for mu, sd in zip(traj.neg_mean, traj.neg_std)]
+    if sc.rule == "quantile":
+        return [float(np.quantile(traj.traj[..., k].float().numpy(), 0.5)) for k in range(traj.num_checkpoints)]
+    return [float(high_level)] * traj.num_checkpoints
+
+
+def _shares_over_checkpoints(traj, sc, sel_mod) -> list:
+    """Group shares of the candidate pairs between the first checkpoint and each later one."""
+    t = traj.traj.float().numpy()
+    out = []
+    for k in range(1, traj.num_checkpoints):
+        if sc.rule == "absolute":
+            a, b = t[..., 0], t[..., k]
+        else:
+            a = (t[..., 0] - traj.neg_mean[0]) / traj.neg_std[0]
+            b = (t[..., k] - traj.neg_mean[k]) / traj.neg_std[k]
+        thr = sc.thresholds if sc.rule != "quantile" else (float(np.quantile(a, 0.5)), float(np.quantile(b, 0.5)))
+        g = sel_mod.assign_groups(a, b, thr[0], thr[1] if sc.rule != "quantile" else thr[1])
+        counts = np.bincount(g.reshape(-1), minlength=4)
+        out.append({name: float(c) / max(1, int(counts.sum())) for name, c in zip(GROUPS, counts)})
+    return out
+
+
 def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     """Write the three-panel PNG (Agg backend)."""
     import matplotlib
@@ -107,8 +145,9 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     for g, mean in stats["group_mean_trajectory"].items():
         ax.plot(x, mean, color=COLORS[g], lw=3, label=f"{LABELS[g]} (mean of {stats['counts'][g]})")
     ax.plot(x, stats["positive_mean_trajectory"], color="#2ca02c", lw=3, ls=":", label="positive pairs (mean)")
-    ax.axhline(stats["high_level"], color="k", ls="--", lw=0.8)
-    ax.text(x[0], stats["high_level"], " high/low threshold", va="bottom", fontsize=8)
+    thr = stats.get("threshold_per_checkpoint") or [stats["high_level"]] * len(x)
+    ax.plot(x, thr, color="k", ls="--", lw=0.8)
+    ax.text(x[0], thr[0], " high/low threshold", va="bottom", fontsize=8)
     ax.set_xlabel("training epoch of the reference checkpoint")
     ax.set_ylabel("cosine similarity  s(video i, sentence j)")
     ax.set_title(f"{len(stats['sampled'])} sampled negative pairs")
@@ -117,20 +156,22 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     ax.grid(alpha=0.3)
 
     ax = axes[1]
-    shares = [100 * stats["shares"][g] for g in GROUPS]
-    bars = ax.bar(range(4), shares, color=[COLORS[g] for g in GROUPS])
-    for b, s, g in zip(bars, shares, GROUPS):
-        ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{s:.1f}%\n({stats['counts'][g]})",
-                ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(4), [LABELS[g] for g in GROUPS], fontsize=9)
-    dup = stats.get("identical_sentence_pairs")
-    if dup:
-        ax.bar(range(4), [100 * dup[g] / stats["num_pairs"] for g in GROUPS], color="none", edgecolor="k",
-               hatch="//", label="of which identical sentences")
-        ax.legend(fontsize=8, loc="upper left")
+    over = stats.get("shares_over_checkpoints") or [stats["shares"]]
+    xs = x[1:] if len(over) == len(x) - 1 else list(range(1, len(over) + 1))
+    bottom = np.zeros(len(over))
+    for g in GROUPS:
+        vals = np.array([100 * o[g] for o in over])
+        ax.bar(range(len(over)), vals, bottom=bottom, color=COLORS[g], label=LABELS[g])
+        for i, (v, b0) in enumerate(zip(vals, bottom)):
+            if v >= 4:
+                ax.text(i, b0 + v / 2, f"{v:.0f}%", ha="center", va="center", fontsize=7, color="w")
+        bottom += vals
+    ax.set_xticks(range(len(over)), [f"{x[0]}→{e}" for e in xs], fontsize=8)
+    ax.set_xlabel("first checkpoint → checkpoint (epochs)")
     ax.set_ylabel("% of candidate negative pairs")
-    ax.set_ylim(0, max(shares) * 1.25 + 1)
-    ax.set_title(f"groups ({stats['num_pairs']} pairs)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"group shares ({stats['num_pairs']} pairs, rule {stats.get('group_rule', 'absolute')})")
 
     ax = axes[2]
     delta, groups = stats["_delta"], stats["_groups"]
@@ -138,7 +179,7 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     ax.hist([delta[groups == i] for i in range(4)], bins=bins, stacked=True,
             color=[COLORS[g] for g in GROUPS], label=[LABELS[g] for g in GROUPS])
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel("delta = s_last - s_first")
+    ax.set_xlabel("delta = z_last - z_first (drift removed)")
     ax.set_ylabel("pairs")
     ax.set_title(f"delta (mean {stats['delta']['mean']:+.3f})")
     ax.legend(fontsize=8)
@@ -195,7 +236,8 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     traj, texts, epochs, cfg = load_run_trajectories(a.run)
-    stats = analyze(traj, high_level=cfg.selection.high_level, texts=texts, pairs=a.pairs, seed=a.seed,
+    stats = analyze(traj, high_level=cfg.selection.high_level, high_z=cfg.selection.high_z,
+                    high_quantile=cfg.selection.high_quantile, texts=texts, pairs=a.pairs, seed=a.seed,
                     epochs=epochs)
     plot(stats, a.out, title=f"negative-pair similarity trajectories: {a.run}  "
                              f"(K={stats['K']}, selection={cfg.selection.selection})")
