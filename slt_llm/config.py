@@ -189,6 +189,9 @@ class VLPConfig:
     pooling: str = "mean"  # text pooling over the frozen LLM: mean | last
     init_temperature: float = 0.07
     text_cache_dir: Optional[str] = None
+    # > 0: a projector + the (LoRA) LLM are trained jointly with the contrastive loss on the same
+    # batches (loss = contrastive + translation_weight * target-token cross-entropy), as in SCL-SLT
+    translation_weight: float = 0.0
 
 
 @dataclass
@@ -211,6 +214,7 @@ class Stage1Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     vlp: VLPConfig = field(default_factory=VLPConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # used when vlp.translation_weight > 0
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(run_dir="runs/vlp"))

@@ -178,6 +178,45 @@ def test_separate_reference_protocol(ps_run, tiny_corpus, tiny_llama, tmp_path):
         train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep3", f"selection.reference_run={tmp_path}"))
 
 
+def test_joint_translation_loss(tiny_corpus, tiny_llama, tmp_path):
+    """vlp.translation_weight > 0: loss = contrastive + w * token cross-entropy of a projector +
+    LoRA LLM sharing the encoder; gradients reach the encoder, the heads, the projector and LoRA
+    (never the frozen base LLM); stage 1 trains and logs both parts."""
+    import torch
+
+    from slt_llm.contrastive.loss import SelectiveInfoNCE
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.models.text_embed import TextEmbedder
+    from slt_llm.training.stage1 import build_translating_model, joint_loss, train_vlp
+
+    extra = ["vlp.translation_weight=0.5", "llm.lora_targets=[q_proj,v_proj]", "llm.lora_dropout=0.0"]
+    cfg = _cfg(tiny_corpus, tiny_llama, tmp_path / "unit", *extra)
+    ds = SLTDataset(tiny_corpus / "train.jsonl", cfg.data.clip, cache_dir=cfg.data.cache_dir)
+    batch = collate_clips([ds[i] for i in range(6)])
+    t_emb = TextEmbedder(tiny_llama).embed(batch["texts"])
+    model = build_translating_model(cfg, int(t_emb.shape[1]))
+    v, t, scale, tl = model(batch, t_emb)
+    assert float(tl.detach()) == pytest.approx(float(model.translation(batch)["loss"].detach()), rel=1e-6)
+    c = SelectiveInfoNCE()(v, t, scale)
+    log = {}
+    total = joint_loss(c, tl, 0.5, log)
+    assert float(total.detach()) == pytest.approx(float(c.detach()) + 0.5 * float(tl.detach()), rel=1e-6)
+    assert set(log) == {"contrastive_loss", "translation_loss"}
+    total.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    for prefix in ("encoder.", "video_head.", "text_head.", "translation.projector."):
+        assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(prefix)), prefix
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_" in n)
+    assert all(not p.requires_grad for n, p in model.translation.llm.named_parameters() if "lora_" not in n)
+    # in stage 1: both parts logged, the optimized loss is their weighted sum
+    train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "run", *extra, "selection.selection=random",
+                   "train.epochs=1", "data.dev_manifest=null"))
+    rows = _losses(tmp_path / "run")
+    assert len(rows) == 3
+    for r in rows:
+        assert r["loss"] == pytest.approx(r["contrastive_loss"] + 0.5 * r["translation_loss"], rel=1e-5)
+
+
 def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tiny_qwen2, tmp_path):
     from slt_llm.training.stage1 import train_vlp
 

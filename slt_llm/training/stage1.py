@@ -168,6 +168,30 @@ def train_vlp(cfg: Stage1Config, resume: bool = False) -> dict:
         accel.teardown(accelerator)
 
 
+# ------------------------------------------------- joint translation loss (vlp.translation_weight)
+def build_translating_model(cfg: Stage1Config, text_dim: int):
+    """The stage-1 model with a translation head (projector + LoRA LLM) sharing its encoder."""
+    from slt_llm.models.vlp import TranslatingVLPModel
+
+    return TranslatingVLPModel(cfg.encoder, cfg.vlp, text_dim, llm_cfg=cfg.llm, projector_cfg=cfg.projector,
+                               llm_path=str(Path(cfg.llm.path).resolve()), llm_dtype=cfg.llm.dtype)
+
+
+def joint_param_group(name: str) -> str:
+    """Learning-rate groups of the joint model: its projector and LoRA weights have their own."""
+    if name.startswith("translation.projector."):
+        return "projector"
+    return optim.default_param_group(name)
+
+
+def joint_loss(contrastive: torch.Tensor, translation: torch.Tensor, weight: float, log: dict) -> torch.Tensor:
+    """contrastive + weight * translation (this rank's mean token cross-entropy); the parts
+    go to ``log`` (metrics.jsonl: ``contrastive_loss``, ``translation_loss``)."""
+    log["contrastive_loss"] = float(contrastive.detach())
+    log["translation_loss"] = float(translation.detach())
+    return contrastive + float(weight) * translation
+
+
 # ------------------------------------------------------- the reference protocol
 def uses_separate_reference(cfg: Stage1Config) -> bool:
     return cfg.selection.selection == "ps" and cfg.selection.protocol == "separate"
@@ -227,6 +251,7 @@ class Stage1Trainer:
         self.device = accelerator.device
         self.ps_sampler, self.ps_fn, self.selection_s = None, None, 0.0
         self.last_loss = float("nan")
+        self.extra_log: dict = {}  # per-step extra metrics (the joint loss's parts)
 
     # ------------------------------------------------------------------ setup
     def run(self) -> dict:
@@ -313,10 +338,13 @@ class Stage1Trainer:
 
         cfg, tc = self.cfg, self.tc
         checkpoint.seed_everything(tc.seed)
-        model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
-                         llm_dtype=cfg.llm.dtype)
+        if cfg.vlp.translation_weight > 0:
+            model = build_translating_model(cfg, self.text_dim)
+        else:
+            model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
+                             llm_dtype=cfg.llm.dtype)
         model.clip_cfg = cfg.data.clip
-        optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim), cfg.optim)
+        optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim, joint_param_group), cfg.optim)
         # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
         steps_per_epoch = math.ceil(self.n / self.global_batch)
         self.total = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
@@ -411,7 +439,7 @@ class Stage1Trainer:
                 self.logger.log(state.step, loss=self.last_loss, lr=float(lrs[0]), lr_head=float(lrs[-1]),
                                 samples_per_s=self.throughput.rate(),
                                 temperature=self.accelerator.unwrap_model(self.model).temperature,
-                                epoch=state.epoch, phase=phase)
+                                epoch=state.epoch, phase=phase, **self.extra_log)
                 self.bar.set_postfix(loss=f"{self.last_loss:.3f}")
             if tc.eval_every and state.step % tc.eval_every == 0:
                 self.evaluate_and_export()
@@ -429,8 +457,11 @@ class Stage1Trainer:
                                                     f"({batch['skipped'][0][1]})")
         batch = batch_to_device(batch, self.device)
         t_emb = self.text_llm[self.text_idx[batch["index"].cpu()]].to(self.device)  # (b, H)
-        v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
+        out = self.model(batch, t_emb)  # (b,E), (b,E), () [, translation loss]
+        v, t, scale = out[:3]
         loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
+        if len(out) > 3:
+            loss = joint_loss(loss, out[3], self.cfg.vlp.translation_weight, self.extra_log)
         self.accelerator.backward(loss)
         if not accel.uses_deepspeed(self.accelerator) and self.cfg.optim.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
