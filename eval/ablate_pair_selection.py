@@ -220,6 +220,8 @@ def main(argv=None) -> int:
     p.add_argument("--top-m", type=int, default=32)
     p.add_argument("--s2-epochs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="corpus rendering processes")
+    p.add_argument("--arm-major", action="store_true",
+                   help="run random+ps for every seed first, then each other arm (partial runs stay paired)")
     p.add_argument("--report", action="store_true", help="train nothing: report the finished runs under --out")
     a = p.parse_args(argv)
     seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
@@ -247,17 +249,22 @@ def main(argv=None) -> int:
         p = out / (f"{arm}_seed{seed}" if kind == "stage1" else f"stage2_{arm}_seed{seed}") / "ablation_record.json"
         return json.loads(p.read_text()) if p.is_file() else None
 
-    for seed_i, seed in enumerate(seeds):
-        for arm in order:
-            if arm in SCHEDULE_ARMS and seed_i >= a.schedule_seeds:
-                continue
-            if arm not in MAIN_ARMS + SCHEDULE_ARMS:
-                raise SystemExit(f"unknown arm {arm}")
-            t = time.time()
-            rec = done("stage1", arm, seed) if a.report else run_stage1(arm, seed, corpus, llm, oracle, out, a)
-            if rec is not None:
-                recs.append(rec)
-            timings[f"stage1_{arm}_s"] = timings.get(f"stage1_{arm}_s", 0.0) + time.time() - t
+    if a.arm_major:  # random+ps over all seeds first, then each other arm over the seeds
+        first = [x for x in ("random", "ps") if x in order]
+        plan = [(s_i, s, x) for s_i, s in enumerate(seeds) for x in first]
+        plan += [(s_i, s, x) for x in order if x not in first for s_i, s in enumerate(seeds)]
+    else:
+        plan = [(s_i, s, x) for s_i, s in enumerate(seeds) for x in order]
+    for seed_i, seed, arm in plan:
+        if arm in SCHEDULE_ARMS and seed_i >= a.schedule_seeds:
+            continue
+        if arm not in MAIN_ARMS + SCHEDULE_ARMS:
+            raise SystemExit(f"unknown arm {arm}")
+        t = time.time()
+        rec = done("stage1", arm, seed) if a.report else run_stage1(arm, seed, corpus, llm, oracle, out, a)
+        if rec is not None:
+            recs.append(rec)
+        timings[f"stage1_{arm}_s"] = timings.get(f"stage1_{arm}_s", 0.0) + time.time() - t
     for seed in seeds[: a.bleu_seeds]:
         for arm in ("random", "ps"):
             t = time.time()
