@@ -5,7 +5,8 @@ NEGATIVE pairs (video i, sentence of sample j, i != j) moved across a stage-1
 run's reference checkpoints.
 
 Input: a stage-1 run directory with K >= 2 reference checkpoints
-(``RUN_DIR/reference/ref_KK``, saved by every arm of ``slt-llm vlp``). The
+(``RUN_DIR/reference/ref_KK``, saved by every arm of ``slt-llm vlp``; a
+pair-selection run with the separate protocol uses its reference run's). The
 trajectories are read from ``RUN_DIR/reference/trajectories.npz`` when
 the run computed them (pair-selection runs), else computed here from the
 checkpoints and the run's training manifest (one encoder pass per checkpoint,
@@ -207,12 +208,16 @@ def load_run_trajectories(run_dir: str | os.PathLike):
         raise InputError(run, f"not a stage-1 run directory (no {layout.CONFIG_FILE})")
     cfg = load_config(Stage1Config, str(layout.config_path(run)))
     refs = layout.reference_dirs(run)
+    sel = cfg.selection
+    if not refs and sel.selection == "ps" and sel.protocol == "separate":  # the checkpoints of its reference run
+        refs = layout.reference_dirs(sel.reference_run or layout.reference_run_dir(run))
     if len(refs) < 2:
         raise InputError(run, f"run has {len(refs)} reference checkpoint(s) under {layout.REFERENCE_DIR}/; "
                               "the analysis needs K >= 2 (train with selection.ref_epochs >= 2 * ref_interval)")
     epochs = [(int(d.name.split("_")[1]) + 1) * cfg.selection.ref_interval for d in refs]
     traj_path = layout.trajectories_path(run)
     texts_path = layout.texts_path(run)
+    traj_path.parent.mkdir(parents=True, exist_ok=True)
     if traj_path.is_file() and texts_path.is_file():
         traj = Trajectories.load(traj_path)
         texts = json.loads(texts_path.read_text())

@@ -307,7 +307,9 @@ def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
     ranks (rank r checks r, r+W, ...; results all-gathered; with ``cache_dir`` set
     the scan also fills the clip cache). ``data.on_error=raise`` raises on the
     first bad sample. Sample i of ``samples`` is dataset index i. Cost: one load
-    per sample (divided over the ranks)."""
+    per sample (divided over the ranks). With ``data_cfg.preload`` the dataset keeps
+    every loaded item in memory (later epochs decode nothing; about T*(3*full^2 +
+    6*hand^2) bytes per clip)."""
     from slt_llm import distributed as dist_utils
 
     dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir, memory=bool(data_cfg.preload))
