@@ -1,4 +1,4 @@
-"""``slt-llm analyze --run RUN_DIR --out plot.png [--json stats.json] [--pairs N]``
+"""``slt-llm analyze --run RUN_DIR --out plot.png [--json stats.json] [--pairs N] [--high-z Z | --high-quantile Q]``
 
 The paper's preliminary analysis, for any dataset: how the similarity of
 NEGATIVE pairs (video i, sentence of sample j, i != j) moved across a stage-1
@@ -239,10 +239,15 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--json", default=None, help="statistics JSON to write")
     p.add_argument("--pairs", type=int, default=200, help="sampled pairs drawn in the trajectory panel")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--high-z", type=float, default=None, help="override selection.high_z of the run")
+    p.add_argument("--high-quantile", type=float, default=None,
+                   help="group by per-checkpoint quantiles of the candidates instead (e.g. 0.5)")
     a = p.parse_args(argv)
     traj, texts, epochs, cfg = load_run_trajectories(a.run)
-    stats = analyze(traj, high_level=cfg.selection.high_level, high_z=cfg.selection.high_z,
-                    high_quantile=cfg.selection.high_quantile, texts=texts, pairs=a.pairs, seed=a.seed,
+    hz = a.high_z if a.high_z is not None else cfg.selection.high_z
+    hq = a.high_quantile if a.high_quantile is not None else cfg.selection.high_quantile
+    stats = analyze(traj, high_level=cfg.selection.high_level, high_z=hz,
+                    high_quantile=hq, texts=texts, pairs=a.pairs, seed=a.seed,
                     epochs=epochs)
     plot(stats, a.out, title=f"negative-pair similarity trajectories: {a.run}  "
                              f"(K={stats['K']}, selection={cfg.selection.selection})")
