@@ -1,28 +1,50 @@
-"""Ablation: does SCL-SLT pair selection beat random batches? (stage 1, synthetic corpus)
+"""Ablation: does SCL-SLT pair selection beat random batches? (stage 1 retrieval + stage 2 BLEU)
 
-    .venv/bin/python eval/ablate_pair_selection.py [--out runs/ablation] [--seeds 0 1 2]
+    .venv/bin/python eval/ablate_pair_selection.py [--out runs/ablation] [--seeds 1,2,...,8]
+        [--schedule-seeds 3] [--bleu-seeds 4] [--corpus-seed 0] [--n-train 2000] [--n-test 400]
 
-On a synthetic corpus with many repeated and near-repeated sentences
-(``synth.generate(dup_rate=0.4)``) stage 1 is trained with the same budget
-(epochs, global batch, schedule, optimizer steps) and the same seeds in three arms:
+Corpus: ``synth.generate(dup_rate=0.5)``: half of the training clips repeat another
+training sentence exactly or with ONE slot changed (near neighbours), the rest
+differ pairwise in at least two slots. Text side: the demo's tiny Llama,
+pre-trained on the training sentences + more sentences of the grammar (frozen).
+Encoder: the keypoint stream only (the synthetic keypoints are exact).
 
-- ``random``     GFSLT-VLP baseline: random batches, plain InfoNCE;
-- ``random_fn``  random batches + the text false-negative mask (isolates the mask);
-- ``ps``         pair selection: the ``random`` run for ``ref_epochs`` epochs (K reference
-                 checkpoints), trajectories, then greedy curriculum batches + the full mask.
+Arms (same target-model optimizer steps: ``--epochs`` x ceil(N / batch); same seed =
+same model init and data order per seed across arms):
 
-Each run's best-on-DEV model is scored on the TEST split: video-to-text R@1 over
-the unique test sentences. Also printed: the groups of PS's candidate pairs and
-where the identical-sentence pairs fall (why PS does or does not help). The corpus,
-the tiny LLM, the decoded clips and the text embeddings are cached under --out, so
-a rerun only trains. Last line:
-``RESULT random_r1_mean=... random_r1_std=... ps_r1_mean=... ps_r1_std=... ...``.
+- ``random``     GFSLT-VLP baseline: random batches, plain InfoNCE. It is also the
+                 REFERENCE RUN of the PS arms (checkpointed every ``--ref-interval``
+                 epochs), so its cost is the reference-run cost;
+- ``random_fn``  random batches + the text false-negative mask (exact + chrF);
+- ``oracle_fn``  random batches + the generator's true duplicates masked (same
+                 sentence = same meaning; the one-slot variants stay negatives):
+                 a positive control of what removing false negatives can give;
+- ``ps``         pair selection, the paper's protocol: a FRESH model trained with PS
+                 from its first epoch on the random run's checkpoints, log schedule;
+- ``ps_cont``    PS continuation: the first ``--cont-ref-epochs`` of the run are the
+                 reference phase, PS continues from them;
+- ``easy`` / ``hard`` / ``linear`` / ``sqrt``: PS (paper protocol) with that
+                 schedule (``--schedule-seeds`` seeds; ``log`` = the ``ps`` arm).
+
+Each run's best-on-DEV model is scored on TEST: R@1 over the unique test sentences,
+video-to-text and text-to-video, and the median ranks. For X minus random the
+paired mean difference over seeds and its 95% t-interval are printed.
+Downstream (``--bleu-seeds`` > 0): stage 2 (projector + LoRA on the tiny LLM) from the
+random and the PS stage-1 encoders, test BLEU-4 (sacrebleu) of the best-on-dev model.
+
+Everything is cached under --out (corpus, LLM, clips, text embeddings, finished runs:
+a rerun only does what is missing). Last line::
+
+    RESULT random_r1_mean=... ps_r1_mean=... ps_minus_random_mean=... ps_minus_random_ci_low=...
+    ps_minus_random_ci_high=... oracle_r1_mean=... hard_r1_mean=... log_r1_mean=...
+    bleu_ps_minus_random_mean=... bleu_ps_minus_random_ci_low=...
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -35,39 +57,73 @@ os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 MODEL = [
     "data.clip.max_frames=16", "data.clip.full_size=32", "data.clip.hand_size=24", "data.clip.max_fps=8",
-    "encoder.use_hands=false", "encoder.use_full=false", "encoder.keypoint_hidden=128",
+    "data.preload=true", "encoder.use_hands=false", "encoder.use_full=false", "encoder.keypoint_hidden=128",
+    "encoder.hand_channels=[16,32,64]", "encoder.full_channels=[8,16,32]",
     "encoder.dim=64", "encoder.num_layers=1", "encoder.num_heads=4", "encoder.temporal_stride=2",
-    "encoder.dropout=0.1", "vlp.embed_dim=64", "optim.lr_encoder=1e-3", "optim.lr_head=1e-3",
-    "optim.warmup_steps=10", "train.log_every=10", "train.save_every=0", "train.eval_every=0",
-    "train.progress=false",
+    "encoder.dropout=0.1",
 ]
+STAGE1 = ["vlp.embed_dim=64", "optim.lr_encoder=1e-3", "optim.lr_head=1e-3", "optim.warmup_steps=20",
+          "train.log_every=20", "train.save_every=0", "train.eval_every=0", "train.progress=false"]
+MAIN_ARMS = ("random", "random_fn", "oracle_fn", "ps", "ps_cont")
+SCHEDULE_ARMS = ("easy", "hard", "linear", "sqrt")
+# two-sided 97.5% quantiles of Student's t, df = 1..30 (no scipy on the machine)
+T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042]
 
 
-def _corpus_and_llm(out: Path, a) -> tuple[Path, Path]:
+def paired_ci(diffs: list) -> tuple[float, float, float]:
+    """(mean, low, high) of the 95% t-interval of a paired mean difference."""
+    n = len(diffs)
+    m = statistics.mean(diffs) if diffs else float("nan")
+    if n < 2:
+        return m, float("nan"), float("nan")
+    half = (T975[n - 2] if n - 1 <= len(T975) else 1.96) * statistics.stdev(diffs) / math.sqrt(n)
+    return m, m - half, m + half
+
+
+def _corpus_and_llm(out: Path, a, timings: dict) -> tuple[Path, Path, Path]:
     from slt_llm.data.synth import generate
     from slt_llm.models.tiny_llm import build_tiny_llm, corpus_texts
 
-    corpus, llm = out / "corpus", out / "llm"
+    corpus, llm, oracle = out / "corpus", out / "llm", out / "oracle_groups.json"
     if not (corpus / "test.jsonl").is_file():
         t = time.time()
-        generate(corpus, n_train=a.n_train, n_dev=a.n_dev, n_test=a.n_test, seed=0, dup_rate=a.dup_rate,
-                 size=a.size)
-        print(f"corpus: {a.n_train}/{a.n_dev}/{a.n_test} samples, dup_rate {a.dup_rate} in {time.time() - t:.0f}s",
-              flush=True)
+        s = generate(corpus, n_train=a.n_train, n_dev=a.n_dev, n_test=a.n_test, seed=a.corpus_seed,
+                     dup_rate=a.dup_rate, size=32, fps=8, workers=a.workers, progress=False)
+        timings["corpus_s"] = time.time() - t
+        print(f"corpus: {s['counts']} duplicates {s['duplicates']} in {timings['corpus_s']:.0f}s", flush=True)
+    if not oracle.is_file():  # the generator's true duplicates: the same sentence (same slots)
+        from slt_llm.data.manifest import read_manifest
+
+        oracle.write_text(json.dumps({s.id: s.text for s in read_manifest(corpus / "train.jsonl")}))
     if not (llm / "config.json").is_file():
         t = time.time()
         texts, held = corpus_texts(corpus, extra=2000, seed=0)
         build_tiny_llm(llm, family="llama", texts=texts, heldout=held, steps=a.llm_steps, seed=0, progress=False)
-        print(f"tiny LLM: {a.llm_steps} pre-training steps in {time.time() - t:.0f}s", flush=True)
-    return corpus, llm
+        timings["llm_s"] = time.time() - t
+        print(f"tiny LLM: {a.llm_steps} pre-training steps in {timings['llm_s']:.0f}s", flush=True)
+    return corpus, llm, oracle
 
 
-def _train_texts_stats(corpus: Path) -> dict:
-    texts = [json.loads(l)["text"] for l in (corpus / "train.jsonl").read_text().splitlines() if l.strip()]
-    return {"train": len(texts), "unique": len(set(texts))}
+def arm_overrides(arm: str, seed: int, out: Path, oracle: Path, a) -> list:
+    """Stage-1 overrides of an arm (the shared model/data ones are added by the caller)."""
+    ref = [f"selection.ref_epochs={a.epochs}", f"selection.ref_interval={a.ref_interval}"]
+    paper = ["selection.selection=ps", "selection.protocol=separate",
+             f"selection.reference_run={out / f'random_seed{seed}'}", *ref]
+    return {
+        "random": ["selection.selection=random", *ref],
+        "random_fn": ["selection.selection=random_fn", *ref],
+        "oracle_fn": ["selection.selection=random_fn", f"selection.fn_file={oracle}", *ref],
+        "ps": [*paper, "selection.schedule=log"],
+        "ps_cont": ["selection.selection=ps", "selection.protocol=continuation",
+                    f"selection.ref_epochs={a.cont_ref_epochs}", f"selection.ref_interval={a.cont_ref_interval}",
+                    "selection.schedule=log"],
+        **{s: [*paper, f"selection.schedule={s}"] for s in SCHEDULE_ARMS},
+    }[arm]
 
 
-def run_arm(arm: str, seed: int, corpus: Path, llm: Path, out: Path, a) -> dict:
+def run_stage1(arm: str, seed: int, corpus: Path, llm: Path, oracle: Path, out: Path, a) -> dict:
     from slt_llm.config import Stage1Config, load_config
     from slt_llm.contrastive.retrieval import evaluate_retrieval
     from slt_llm.models.text_embed import TextEmbedder
@@ -75,13 +131,14 @@ def run_arm(arm: str, seed: int, corpus: Path, llm: Path, out: Path, a) -> dict:
     from slt_llm.training.stage1 import train_vlp
 
     run = out / f"{arm}_seed{seed}"
-    cfg = load_config(Stage1Config, None, MODEL + [
+    rec_path = run / "ablation_record.json"
+    if rec_path.is_file():
+        return json.loads(rec_path.read_text())
+    cfg = load_config(Stage1Config, None, MODEL + STAGE1 + [
         f"data.train_manifest={corpus / 'train.jsonl'}", f"data.dev_manifest={corpus / 'dev.jsonl'}",
         f"data.cache_dir={out / 'clip_cache'}", f"llm.path={llm}", f"vlp.text_cache_dir={out / 'text_cache'}",
         f"train.run_dir={run}", f"train.seed={seed}", f"train.epochs={a.epochs}", f"train.batch_size={a.batch}",
-        f"selection.selection={arm}", f"selection.ref_epochs={a.ref_epochs}",
-        f"selection.ref_interval={a.ref_interval}", f"selection.top_m={a.top_m}",
-        f"selection.high_level={a.high_level}",
+        f"selection.top_m={a.top_m}", *arm_overrides(arm, seed, out, oracle, a),
     ])
     t = time.time()
     res = train_vlp(cfg, overwrite=True)  # a re-run of the ablation replaces its arms
@@ -90,87 +147,168 @@ def run_arm(arm: str, seed: int, corpus: Path, llm: Path, out: Path, a) -> dict:
     emb = TextEmbedder(llm, pooling=cfg.vlp.pooling, cache_dir=out / "text_cache")
     test = evaluate_retrieval(model, corpus / "test.jsonl", cfg.data.clip, text_embedder=emb,
                               cache_dir=str(out / "clip_cache"))
-    rec = {"arm": arm, "seed": seed, "test_v2t_r1": test["v2t"]["r1"], "test_v2t_r5": test["v2t"]["r5"],
-           "test_t2v_r1": test["t2v"]["r1"], "best_dev_r1": res["best_dev_r1"], "best_step": res["best_step"],
-           "steps": res["steps"], "final_loss": res["final_loss"], "train_s": round(wall, 1),
-           "selection_s": res["selection_s"]}
+    rec = {"arm": arm, "seed": seed, "v2t_r1": test["v2t"]["r1"], "t2v_r1": test["t2v"]["r1"],
+           "v2t_r5": test["v2t"]["r5"], "v2t_medr": test["v2t_median_rank"], "t2v_medr": test["t2v_median_rank"],
+           "num_videos": test["num_videos"], "num_sentences": test["num_sentences"],
+           "best_dev_r1": res["best_dev_r1"], "best_step": res["best_step"], "steps": res["steps"],
+           "train_s": round(wall, 1), "selection_s": res["selection_s"]}
+    rec["r1"] = 0.5 * (rec["v2t_r1"] + rec["t2v_r1"])
+    rec_path.write_text(json.dumps(rec))
     print(json.dumps(rec), flush=True)
     return rec
 
 
-def ps_groups(run: Path, high_level: float) -> dict:
-    from slt_llm.contrastive.analyze import analyze, load_run_trajectories
+def run_stage2(arm: str, seed: int, corpus: Path, llm: Path, out: Path, a) -> dict:
+    """Stage 2 from the stage-1 encoder of (arm, seed); test BLEU-4 of the best-on-dev model."""
+    import sacrebleu
 
-    traj, texts, epochs, cfg = load_run_trajectories(run)
-    st = analyze(traj, high_level=high_level, texts=texts, pairs=0, epochs=epochs)
-    return {"shares": st["shares"], "identical_sentence_pairs": st["identical_sentence_pairs"],
-            "num_pairs": st["num_pairs"], "positive_mean": st["positive_mean_trajectory"],
-            "group_mean": st["group_mean_trajectory"]}
+    from slt_llm.config import SLTConfig, load_config
+    from slt_llm.data.manifest import read_manifest
+    from slt_llm.inference.translate import translate
+    from slt_llm.training.stage2 import train_slt
+
+    run = out / f"stage2_{arm}_seed{seed}"
+    rec_path = run / "ablation_record.json"
+    if rec_path.is_file():
+        return json.loads(rec_path.read_text())
+    cfg = load_config(SLTConfig, str(Path(__file__).resolve().parents[1] / "slt_llm" / "configs" / "demo_stage2.yaml"),
+                      [m for m in MODEL if not m.startswith("data.preload")] + [
+        f"data.train_manifest={corpus / 'train.jsonl'}", f"data.dev_manifest={corpus / 'dev.jsonl'}",
+        f"data.cache_dir={out / 'clip_cache'}", f"llm.path={llm}", f"train.run_dir={run}", f"train.seed={seed}",
+        f"train.init_encoder={out / f'{arm}_seed{seed}' / 'model'}", f"train.epochs={a.s2_epochs}",
+        "train.batch_size=32", "train.save_every=0", "train.eval_every=0", "train.progress=false",
+        "train.dev_limit=100", "train.log_every=50",
+    ])
+    t = time.time()
+    res = train_slt(cfg)
+    wall = time.time() - t
+    hyp = run / "test_translations.jsonl"
+    translate(run / "model", corpus / "test.jsonl", hyp, batch_size=32, max_new_tokens=24, progress=False)
+    rows = {r["id"]: r for r in map(json.loads, filter(str.strip, hyp.read_text().splitlines()))}
+    refs = read_manifest(corpus / "test.jsonl")
+    hyps = [(rows.get(s.id) or {}).get("translation") or "" for s in refs]
+    bleu = sacrebleu.corpus_bleu(hyps, [[s.text for s in refs]]).score
+    rec = {"arm": arm, "seed": seed, "test_bleu4": bleu, "best_dev_bleu": res.get("best_dev_bleu"),
+           "train_s": round(wall, 1)}
+    rec_path.write_text(json.dumps(rec))
+    print(json.dumps(rec), flush=True)
+    return rec
 
 
-def _ms(xs: list) -> tuple[float, float]:
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+def _mean(xs):
+    return statistics.mean(xs) if xs else float("nan")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--arms", nargs="+", default=["random", "random_fn", "ps"])
-    p.add_argument("--n-train", type=int, default=240)
-    p.add_argument("--n-dev", type=int, default=40)
-    p.add_argument("--n-test", type=int, default=80)
-    p.add_argument("--dup-rate", type=float, default=0.4)
-    p.add_argument("--size", type=int, default=96)
-    p.add_argument("--llm-steps", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=24)
-    p.add_argument("--ref-epochs", type=int, default=8)
-    p.add_argument("--ref-interval", type=int, default=2)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seeds", default="1,2,3,4,5,6,7,8", help="comma-separated seeds of the main arms")
+    p.add_argument("--schedule-seeds", type=int, default=3, help="the first N seeds run the schedule arms")
+    p.add_argument("--bleu-seeds", type=int, default=4, help="the first N seeds run stage 2 (0 = none)")
+    p.add_argument("--arms", default=",".join(MAIN_ARMS + SCHEDULE_ARMS))
+    p.add_argument("--corpus-seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=2000)
+    p.add_argument("--n-dev", type=int, default=200)
+    p.add_argument("--n-test", type=int, default=400)
+    p.add_argument("--dup-rate", type=float, default=0.5)
+    p.add_argument("--llm-steps", type=int, default=600)
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--ref-interval", type=int, default=3, help="reference checkpoint every N epochs (random run)")
+    p.add_argument("--cont-ref-epochs", type=int, default=6)
+    p.add_argument("--cont-ref-interval", type=int, default=2)
+    p.add_argument("--batch", type=int, default=64)
     p.add_argument("--top-m", type=int, default=32)
-    p.add_argument("--high-level", type=float, default=0.5)
+    p.add_argument("--s2-epochs", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2, help="corpus rendering processes")
+    p.add_argument("--arm-major", action="store_true",
+                   help="run random+ps for every seed first, then each other arm (partial runs stay paired)")
+    p.add_argument("--report", action="store_true", help="train nothing: report the finished runs under --out")
     a = p.parse_args(argv)
+    seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
+    arms = [x for x in a.arms.split(",") if x]
     import torch
 
     torch.set_num_threads(1)  # the 2-core machine is shared; one thread avoids oversubscription
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    timings: dict = {}
     t0 = time.time()
-    corpus, llm = _corpus_and_llm(out, a)
-    print(f"train sentences: {_train_texts_stats(corpus)}; global batch {a.batch}, {a.epochs} epochs "
-          f"(PS: {a.ref_epochs} reference epochs, K={a.ref_epochs // a.ref_interval})", flush=True)
-    recs = [run_arm(arm, seed, corpus, llm, out, a) for seed in a.seeds for arm in a.arms]
-    (out / "runs.json").write_text(json.dumps(recs, indent=1))
+    if a.report and not (out / "corpus" / "train.jsonl").is_file():
+        raise SystemExit(f"--report: no ablation under {out}")
+    corpus, llm, oracle = _corpus_and_llm(out, a, timings)
+    texts = [json.loads(x)["text"] for x in (corpus / "train.jsonl").read_text().splitlines() if x.strip()]
+    print(f"train clips {len(texts)}, unique sentences {len(set(texts))} (dup share "
+          f"{1 - len(set(texts)) / len(texts):.2f}); global batch {a.batch}, {a.epochs} epochs; "
+          f"reference checkpoints every {a.ref_interval} epochs", flush=True)
 
-    print("\narm         test v2t R@1 (per seed)          mean +- std    test R@5 mean   train s (mean)")
+    # the random arm first: it is every PS arm's reference run
+    order = ["random"] + [x for x in arms if x != "random"]
+    recs, s2 = [], []
+
+    def done(kind: str, arm: str, seed: int):
+        p = out / (f"{arm}_seed{seed}" if kind == "stage1" else f"stage2_{arm}_seed{seed}") / "ablation_record.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    if a.arm_major:  # random+ps over all seeds first, then each other arm over the seeds
+        first = [x for x in ("random", "ps") if x in order]
+        plan = [(s_i, s, x) for s_i, s in enumerate(seeds) for x in first]
+        plan += [(s_i, s, x) for x in order if x not in first for s_i, s in enumerate(seeds)]
+    else:
+        plan = [(s_i, s, x) for s_i, s in enumerate(seeds) for x in order]
+    for seed_i, seed, arm in plan:
+        if arm in SCHEDULE_ARMS and seed_i >= a.schedule_seeds:
+            continue
+        if arm not in MAIN_ARMS + SCHEDULE_ARMS:
+            raise SystemExit(f"unknown arm {arm}")
+        t = time.time()
+        rec = done("stage1", arm, seed) if a.report else run_stage1(arm, seed, corpus, llm, oracle, out, a)
+        if rec is not None:
+            recs.append(rec)
+        timings[f"stage1_{arm}_s"] = timings.get(f"stage1_{arm}_s", 0.0) + time.time() - t
+    for seed in seeds[: a.bleu_seeds]:
+        for arm in ("random", "ps"):
+            t = time.time()
+            rec = done("stage2", arm, seed) if a.report else run_stage2(arm, seed, corpus, llm, out, a)
+            if rec is not None:
+                s2.append(rec)
+            timings[f"stage2_{arm}_s"] = timings.get(f"stage2_{arm}_s", 0.0) + time.time() - t
+    (out / "runs.json").write_text(json.dumps({"stage1": recs, "stage2": s2, "timings_s": timings}, indent=1))
+
+    by = {(r["arm"], r["seed"]): r for r in recs}
+    print("\narm        seeds  R@1 (mean of v2t,t2v)  v2t R@1  t2v R@1  v2t medR  t2v medR  "
+          "minus random: paired mean [95% CI]   train s")
     summary = {}
-    for arm in a.arms:
-        rs = [r for r in recs if r["arm"] == arm]
-        m, s = _ms([r["test_v2t_r1"] for r in rs])
-        m5, _ = _ms([r["test_v2t_r5"] for r in rs])
-        summary[arm] = (m, s)
-        per_seed = " ".join(f"{r['test_v2t_r1']:6.2f}" for r in rs)
-        print(f"{arm:<11} {per_seed:<32} {m:6.2f} +- {s:5.2f}"
-              f"   {m5:6.2f}          {statistics.mean(r['train_s'] for r in rs):6.1f}")
-    if "ps" in a.arms:
-        for seed in a.seeds:
-            g = ps_groups(out / f"ps_seed{seed}", a.high_level)
-            print(f"PS seed {seed}: groups " + " ".join(f"{k}={100 * v:.1f}%" for k, v in g["shares"].items())
-                  + f" of {g['num_pairs']} candidate pairs; identical-sentence pairs per group "
-                  + json.dumps(g["identical_sentence_pairs"]) + "; mean s(first->last) "
-                  + json.dumps({k: [round(x, 3) for x in (v[0], v[-1])] for k, v in g["group_mean"].items()})
-                  + f"; positives {g['positive_mean'][0]:.3f}->{g['positive_mean'][-1]:.3f}")
-        ps_sel = statistics.mean(r["selection_s"] for r in recs if r["arm"] == "ps")
-        print(f"PS extra cost (K embedding passes + selection): {ps_sel:.1f}s per run")
-    base = summary.get("random", (float("nan"), 0))[0]
-    ps = summary.get("ps", (float("nan"), 0))
-    fn = summary.get("random_fn", (float("nan"), 0))
-    ratio = ps[0] / base if base else float("nan")
-    print(f"ratio ps/random R@1 = {ratio:.3f}; total wall {time.time() - t0:.0f}s "
-          "(2-core CPU shared with other jobs)")
-    print(f"RESULT random_r1_mean={base:.2f} random_r1_std={summary.get('random', (0, 0))[1]:.2f} "
-          f"ps_r1_mean={ps[0]:.2f} ps_r1_std={ps[1]:.2f} random_fn_r1_mean={fn[0]:.2f} "
-          f"random_fn_r1_std={fn[1]:.2f} ps_over_random={ratio:.3f}")
+    for arm in order + (["log"] if "ps" in arms else []):
+        src = "ps" if arm == "log" else arm
+        ss = [s for s in seeds if (src, s) in by][: a.schedule_seeds if arm == "log" else None]
+        rs = [by[(src, s)] for s in ss]
+        if not rs:
+            continue
+        diffs = [by[(src, s)]["r1"] - by[("random", s)]["r1"] for s in ss if ("random", s) in by]
+        m, lo, hi = paired_ci(diffs)
+        summary[arm] = {"r1": _mean([r["r1"] for r in rs]), "diff": m, "lo": lo, "hi": hi, "n": len(rs)}
+        print(f"{arm:<10} {len(rs):>5}  {_mean([r['r1'] for r in rs]):8.2f}            "
+              f"{_mean([r['v2t_r1'] for r in rs]):7.2f}  {_mean([r['t2v_r1'] for r in rs]):7.2f}  "
+              f"{_mean([r['v2t_medr'] for r in rs]):8.1f}  {_mean([r['t2v_medr'] for r in rs]):8.1f}  "
+              f"{m:+7.2f} [{lo:+6.2f}, {hi:+6.2f}]        {_mean([r['train_s'] for r in rs]):7.1f}")
+    ref_cost = _mean([by[("random", s)]["train_s"] for s in seeds if ("random", s) in by])
+    sel_cost = _mean([by[("ps", s)]["selection_s"] for s in seeds if ("ps", s) in by])
+    print(f"reference run (= the random arm) {ref_cost:.1f}s per seed; PS trajectories + selector "
+          f"{sel_cost:.1f}s per PS run")
+    bl = {(r["arm"], r["seed"]): r["test_bleu4"] for r in s2}
+    bseeds = [s for s in seeds[: a.bleu_seeds] if ("ps", s) in bl and ("random", s) in bl]
+    bm, blo, bhi = paired_ci([bl[("ps", s)] - bl[("random", s)] for s in bseeds])
+    if bseeds:
+        print(f"stage 2 test BLEU-4 ({len(bseeds)} seeds): random {_mean([bl[('random', s)] for s in bseeds]):.2f}"
+              f", PS {_mean([bl[('ps', s)] for s in bseeds]):.2f}; PS minus random {bm:+.2f} [{blo:+.2f}, {bhi:+.2f}]")
+    print("timings (s): " + json.dumps({k: round(v, 1) for k, v in timings.items()})
+          + f"; total wall {time.time() - t0:.0f}s")
+    g = lambda arm, k: summary.get(arm, {}).get(k, float("nan"))  # noqa: E731
+    print(f"RESULT random_r1_mean={g('random', 'r1'):.2f} ps_r1_mean={g('ps', 'r1'):.2f} "
+          f"ps_minus_random_mean={g('ps', 'diff'):.2f} ps_minus_random_ci_low={g('ps', 'lo'):.2f} "
+          f"ps_minus_random_ci_high={g('ps', 'hi'):.2f} oracle_r1_mean={g('oracle_fn', 'r1'):.2f} "
+          f"hard_r1_mean={g('hard', 'r1'):.2f} log_r1_mean={g('log', 'r1'):.2f} "
+          f"bleu_ps_minus_random_mean={bm:.2f} bleu_ps_minus_random_ci_low={blo:.2f}")
     return 0
 
 

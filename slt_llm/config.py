@@ -72,6 +72,7 @@ class DataConfig:
     descriptions: Optional[str] = None
     hand_teacher: bool = False
     hands_dir: Optional[str] = None  # where sidecars are when not beside the videos
+    preload: bool = False  # stage 1: keep every decoded training clip in memory after its first load
 
 
 # -------------------------------------------------------------------------- model
@@ -172,18 +173,27 @@ class TrainConfig:
 
 @dataclass
 class SelectionConfig:
-    """SCL-SLT pair selection (stage 1). See slt_llm/contrastive."""
+    """SCL-SLT pair selection (stage 1). See slt_llm/contrastive and docs/pair_selection.md."""
 
-    selection: str = "ps"  # "ps" | "random" | "random_fn" (random batches + text false-negative mask)
-    ref_epochs: int = 10  # epochs of the random-batch reference run
+    selection: str = "ps"  # "ps" | "random" | "random_fn" (random batches + false-negative mask)
+    # "separate" (the paper): a reference model trained with random batches for ref_epochs, then a
+    # FRESH model trained with PS from its first epoch; "continuation" (cheap): the first ref_epochs
+    # of this run are the reference phase and PS continues from them
+    protocol: str = "separate"
+    reference_run: Optional[str] = None  # separate: reuse this stage-1 run's reference checkpoints
+    ref_epochs: int = 10  # epochs of the random-batch reference run (phase)
     ref_interval: int = 2  # save a reference checkpoint every N epochs
     top_m: int = 64  # candidate negatives kept per anchor
     random_share: float = 0.25  # share of random candidates in greedy search
-    schedule: str = "log"  # linear | log | easy | hard
+    schedule: str = "log"  # linear | sqrt | log | easy | hard
+    text_fn: bool = True  # ps: mask text false negatives (identical / chrF near-duplicate sentences)
+    traj_fn_eps: Optional[float] = 0.02  # ps: s_ij >= s_ii - eps at every checkpoint -> false negative
+    fn_file: Optional[str] = None  # JSON {sample id: group}: same group = false negatives (an oracle)
     text_sim_threshold: float = 80.0  # chrF above which sentences are near-duplicates
     hh_threshold: float = 0.9  # high-to-high pairs above this are false negatives
-    high_level: float = 0.5  # similarity separating "high" from "low"
-    high_quantile: Optional[float] = None  # if set: per-checkpoint q-quantile thresholds instead of high_level
+    high_z: Optional[float] = 1.0  # groups: "high" = standardised similarity >= high_z (drift-free)
+    high_level: float = 0.5  # groups when high_z is null: absolute cosine separating "high" from "low"
+    high_quantile: Optional[float] = None  # if set: per-checkpoint q-quantile thresholds instead
     block_size: int = 4096
 
 
@@ -197,6 +207,9 @@ class VLPConfig:
     # set, 0.3 for hand distillation when data.hand_teacher is on, 0 otherwise
     desc_weight: Optional[float] = None
     hand_weight: Optional[float] = None
+    # > 0: a projector + the (LoRA) LLM are trained jointly with the contrastive loss on the same
+    # batches (loss = contrastive + translation_weight * target-token cross-entropy), as in SCL-SLT
+    translation_weight: float = 0.0
 
 
 @dataclass
@@ -219,6 +232,7 @@ class Stage1Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     vlp: VLPConfig = field(default_factory=VLPConfig)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)  # used when vlp.translation_weight > 0
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(run_dir="runs/vlp"))

@@ -12,6 +12,8 @@
       train_texts.json            stage 1: the sentence of each training index (after unreadable samples)
       reference/ref_KK/           stage 1: reference checkpoints (stage-1 model folders)
       reference/trajectories.npz  stage 1: similarity trajectories over the reference checkpoints
+      reference_run/              stage 1, pair selection with selection.protocol=separate: the
+                                  reference run (a random-batch stage-1 run with its own reference/)
       text_cache/                 stage 1: frozen-LLM sentence embeddings (unless vlp.text_cache_dir)
       tb/                         TensorBoard logs when tensorboard is installed
 
@@ -32,6 +34,7 @@ RESULT_FILE = "result.json"
 TEXTS_FILE = "train_texts.json"
 REFERENCE_DIR = "reference"
 TRAJ_FILE = "trajectories.npz"
+REFERENCE_RUN_DIR = "reference_run"
 TEXT_CACHE_DIR = "text_cache"
 TENSORBOARD_DIR = "tb"
 STAGE1_MODEL_CONFIG = "vlp_config.yaml"  # the file that makes a folder a stage-1 model folder
@@ -81,6 +84,11 @@ def reference_dirs(run_dir: str | os.PathLike) -> list[Path]:
         return []
     return sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("ref_") and "." not in d.name
                   and (d / STAGE1_MODEL_CONFIG).is_file())
+
+
+def reference_run_dir(run_dir: str | os.PathLike) -> Path:
+    """Where the separate reference run of a pair-selection run lives (``RUN_DIR/reference_run``)."""
+    return Path(run_dir) / REFERENCE_RUN_DIR
 
 
 def trajectories_path(run_dir: str | os.PathLike) -> Path:

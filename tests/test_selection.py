@@ -93,7 +93,7 @@ def _hand_made_selector(schedule="easy", random_share=0.25):
         traj[i, -1] = (0.1, 0.5)
     for i in (7, 8):
         put(i, [], [], [1, 2, 3, 4, 5, 6])
-    tr = _traj_from(cand, traj, mean=mean, std=std)
+    tr = _traj_from(cand, traj, mean=mean, std=std, positive=np.ones((n, 2)))  # positives above every negative
     cfg = SelectionConfig(schedule=schedule, hh_threshold=2.0, random_share=random_share)
     return PairSelector(tr, None, cfg), tr
 

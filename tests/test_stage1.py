@@ -45,8 +45,8 @@ def ps_run(tiny_corpus, tiny_llama, tmp_path_factory):
     from slt_llm.training.stage1 import train_vlp
 
     run = tmp_path_factory.mktemp("vlp_ps")
-    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "train.epochs=4",
-                         "train.save_every=8", "train.keep_checkpoints=3"))
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "selection.protocol=continuation",
+                         "train.epochs=4", "train.save_every=8", "train.keep_checkpoints=3"))
     return run, res
 
 
@@ -100,8 +100,8 @@ def test_resume_after_reference_phase_continues_identically(ps_run, tiny_corpus,
     shutil.copytree(run, cut)
     shutil.rmtree(cut / "checkpoints" / "step_12")
     shutil.rmtree(cut / "model")
-    again = train_vlp(_cfg(tiny_corpus, tiny_llama, cut, "selection.selection=ps", "train.epochs=4",
-                           "train.save_every=8", "train.keep_checkpoints=3"), resume=True)
+    again = train_vlp(_cfg(tiny_corpus, tiny_llama, cut, "selection.selection=ps", "selection.protocol=continuation",
+                           "train.epochs=4", "train.save_every=8", "train.keep_checkpoints=3"), resume=True)
     full, resumed = _losses(run), _losses(cut)
     assert [r["step"] for r in resumed] == list(range(1, 13))
     for a, b in zip(full, resumed):
@@ -140,6 +140,81 @@ def test_random_arm_learns_and_matches_ps_reference_phase(ps_run, tiny_corpus, t
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
     # the random arm keeps reference checkpoints too (for analyze)
     assert (tmp_path / "rnd" / "reference" / "ref_01" / "encoder.safetensors").is_file()
+
+
+def test_separate_reference_protocol(ps_run, tiny_corpus, tiny_llama, tmp_path):
+    """The paper's protocol (the default): a random-batch reference run with K checkpoints, then
+    a FRESH model with pair selection from its first epoch. A target run that reuses those
+    checkpoints through selection.reference_run is the same run (same losses)."""
+    import numpy as np
+
+    from slt_llm.contrastive.trajectories import Trajectories, ids_hash
+    from slt_llm.data.manifest import read_manifest
+    from slt_llm.training.stage1 import train_vlp
+
+    run = tmp_path / "sep"
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "train.epochs=2"))
+    ref = run / "reference_run"
+    assert sorted(p.name for p in (ref / "reference").iterdir() if p.is_dir()) == ["ref_00", "ref_01"]
+    ref_rows = _losses(ref)
+    assert len(ref_rows) == 6 and {r["phase"] for r in ref_rows} == {"random"}
+    # the reference run is the random arm (its first epoch = the continuation run's reference phase)
+    for a, b in zip(ref_rows[:3], _losses(ps_run[0])[:3]):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+    rows = _losses(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and {r["phase"] for r in rows} == {"ps"}
+    assert res["protocol"] == "separate" and res["reference_s"] > 0 and res["selection_s"] > 0
+    assert not (run / "reference" / "ref_00").exists()  # the target saves no reference checkpoints
+    ids = [s.id for s in read_manifest(tiny_corpus / "train.jsonl")]
+    traj = Trajectories.load(run / "reference" / "trajectories.npz", expect_ids_hash=ids_hash(ids))
+    assert traj.num_checkpoints == 2 and np.isfinite(traj.neg_std).all()
+    # reusing the reference run: no reference training, identical target run
+    again = train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep2", "train.epochs=2",
+                           f"selection.reference_run={ref}"))
+    assert again["reference_s"] == 0 and again["reference_run"] == str(ref)
+    for a, b in zip(rows, _losses(tmp_path / "sep2")):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-6)
+    with pytest.raises(ConfigError, match="reference checkpoint"):
+        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep3", f"selection.reference_run={tmp_path}"))
+
+
+def test_joint_translation_loss(tiny_corpus, tiny_llama, tmp_path):
+    """vlp.translation_weight > 0: loss = contrastive + w * token cross-entropy of a projector +
+    LoRA LLM sharing the encoder; gradients reach the encoder, the heads, the projector and LoRA
+    (never the frozen base LLM); stage 1 trains and logs both parts."""
+    import torch
+
+    from slt_llm.contrastive.loss import SelectiveInfoNCE
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.models.text_embed import TextEmbedder
+    from slt_llm.training.stage1 import build_translating_model, joint_loss, train_vlp
+
+    extra = ["vlp.translation_weight=0.5", "llm.lora_targets=[q_proj,v_proj]", "llm.lora_dropout=0.0"]
+    cfg = _cfg(tiny_corpus, tiny_llama, tmp_path / "unit", *extra)
+    ds = SLTDataset(tiny_corpus / "train.jsonl", cfg.data.clip, cache_dir=cfg.data.cache_dir)
+    batch = collate_clips([ds[i] for i in range(6)])
+    t_emb = TextEmbedder(tiny_llama).embed(batch["texts"])
+    model = build_translating_model(cfg, int(t_emb.shape[1]))
+    v, t, scale, tl = model(batch, t_emb)
+    assert float(tl.detach()) == pytest.approx(float(model.translation(batch)["loss"].detach()), rel=1e-6)
+    c = SelectiveInfoNCE()(v, t, scale)
+    log = {}
+    total = joint_loss(c, tl, 0.5, log)
+    assert float(total.detach()) == pytest.approx(float(c.detach()) + 0.5 * float(tl.detach()), rel=1e-6)
+    assert set(log) == {"contrastive_loss", "translation_loss"}
+    total.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    for prefix in ("encoder.", "video_head.", "text_head.", "translation.projector."):
+        assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(prefix)), prefix
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "lora_" in n)
+    assert all(not p.requires_grad for n, p in model.translation.llm.named_parameters() if "lora_" not in n)
+    # in stage 1: both parts logged, the optimized loss is their weighted sum
+    train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "run", *extra, "selection.selection=random",
+                   "train.epochs=1", "data.dev_manifest=null"))
+    rows = _losses(tmp_path / "run")
+    assert len(rows) == 3
+    for r in rows:
+        assert r["loss"] == pytest.approx(r["contrastive_loss"] + 0.5 * r["translation_loss"], rel=1e-5)
 
 
 def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tmp_path):

@@ -1,11 +1,12 @@
-"""``slt-llm analyze --run RUN_DIR --out plot.png [--json stats.json] [--pairs N]``
+"""``slt-llm analyze --run RUN_DIR --out plot.png [--json stats.json] [--pairs N] [--high-z Z | --high-quantile Q]``
 
 The paper's preliminary analysis, for any dataset: how the similarity of
 NEGATIVE pairs (video i, sentence of sample j, i != j) moved across a stage-1
 run's reference checkpoints.
 
 Input: a stage-1 run directory with K >= 2 reference checkpoints
-(``RUN_DIR/reference/ref_KK``, saved by every arm of ``slt-llm vlp``). The
+(``RUN_DIR/reference/ref_KK``, saved by every arm of ``slt-llm vlp``; a
+pair-selection run with the separate protocol uses its reference run's). The
 trajectories are read from ``RUN_DIR/reference/trajectories.npz`` when
 the run computed them (pair-selection runs), else computed here from the
 checkpoints and the run's training manifest (one encoder pass per checkpoint,
@@ -15,17 +16,23 @@ Pairs analysed: each anchor's top-M candidates (the pairs pair selection works
 on: similar at the first or the last checkpoint).
 
 Groups (``contrastive.selection.score_pairs``, the rule pair selection uses;
-``high`` means a similarity >= ``selection.high_level`` of the run's config):
+``high`` means a standardised similarity z = (s - mu_k) / sd_k >= ``selection.high_z``
+of the run's config, mu_k and sd_k being the mean and spread of ALL negative
+pairs at checkpoint k, so the global drift does not move pairs between groups;
+or an absolute cosine >= ``selection.high_level`` when high_z is null):
 high-to-low (learned to separate), low-to-high (hard negatives), high-to-high
-(likely false negatives), low-to-low (easy). delta = s_last - s_first. Pairs
+(likely false negatives), low-to-low (easy). delta = z_last - z_first (the
+drift-free pair score; the raw s_last - s_first is reported too). Group shares
+are also given per checkpoint (first checkpoint vs checkpoint k). Pairs
 whose sentences are identical (after normalisation) are kept and counted per
 group: they are false negatives by construction, and where they land shows
 whether the trajectories can find them.
 
 Outputs: a PNG with three panels: (1) the trajectories of ``--pairs`` sampled
 pairs (thin lines coloured by group; bold lines are each group's mean over ALL
-analysed pairs, dotted green the positive pairs' mean), (2) the share of pairs in each group, (3) a histogram of delta
-stacked by group; and optionally a JSON with the counts, shares (summing to 1),
+analysed pairs, dotted green the positive pairs' mean, dashed the "high" threshold
+per checkpoint), (2) the group shares per checkpoint (first vs k), (3) a histogram
+of delta stacked by group; and optionally a JSON with the counts, shares (summing to 1),
 delta statistics and the sampled trajectories. Cost: O(N*M*K) memory and time
 once the trajectories exist.
 """
@@ -48,7 +55,8 @@ LABELS = {"high_to_low": "high\u2192low", "low_to_high": "low\u2192high", "high_
           "low_low": "low\u2192low"}
 
 
-def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int = 200, seed: int = 0,
+def analyze(traj, *, high_level: float = 0.5, high_z: Optional[float] = None,
+            high_quantile: Optional[float] = None, texts: Optional[list] = None, pairs: int = 200, seed: int = 0,
             epochs: Optional[list] = None) -> dict:
     """Statistics of a run's candidate trajectories (a ``Trajectories``), grouped by
     ``selection.score_pairs`` (the same rule pair selection uses). ``texts``: the sentence of
@@ -58,7 +66,7 @@ def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int
     from slt_llm.contrastive import selection as sel_mod
 
     assert tuple(sel_mod.GROUP_NAMES) == GROUPS
-    sc = sel_mod.score_pairs(traj, high_level=high_level)
+    sc = sel_mod.score_pairs(traj, high_z=high_z, high_level=high_level, high_quantile=high_quantile)
     cand = traj.cand.numpy().astype(np.int64)
     sims = traj.traj.float().numpy()
     n, m, k = sims.shape
@@ -73,6 +81,11 @@ def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int
     counts = {g: int((groups == i).sum()) for i, g in enumerate(GROUPS)}
     out = {
         "num_pairs": total, "num_anchors": int(n), "top_m": int(m), "K": int(k), "high_level": float(high_level),
+        "group_rule": sc.rule, "high_z": high_z, "neg_mean": traj.neg_mean.tolist(), "neg_std": traj.neg_std.tolist(),
+        "threshold_per_checkpoint": _thresholds(traj, sc, high_z, high_level),
+        "shares_over_checkpoints": _shares_over_checkpoints(traj, sc, sel_mod),
+        "raw_delta": {"mean": float((sims[..., -1] - sims[..., 0]).mean()),
+                      "std": float((sims[..., -1] - sims[..., 0]).std())},
         "epochs": list(epochs) if epochs is not None else list(range(1, k + 1)),
         "counts": counts, "shares": {g: counts[g] / total for g in GROUPS},
         "delta": {"mean": float(delta.mean()), "std": float(delta.std()),
@@ -92,6 +105,32 @@ def analyze(traj, *, high_level: float, texts: Optional[list] = None, pairs: int
     return out
 
 
+def _thresholds(traj, sc, high_z, high_level) -> list:
+    """The "high" threshold of each checkpoint as a raw similarity (for the plot)."""
+    if sc.rule == "z":
+        return [float(mu + high_z * sd) for mu, sd in zip(traj.neg_mean, traj.neg_std)]
+    if sc.rule == "quantile":
+        return [float(np.quantile(traj.traj[..., k].float().numpy(), 0.5)) for k in range(traj.num_checkpoints)]
+    return [float(high_level)] * traj.num_checkpoints
+
+
+def _shares_over_checkpoints(traj, sc, sel_mod) -> list:
+    """Group shares of the candidate pairs between the first checkpoint and each later one."""
+    t = traj.traj.float().numpy()
+    out = []
+    for k in range(1, traj.num_checkpoints):
+        if sc.rule == "absolute":
+            a, b = t[..., 0], t[..., k]
+        else:
+            a = (t[..., 0] - traj.neg_mean[0]) / traj.neg_std[0]
+            b = (t[..., k] - traj.neg_mean[k]) / traj.neg_std[k]
+        thr = sc.thresholds if sc.rule != "quantile" else (float(np.quantile(a, 0.5)), float(np.quantile(b, 0.5)))
+        g = sel_mod.assign_groups(a, b, thr[0], thr[1] if sc.rule != "quantile" else thr[1])
+        counts = np.bincount(g.reshape(-1), minlength=4)
+        out.append({name: float(c) / max(1, int(counts.sum())) for name, c in zip(GROUPS, counts)})
+    return out
+
+
 def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     """Write the three-panel PNG (Agg backend)."""
     import matplotlib
@@ -107,8 +146,9 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     for g, mean in stats["group_mean_trajectory"].items():
         ax.plot(x, mean, color=COLORS[g], lw=3, label=f"{LABELS[g]} (mean of {stats['counts'][g]})")
     ax.plot(x, stats["positive_mean_trajectory"], color="#2ca02c", lw=3, ls=":", label="positive pairs (mean)")
-    ax.axhline(stats["high_level"], color="k", ls="--", lw=0.8)
-    ax.text(x[0], stats["high_level"], " high/low threshold", va="bottom", fontsize=8)
+    thr = stats.get("threshold_per_checkpoint") or [stats["high_level"]] * len(x)
+    ax.plot(x, thr, color="k", ls="--", lw=0.8)
+    ax.text(x[0], thr[0], " high/low threshold", va="bottom", fontsize=8)
     ax.set_xlabel("training epoch of the reference checkpoint")
     ax.set_ylabel("cosine similarity  s(video i, sentence j)")
     ax.set_title(f"{len(stats['sampled'])} sampled negative pairs")
@@ -117,20 +157,22 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     ax.grid(alpha=0.3)
 
     ax = axes[1]
-    shares = [100 * stats["shares"][g] for g in GROUPS]
-    bars = ax.bar(range(4), shares, color=[COLORS[g] for g in GROUPS])
-    for b, s, g in zip(bars, shares, GROUPS):
-        ax.text(b.get_x() + b.get_width() / 2, b.get_height(), f"{s:.1f}%\n({stats['counts'][g]})",
-                ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(4), [LABELS[g] for g in GROUPS], fontsize=9)
-    dup = stats.get("identical_sentence_pairs")
-    if dup:
-        ax.bar(range(4), [100 * dup[g] / stats["num_pairs"] for g in GROUPS], color="none", edgecolor="k",
-               hatch="//", label="of which identical sentences")
-        ax.legend(fontsize=8, loc="upper left")
+    over = stats.get("shares_over_checkpoints") or [stats["shares"]]
+    xs = x[1:] if len(over) == len(x) - 1 else list(range(1, len(over) + 1))
+    bottom = np.zeros(len(over))
+    for g in GROUPS:
+        vals = np.array([100 * o[g] for o in over])
+        ax.bar(range(len(over)), vals, bottom=bottom, color=COLORS[g], label=LABELS[g])
+        for i, (v, b0) in enumerate(zip(vals, bottom)):
+            if v >= 4:
+                ax.text(i, b0 + v / 2, f"{v:.0f}%", ha="center", va="center", fontsize=7, color="w")
+        bottom += vals
+    ax.set_xticks(range(len(over)), [f"{x[0]}→{e}" for e in xs], fontsize=8)
+    ax.set_xlabel("first checkpoint → checkpoint (epochs)")
     ax.set_ylabel("% of candidate negative pairs")
-    ax.set_ylim(0, max(shares) * 1.25 + 1)
-    ax.set_title(f"groups ({stats['num_pairs']} pairs)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"group shares ({stats['num_pairs']} pairs, rule {stats.get('group_rule', 'absolute')})")
 
     ax = axes[2]
     delta, groups = stats["_delta"], stats["_groups"]
@@ -138,7 +180,7 @@ def plot(stats: dict, out: str | os.PathLike, title: str = "") -> None:
     ax.hist([delta[groups == i] for i in range(4)], bins=bins, stacked=True,
             color=[COLORS[g] for g in GROUPS], label=[LABELS[g] for g in GROUPS])
     ax.axvline(0, color="k", lw=0.8)
-    ax.set_xlabel("delta = s_last - s_first")
+    ax.set_xlabel("delta = z_last - z_first (drift removed)")
     ax.set_ylabel("pairs")
     ax.set_title(f"delta (mean {stats['delta']['mean']:+.3f})")
     ax.legend(fontsize=8)
@@ -166,12 +208,16 @@ def load_run_trajectories(run_dir: str | os.PathLike):
         raise InputError(run, f"not a stage-1 run directory (no {layout.CONFIG_FILE})")
     cfg = load_config(Stage1Config, str(layout.config_path(run)))
     refs = layout.reference_dirs(run)
+    sel = cfg.selection
+    if not refs and sel.selection == "ps" and sel.protocol == "separate":  # the checkpoints of its reference run
+        refs = layout.reference_dirs(sel.reference_run or layout.reference_run_dir(run))
     if len(refs) < 2:
         raise InputError(run, f"run has {len(refs)} reference checkpoint(s) under {layout.REFERENCE_DIR}/; "
                               "the analysis needs K >= 2 (train with selection.ref_epochs >= 2 * ref_interval)")
     epochs = [(int(d.name.split("_")[1]) + 1) * cfg.selection.ref_interval for d in refs]
     traj_path = layout.trajectories_path(run)
     texts_path = layout.texts_path(run)
+    traj_path.parent.mkdir(parents=True, exist_ok=True)
     if traj_path.is_file() and texts_path.is_file():
         traj = Trajectories.load(traj_path)
         texts = json.loads(texts_path.read_text())
@@ -193,9 +239,15 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--json", default=None, help="statistics JSON to write")
     p.add_argument("--pairs", type=int, default=200, help="sampled pairs drawn in the trajectory panel")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--high-z", type=float, default=None, help="override selection.high_z of the run")
+    p.add_argument("--high-quantile", type=float, default=None,
+                   help="group by per-checkpoint quantiles of the candidates instead (e.g. 0.5)")
     a = p.parse_args(argv)
     traj, texts, epochs, cfg = load_run_trajectories(a.run)
-    stats = analyze(traj, high_level=cfg.selection.high_level, texts=texts, pairs=a.pairs, seed=a.seed,
+    hz = a.high_z if a.high_z is not None else cfg.selection.high_z
+    hq = a.high_quantile if a.high_quantile is not None else cfg.selection.high_quantile
+    stats = analyze(traj, high_level=cfg.selection.high_level, high_z=hz,
+                    high_quantile=hq, texts=texts, pairs=a.pairs, seed=a.seed,
                     epochs=epochs)
     plot(stats, a.out, title=f"negative-pair similarity trajectories: {a.run}  "
                              f"(K={stats['K']}, selection={cfg.selection.selection})")

@@ -6,7 +6,8 @@ video is embedded at each reference checkpoint ``RUN_DIR/reference/ref_KK``
 checkpoint's text head (the frozen-LLM sentence embeddings are computed once),
 then ``contrastive.trajectories.compute_trajectories`` keeps each anchor's
 top-M candidate negatives and their K similarities (O(N*M*K) memory, never
-N x N). Cost: K encoder passes over N clips + the blockwise candidate search.
+N x N; the candidate search is sharded over ranks too: each rank its block of
+anchor rows, gathered once). Cost: K encoder passes over N clips + the blockwise candidate search.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def trajectories_from_references(ref_dirs: list[Path], ds, text_idx: torch.Tenso
         videos.append(embed_dataset_sharded(m, ds, batch_size, num_workers, device, rank, world_size))
         texts.append(m.embed_texts(text_llm.to(device))[text_idx])
         faults.point("trajectory")  # one reference checkpoint embedded (tests kill a run here)
-    return compute_trajectories(videos, texts, top_m=sel_cfg.top_m, block_size=sel_cfg.block_size)
+    return compute_trajectories(videos, texts, top_m=sel_cfg.top_m, block_size=sel_cfg.block_size, rank=rank,
+                                world_size=world_size)
 
 
 def training_set_for_analysis(cfg):

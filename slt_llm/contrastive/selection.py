@@ -483,6 +483,29 @@ class PairSelector:
         return total / 2.0 + self.neutral * (b * (b - 1) - fn_pairs)
 
 
+def false_negatives_from_file(path, sample_ids: Sequence[str]) -> FalseNegatives:
+    """False negatives given as groups: a JSON object {sample id: group} (any JSON scalar);
+    samples with the same group are false negatives of each other, samples not listed are
+    in a group of their own. E.g. a synthetic corpus's true duplicates (an oracle)."""
+    import json
+    from pathlib import Path
+
+    from slt_llm.errors import InputError
+
+    try:
+        groups = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(path, f"unreadable false-negative groups ({e})") from None
+    if not isinstance(groups, dict):
+        raise InputError(path, "false-negative groups must be a JSON object {sample id: group}")
+    ids: dict = {}
+    out = np.empty(len(sample_ids), dtype=np.int64)
+    for i, sid in enumerate(sample_ids):
+        key = ("g", json.dumps(groups[sid])) if sid in groups else ("s", i)
+        out[i] = ids.setdefault(key, len(ids))
+    return FalseNegatives(out)
+
+
 def combine_false_negatives(a: FalseNegatives, b: FalseNegatives) -> FalseNegatives:
     """The union of two false-negative relations over the same samples (b's clusters
     become explicit sample pairs)."""

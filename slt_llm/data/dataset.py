@@ -107,9 +107,11 @@ class SLTDataset(torch.utils.data.Dataset):
         allow_outside_root: bool = False,
         hand_teacher: bool = False,
         hands_dir=None,
+        memory: bool = False,
     ):
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        self._memory: Optional[dict] = {} if memory else None  # data.preload: index -> loaded item
         self.manifest_errors: list = []
         self.source: Optional[str] = None
         if isinstance(samples_or_manifest, (str, os.PathLike)):
@@ -219,6 +221,8 @@ class SLTDataset(torch.utils.data.Dataset):
         s = self.samples[i]
         if i in self.errors:
             return {"error": self.errors[i], "id": s.id, "index": i}
+        if self._memory is not None and i in self._memory:
+            return dict(self._memory[i])
         try:
             try:
                 arrays = self.load_arrays(i)
@@ -235,6 +239,8 @@ class SLTDataset(torch.utils.data.Dataset):
             return {"error": str(err), "id": s.id, "index": i}
         item = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in CLIP_ARRAYS + self._extra_keys()}
         item.update(fps=arrays["fps"], id=s.id, text=s.text, index=i)
+        if self._memory is not None:
+            self._memory[i] = item
         return item
 
     def _extra_keys(self) -> tuple:
@@ -385,11 +391,14 @@ def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
     the scan also fills the clip cache), each rank's share loaded by
     ``scan_workers`` processes (``scan_unreadable``). ``data.on_error=raise``
     raises on the first bad sample. Sample i of ``samples`` is dataset index i.
-    Cost: one load per sample (divided over the ranks and their workers)."""
+    Cost: one load per sample (divided over the ranks and their workers). With
+    ``data_cfg.preload`` the dataset keeps every loaded item in memory (later epochs decode
+    nothing; about T*(3*full^2 + 6*hand^2) bytes per clip)."""
     from slt_llm import distributed as dist_utils
 
     dkw = dict(pose_dir=data_cfg.pose_dir, cache_dir=data_cfg.cache_dir,
-               hand_teacher=data_cfg.hand_teacher, hands_dir=data_cfg.hands_dir)  # bad sidecars: bad samples
+               hand_teacher=data_cfg.hand_teacher, hands_dir=data_cfg.hands_dir,
+               memory=bool(data_cfg.preload))  # bad sidecars: bad samples
     samples = read_manifest(data_cfg.train_manifest, allow_outside_root=data_cfg.allow_outside_root)
     ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
     mine = scan_unreadable(ds, range(rank, len(ds), world_size), scan_workers(world_size))

@@ -247,3 +247,29 @@ class VLPModel(nn.Module):
         except (RuntimeError, KeyError) as e:
             raise InputError(d, f"weights do not match vlp_config.yaml ({str(e).splitlines()[0][:200]})") from None
         return model.to(device)
+
+
+class TranslatingVLPModel(VLPModel):
+    """A ``VLPModel`` with a translation head sharing its encoder (stage 1 with
+    ``vlp.translation_weight > 0``): ``translation`` is an ``SLTModel`` (projector +
+    the LLM of ``llm_cfg``, LoRA when ``llm_cfg.use_lora``) built on ``self.encoder``.
+
+    ``forward(batch, text_emb)`` -> (video (B,E), text (B,E), scale, translation loss):
+    the last is the mean target-token cross-entropy of ``batch["texts"]`` given the
+    video (teacher forcing). Cost: the encoder runs twice per batch (once per head),
+    plus one LLM forward/backward over prompt + video tokens + target. ``save_pretrained``
+    writes the stage-1 folder only (encoder + heads); the translation head is not kept.
+    """
+
+    def __init__(self, encoder_cfg: EncoderConfig, vlp_cfg: VLPConfig, text_dim: int, *, llm_cfg, projector_cfg,
+                 llm_path: Optional[str] = None, llm_dtype: str = "float32"):
+        super().__init__(encoder_cfg, vlp_cfg, text_dim, llm_path=llm_path, llm_dtype=llm_dtype)
+        from slt_llm.models.llm import load_llm
+        from slt_llm.models.slt_model import SLTModel
+
+        llm, tok = load_llm(llm_cfg, for_training=True)
+        self.translation = SLTModel(encoder_cfg, projector_cfg, llm_cfg, llm, tok, encoder=self.encoder)
+
+    def forward(self, batch: dict, text_emb: torch.Tensor):
+        v, t, scale = super().forward(batch, text_emb)
+        return v, t, scale, self.translation(batch)["loss"]

@@ -11,26 +11,45 @@ Training flow (``selection.selection``):
 - ``random_fn``: random global batches + the TEXT false-negative mask (identical
   sentences after normalisation and near-duplicates by chrF, see
   ``slt_llm.contrastive.selection``) from step 0. Isolates the mask's effect.
-- ``ps`` (default), pair selection:
+- ``ps`` (default), pair selection, under ``selection.protocol``:
 
-  1. Reference phase: the ``random`` arm, exactly (same seed, same batches, same
+  ``separate`` (default, the paper's protocol): a REFERENCE RUN, i.e. the
+  ``random`` arm for ``selection.ref_epochs`` epochs, checkpointed every
+  ``ref_interval`` epochs, is trained first into ``RUN_DIR/reference_run/`` (or
+  ``selection.reference_run`` names an existing stage-1 run whose checkpoints
+  are used), then a FRESH model (same seed, same init) is trained for
+  ``train.epochs`` with pair selection from its first epoch, alpha running over
+  all its epochs. The reference run's cost is reported separately
+  (``reference_s``). ``continuation`` (cheap): steps 1-4 below in one run.
+
+  1. Reference phase (continuation): the ``random`` arm, exactly (same seed, same batches, same
      schedule, no mask) for ``selection.ref_epochs`` epochs; at the end of every
      ``ref_interval``-th epoch the model (encoder + heads) is saved as a reference
      checkpoint ``RUN_DIR/reference/ref_KK/`` (a stage-1 model folder); K =
      ref_epochs // ref_interval must be >= 2. (The ``random`` arms save the same
-     checkpoints, so ``slt-llm analyze`` works on a baseline run too.)
+     checkpoints, so ``slt-llm analyze`` works on a baseline run too, and a
+     random run can serve as another run's ``selection.reference_run``.)
   2. Trajectories: every training video is embedded at each reference checkpoint
      (sharded over ranks), texts go through that checkpoint's text head (the LLM
      embeddings are cached once), then ``contrastive.trajectories`` keeps each
      anchor's top-M candidate negatives and their K similarities (O(N*M*K)
      memory, never N x N). Saved as ``RUN_DIR/reference/trajectories.npz``.
+     The file records a hash of the training sample ids; one computed on other
+     samples is refused.
   3. Scores, groups and false negatives (``contrastive.selection``): the text
-     duplicates plus high-to-high trajectory pairs form the mask used in the loss
+     duplicates (``selection.text_fn``), the trajectory rule relative to the
+     positive (``selection.traj_fn_eps``), high-to-high trajectory pairs, and an
+     optional oracle (``selection.fn_file``) form the mask used in the loss
      from then on.
-  4. The remaining ``train.epochs - ref_epochs`` epochs use greedy PS global
-     batches under the curriculum (alpha(e') for e' = epoch - ref_epochs). The
-     arms therefore take the SAME number of optimizer steps; the extra cost of PS
-     is the K embedding passes + selection, logged as ``selection_s``.
+  4. The remaining ``train.epochs - ref_epochs`` epochs (continuation; all
+     ``train.epochs`` with ``separate``) use greedy PS global batches under the
+     curriculum (alpha(e') for e' = epoch - ref_epochs). The arms therefore take
+     the SAME number of target-model optimizer steps; the extra cost of PS is
+     the K embedding passes + selection, logged as ``selection_s`` (plus the
+     reference run, ``reference_s``, with ``separate``).
+
+``random_fn`` masks the text false negatives, or the groups of ``selection.fn_file``
+when it is set (the oracle arm of the ablation).
 
 Data parallelism: a batch sampler yields each rank's slice of the global batch
 (``batch_size`` per process); the DataLoader is never passed to
@@ -86,6 +105,7 @@ from slt_llm.training import accelerator as accel
 from slt_llm.training import checkpoint, metrics_log, optim, run_folder
 
 ARMS = ("ps", "random", "random_fn")
+PROTOCOLS = ("separate", "continuation")
 
 
 def num_reference_checkpoints(cfg: Stage1Config) -> int:
@@ -99,6 +119,9 @@ def validate_config(cfg: Stage1Config) -> None:
         raise ConfigError(f"selection.selection must be one of {', '.join(ARMS)} (got {sel.selection!r})")
     if not cfg.llm.path:
         raise ConfigError("llm.path is not set: stage 1 aligns to a frozen LLM's text space")
+    if cfg.vlp.translation_weight > 0 and (cfg.data.descriptions or cfg.data.hand_teacher):
+        raise ConfigError("vlp.translation_weight > 0 cannot be combined with the hand auxiliaries "
+                          "(data.descriptions / data.hand_teacher) yet")
     if not cfg.data.train_manifest:
         raise ConfigError("data.train_manifest is not set")
     if cfg.train.grad_accum != 1:
@@ -106,11 +129,19 @@ def validate_config(cfg: Stage1Config) -> None:
                           "raise train.batch_size or the number of processes instead")
     if sel.ref_interval < 1:
         raise ConfigError(f"selection.ref_interval must be >= 1 (got {sel.ref_interval})")
-    if sel.selection == "ps":
+    if sel.protocol not in PROTOCOLS:
+        raise ConfigError(f"selection.protocol must be one of {', '.join(PROTOCOLS)} (got {sel.protocol!r})")
+    if sel.selection == "ps" and not (sel.protocol == "separate" and sel.reference_run):
         k = num_reference_checkpoints(cfg)
         if k < 2:
             raise ConfigError(f"pair selection needs K >= 2 reference checkpoints; selection.ref_epochs="
                               f"{sel.ref_epochs} with ref_interval={sel.ref_interval} gives K={k}")
+    if sel.selection == "ps" and sel.protocol == "separate" and sel.reference_run:
+        k = len(layout.reference_dirs(sel.reference_run))
+        if k < 2:
+            raise ConfigError(f"selection.reference_run={sel.reference_run} has {k} reference checkpoint(s) "
+                              f"under {layout.REFERENCE_DIR}/; pair selection needs K >= 2")
+    if sel.selection == "ps" and sel.protocol == "continuation":
         if cfg.train.max_steps is None and sel.ref_epochs >= cfg.train.epochs:
             raise ConfigError(f"selection.ref_epochs={sel.ref_epochs} leaves no pair-selection epoch "
                               f"(train.epochs={cfg.train.epochs})")
@@ -140,25 +171,99 @@ def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False) 
     validate_config(cfg)
     if not Path(cfg.llm.path).is_dir():
         raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
+    source, reference_s = reference_source(cfg, resume)
     accelerator = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
     try:
-        return Stage1Trainer(cfg, accelerator, resume=resume, overwrite=overwrite).run()
+        return Stage1Trainer(cfg, accelerator, resume=resume, overwrite=overwrite, reference_source=source,
+                             reference_s=reference_s).run()
     finally:  # also on errors: another run may follow in this process (tests, the ablation)
         accel.teardown(accelerator)
+
+
+# ------------------------------------------------- joint translation loss (vlp.translation_weight)
+def build_translating_model(cfg: Stage1Config, text_dim: int):
+    """The stage-1 model with a translation head (projector + LoRA LLM) sharing its encoder."""
+    from slt_llm.models.vlp import TranslatingVLPModel
+
+    return TranslatingVLPModel(cfg.encoder, cfg.vlp, text_dim, llm_cfg=cfg.llm, projector_cfg=cfg.projector,
+                               llm_path=str(Path(cfg.llm.path).resolve()), llm_dtype=cfg.llm.dtype)
+
+
+def joint_param_group(name: str) -> str:
+    """Learning-rate groups of the joint model: its projector and LoRA weights have their own."""
+    if name.startswith("translation.projector."):
+        return "projector"
+    return optim.default_param_group(name)
+
+
+def joint_loss(contrastive: torch.Tensor, translation: torch.Tensor, weight: float, log: dict) -> torch.Tensor:
+    """contrastive + weight * translation (this rank's mean token cross-entropy); the parts
+    go to ``log`` (metrics.jsonl: ``contrastive_loss``, ``translation_loss``)."""
+    log["contrastive_loss"] = float(contrastive.detach())
+    log["translation_loss"] = float(translation.detach())
+    return contrastive + float(weight) * translation
+
+
+# ------------------------------------------------------- the reference protocol
+def uses_separate_reference(cfg: Stage1Config) -> bool:
+    return cfg.selection.selection == "ps" and cfg.selection.protocol == "separate"
+
+
+def reference_run_config(cfg: Stage1Config) -> Stage1Config:
+    """The reference run of ``cfg`` (protocol ``separate``): the ``random`` arm with the same
+    data, model, optimizer and seed, ``selection.ref_epochs`` epochs, a reference checkpoint
+    every ``ref_interval`` epochs, no dev evaluation (its checkpoints, not its best model, are
+    what pair selection uses), in ``RUN_DIR/reference_run``."""
+    import dataclasses
+
+    sel = dataclasses.replace(cfg.selection, selection="random", protocol="continuation", reference_run=None)
+    train = dataclasses.replace(cfg.train, epochs=cfg.selection.ref_epochs, max_steps=None,
+                                run_dir=str(layout.reference_run_dir(cfg.train.run_dir)), eval_every=0)
+    data = dataclasses.replace(cfg.data, dev_manifest=None)
+    vlp = cfg.vlp if cfg.vlp.text_cache_dir else dataclasses.replace(cfg.vlp, text_cache_dir=layout.text_cache_dir(cfg))
+    return dataclasses.replace(cfg, selection=sel, train=train, data=data, vlp=vlp)
+
+
+def reference_source(cfg: Stage1Config, resume: bool = False) -> tuple[Optional[Path], float]:
+    """``(run folder whose reference/ref_KK checkpoints pair selection uses, seconds spent
+    training the reference run here)``. Protocol ``separate``: ``selection.reference_run`` if
+    given, else the reference run is trained now (reused when ``resume`` finds it complete);
+    ``continuation``: this run itself; other arms: None."""
+    if cfg.selection.selection != "ps":
+        return None, 0.0
+    if not uses_separate_reference(cfg):
+        return Path(cfg.train.run_dir), 0.0
+    if cfg.selection.reference_run:
+        return Path(cfg.selection.reference_run), 0.0
+    ref_cfg = reference_run_config(cfg)
+    ref_dir = Path(ref_cfg.train.run_dir)
+    k = num_reference_checkpoints(cfg)
+    if resume and layout.result_path(ref_dir).is_file() and len(layout.reference_dirs(ref_dir)) >= k:
+        dist_utils.print0(f"stage 1: reusing the reference run {ref_dir}")
+        return ref_dir, 0.0
+    dist_utils.print0(f"stage 1: training the reference run ({cfg.selection.ref_epochs} epochs of random "
+                      f"batches, K={k} checkpoints) -> {ref_dir}")
+    t0 = time.perf_counter()
+    train_vlp(ref_cfg, resume=resume and layout.checkpoints_root(ref_dir).is_dir())
+    return ref_dir, time.perf_counter() - t0
 
 
 class Stage1Trainer:
     """One stage-1 run on a prepared ``Accelerator``: ``run()`` = ``setup()``, then
     per epoch ``sampler_for_epoch`` -> ``train_epoch`` -> ``end_epoch``, then ``finish()``."""
 
-    def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False, overwrite: bool = False):
+    def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False, overwrite: bool = False,
+                 reference_source: Optional[Path] = None, reference_s: float = 0.0):
         self.cfg, self.accelerator, self.resume, self.overwrite = cfg, accelerator, resume, overwrite
+        self.reference_source = Path(reference_source) if reference_source else Path(cfg.train.run_dir)
+        self.reference_s = float(reference_s)
         self.tc, self.sel = cfg.train, cfg.selection
         self.run_dir = Path(self.tc.run_dir)
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.device = accelerator.device
         self.ps_sampler, self.ps_fn, self.selection_s = None, None, 0.0
         self.last_loss = float("nan")
+        self.extra_log: dict = {}  # per-step extra metrics (the joint loss's parts)
 
     # ------------------------------------------------------------------ setup
     def run(self) -> dict:
@@ -209,6 +314,7 @@ class Stage1Trainer:
             dist_utils.print0(f"stage 1: skipped {len(self.bad)} unreadable training sample(s)")
         self.train_texts = [s.text for s in samples]
         self.train_samples = samples
+        self.train_ids = [s.id for s in samples]
         if self.accelerator.is_main_process:  # what dataset index i means, for `slt-llm analyze`
             layout.texts_path(self.run_dir).write_text(json.dumps(self.train_texts, ensure_ascii=False))
         self.n = len(self.ds)
@@ -243,10 +349,13 @@ class Stage1Trainer:
         cfg, tc = self.cfg, self.tc
         check_data_parallel(cfg.encoder, self.world)
         checkpoint.seed_everything(tc.seed)
-        model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
-                         llm_dtype=cfg.llm.dtype, desc_head=self.desc_weight > 0)
+        if cfg.vlp.translation_weight > 0:
+            model = build_translating_model(cfg, self.text_dim)
+        else:
+            model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
+                             llm_dtype=cfg.llm.dtype, desc_head=self.desc_weight > 0)
         model.clip_cfg = cfg.data.clip
-        optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim), cfg.optim)
+        optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim, joint_param_group), cfg.optim)
         # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
         steps_per_epoch = math.ceil(self.n / self.global_batch)
         self.total = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
@@ -312,9 +421,15 @@ class Stage1Trainer:
         from slt_llm.contrastive import selection as sel_mod
 
         sel = self.sel
-        self.n_ref = sel.ref_epochs if sel.selection == "ps" else min(sel.ref_epochs, self.tc.epochs)
-        self.text_fn = sel_mod.text_false_negatives(self.train_texts, sel) \
-            if sel.selection in ("ps", "random_fn") else None
+        if sel.selection == "ps":
+            self.n_ref = 0 if sel.protocol == "separate" else sel.ref_epochs
+        else:
+            self.n_ref = min(sel.ref_epochs, self.tc.epochs)
+        self.oracle_fn = sel_mod.false_negatives_from_file(sel.fn_file, self.train_ids) if sel.fn_file else None
+        self.text_fn = None
+        if (sel.selection == "random_fn" and self.oracle_fn is None) or (sel.selection == "ps" and sel.text_fn):
+            self.text_fn = sel_mod.text_false_negatives(self.train_texts, sel)
+        self.random_fn_mask = self.oracle_fn if self.oracle_fn is not None else self.text_fn
         self.random_sampler = sel_mod.RandomGlobalBatchSampler(self.n, self.global_batch, rank=self.rank,
                                                                world_size=self.world, seed=self.tc.seed)
 
@@ -326,26 +441,32 @@ class Stage1Trainer:
         from slt_llm.contrastive.reference import trajectories_from_references
         from slt_llm.contrastive.trajectories import Trajectories
 
+        from slt_llm.contrastive.trajectories import ids_hash
+
         t0 = time.perf_counter()
         traj_path = layout.trajectories_path(self.run_dir)
-        refs = layout.reference_dirs(self.run_dir)
+        refs = layout.reference_dirs(self.reference_source)
+        expect = ids_hash(self.train_ids)
         if traj_path.is_file():
-            traj = Trajectories.load(traj_path)
+            traj = Trajectories.load(traj_path, expect_ids_hash=expect)
         else:
             traj = trajectories_from_references(refs, self.ds, self.text_idx, self.text_llm, self.sel,
                                                 batch_size=self.tc.batch_size, num_workers=self.cfg.data.num_workers,
                                                 device=self.device, rank=self.rank, world_size=self.world)
+            traj.ids_hash = expect
             if self.accelerator.is_main_process:
+                traj_path.parent.mkdir(parents=True, exist_ok=True)
                 traj.save(traj_path)
             self.accelerator.wait_for_everyone()
-        selector = sel_mod.PairSelector(traj, self.train_texts, self.sel, text_fn=self.text_fn)
+        selector = sel_mod.PairSelector(traj, self.train_texts if self.sel.text_fn else None, self.sel,
+                                        text_fn=self.text_fn, extra_fn=self.oracle_fn)
         self.ps_fn = selector.false_negatives
         self.ps_sampler = sel_mod.PairSelectionBatchSampler(selector, self.global_batch, rank=self.rank,
                                                             world_size=self.world, seed=self.tc.seed,
                                                             num_epochs=self.tc.epochs - self.n_ref)
         self.selection_s = time.perf_counter() - t0
         dist_utils.print0(f"stage 1: pair selection ready in {self.selection_s:.1f}s (K={len(refs)} reference "
-                          "checkpoints)")
+                          f"checkpoints of {self.reference_source}; {self.sel.protocol} protocol)")
 
     def sampler_for_epoch(self, epoch: int):
         """``(batches of this rank, false-negative mask fn or None, phase name)`` of an epoch:
@@ -358,7 +479,7 @@ class Stage1Trainer:
             return list(self.ps_sampler), self.ps_fn, sel.selection
         self.random_sampler.set_epoch(epoch)
         phase = "reference" if sel.selection == "ps" else sel.selection
-        return list(self.random_sampler), (self.text_fn if sel.selection == "random_fn" else None), phase
+        return list(self.random_sampler), (self.random_fn_mask if sel.selection == "random_fn" else None), phase
 
     # --------------------------------------------------------------- training
     def train_epoch(self, batches: list, fn, phase: str) -> Optional[int]:
@@ -383,7 +504,7 @@ class Stage1Trainer:
                 self.logger.log(state.step, loss=self.last_loss, lr=float(lrs[0]), lr_head=float(lrs[-1]),
                                 samples_per_s=self.throughput.rate(),
                                 temperature=self.accelerator.unwrap_model(self.model).temperature,
-                                epoch=state.epoch, phase=phase, **self.aux_log_values())
+                                epoch=state.epoch, phase=phase, **self.aux_log_values(), **self.extra_log)
                 self.bar.set_postfix(loss=f"{self.last_loss:.3f}")
             if tc.eval_every and state.step % tc.eval_every == 0:
                 self.evaluate_and_export()
@@ -405,8 +526,11 @@ class Stage1Trainer:
             loss = self.aux_step_loss(batch, t_emb, fn)
         else:
             with accel.forward_context(self.accelerator):  # DeepSpeed half precision: autocast the fp32 inputs
-                v, t, scale = self.model(batch, t_emb)  # (b,E), (b,E), ()
+                out = self.model(batch, t_emb)  # (b,E), (b,E), () [, translation loss]
+            v, t, scale = out[:3]
             loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)  # fp32 logits
+            if len(out) > 3:
+                loss = joint_loss(loss, out[3], self.cfg.vlp.translation_weight, self.extra_log)
         self.accelerator.backward(loss)
         if not accel.uses_deepspeed(self.accelerator) and self.cfg.optim.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
@@ -483,7 +607,9 @@ class Stage1Trainer:
         result = {"best_dev_r1": state.best_metric, "best_step": state.best_step, "steps": state.step,
                   "model_dir": str(layout.model_dir(self.run_dir)), "selection_s": round(self.selection_s, 3),
                   "skipped": len(self.bad), "final_loss": self.last_loss, "run_dir": str(self.run_dir),
-                  "selection": self.sel.selection}
+                  "selection": self.sel.selection, "protocol": self.sel.protocol if self.sel.selection == "ps" else None,
+                  "reference_run": str(self.reference_source) if self.sel.selection == "ps" else None,
+                  "reference_s": round(self.reference_s, 3)}
         if self.accelerator.is_main_process:
             layout.result_path(self.run_dir).write_text(json.dumps(result, indent=1))
         self.accelerator.wait_for_everyone()
