@@ -153,7 +153,7 @@ def test_separate_reference_protocol(ps_run, tiny_corpus, tiny_llama, tmp_path):
     from slt_llm.training.stage1 import train_vlp
 
     run = tmp_path / "sep"
-    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "train.epochs=2"))
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "train.epochs=2", "selection.protocol=separate"))
     ref = run / "reference_run"
     assert sorted(p.name for p in (ref / "reference").iterdir() if p.is_dir()) == ["ref_00", "ref_01"]
     ref_rows = _losses(ref)
@@ -169,13 +169,13 @@ def test_separate_reference_protocol(ps_run, tiny_corpus, tiny_llama, tmp_path):
     traj = Trajectories.load(run / "reference" / "trajectories.npz", expect_ids_hash=ids_hash(ids))
     assert traj.num_checkpoints == 2 and np.isfinite(traj.neg_std).all()
     # reusing the reference run: no reference training, identical target run
-    again = train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep2", "train.epochs=2",
+    again = train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep2", "train.epochs=2", "selection.protocol=separate",
                            f"selection.reference_run={ref}"))
     assert again["reference_s"] == 0 and again["reference_run"] == str(ref)
     for a, b in zip(rows, _losses(tmp_path / "sep2")):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-6, abs=1e-6)
     with pytest.raises(ConfigError, match="reference checkpoint"):
-        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep3", f"selection.reference_run={tmp_path}"))
+        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "sep3", "selection.protocol=separate", f"selection.reference_run={tmp_path}"))
 
 
 def test_joint_translation_loss(tiny_corpus, tiny_llama, tmp_path):
