@@ -179,7 +179,7 @@ class SelectionConfig:
     # "separate" (the paper): a reference model trained with random batches for ref_epochs, then a
     # FRESH model trained with PS from its first epoch; "continuation" (cheap): the first ref_epochs
     # of this run are the reference phase and PS continues from them
-    protocol: str = "continuation"  # "separate" (the paper's) fails under accelerate launch: a second Accelerator
+    protocol: str = "separate"
     reference_run: Optional[str] = None  # separate: reuse this stage-1 run's reference checkpoints
     ref_epochs: int = 10  # epochs of the random-batch reference run (phase)
     ref_interval: int = 2  # save a reference checkpoint every N epochs

@@ -8,6 +8,7 @@ zero.Init while the others waited), and bf16 under DeepSpeed used to fail at sta
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -62,3 +63,9 @@ def test_recipe_starts_under_its_launcher_two_processes(stage, tiny_corpus, tiny
     assert _first_loss(run) > 0 and (run / "model").is_dir()
     if stage == "stage1":
         assert any(cache.iterdir())  # the cold cache was filled
+        # the paper's protocol (the default) under the launcher: a reference run, then a fresh
+        # model in the same processes (a second Accelerator with its own DeepSpeed plugin)
+        result = json.loads((run / "result.json").read_text())
+        assert result["protocol"] == "separate" and result["reference_s"] > 0
+        refs = sorted(p.name for p in (run / "reference_run" / "reference").iterdir() if p.name.startswith("ref_"))
+        assert len(refs) >= 2 and (run / "reference" / "trajectories.npz").is_file()

@@ -280,8 +280,8 @@ def test_sigkill_at_three_points_then_resume_gives_the_same_losses(ps_run, tiny_
 
     cfg_path = tmp_path / "killed.yaml"
     run = tmp_path / "killed"
-    save_config(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "train.epochs=4",
-                     "train.save_every=2", "train.keep_checkpoints=3"), cfg_path)
+    save_config(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "selection.protocol=continuation",
+                     "train.epochs=4", "train.save_every=2", "train.keep_checkpoints=3"), cfg_path)
     args = ["vlp", "--config", str(cfg_path)]
     run_cli(args, kill_at="trajectory:1")
     ck = run / "checkpoints"

@@ -57,7 +57,7 @@ def test_pair_selection_with_both_auxiliaries_logs_and_learns(tiny_corpus, tiny_
     from slt_llm.training.stage1 import train_vlp
 
     run = tmp_path / "ps_aux"
-    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "train.epochs=4",
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "selection.protocol=continuation", "train.epochs=4",
                          "data.dev_manifest=null", *_aux(aux_inputs)))
     assert res["skipped"] == 1  # the NaN sidecar
     rows = _rows(run)

@@ -166,11 +166,22 @@ def teardown(accelerator) -> None:
     """End a run: flush trackers; in a launcher-less process also drop the process
     group and Accelerate's singleton state, so another run can start in the same
     process (tests, notebooks). Under a launcher the processes simply exit."""
-    accelerator.end_training()
+    from accelerate.state import AcceleratorState, GradientState
+
     launched = os.environ.get("RANK") is not None and not _OWN_ENV
     if launched:
+        # keep the launcher's process group (Accelerator.end_training would destroy it; it
+        # goes at exit), forget the rest: a second run in this process (stage 1's reference
+        # run, then the target model) builds a new Accelerator with its own DeepSpeed
+        # plugin, which Accelerate refuses while the first one's state lives
+        for tracker in accelerator.trackers:
+            tracker.finish()
+        _destroy_group_at_exit()
+        _unset_hf_deepspeed_config()
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
         return
-    from accelerate.state import AcceleratorState, GradientState
+    accelerator.end_training()
 
     if _OWN_ENV:
         import torch.distributed as dist
@@ -178,12 +189,7 @@ def teardown(accelerator) -> None:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
         _forget_deepspeed_groups()
-        try:
-            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-            unset_hf_deepspeed_config()
-        except ImportError:  # pragma: no cover
-            pass
+        _unset_hf_deepspeed_config()
         for k, v in _OWN_ENV.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -192,6 +198,35 @@ def teardown(accelerator) -> None:
         _OWN_ENV.clear()
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
+
+
+_AT_EXIT: list = []
+
+
+def _destroy_group_at_exit() -> None:
+    """Register (once) the process group's destruction at interpreter exit."""
+    if _AT_EXIT:
+        return
+    import atexit
+
+    import torch.distributed as dist
+
+    def _destroy() -> None:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+    atexit.register(_destroy)
+    _AT_EXIT.append(_destroy)
+
+
+def _unset_hf_deepspeed_config() -> None:
+    """transformers keeps the last DeepSpeed config in a module global (zero.Init for
+    ``from_pretrained`` under ZeRO-3 follows it): drop it with the run."""
+    try:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+    except ImportError:  # pragma: no cover
+        return
+    unset_hf_deepspeed_config()
 
 
 def _has_tensorboard() -> bool:
