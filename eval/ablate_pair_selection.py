@@ -195,6 +195,65 @@ def run_stage2(arm: str, seed: int, corpus: Path, llm: Path, out: Path, a) -> di
     return rec
 
 
+def uses_reference_run(arm: str) -> bool:
+    """The paper-protocol PS arms train on the random run of the same seed (their reference run)."""
+    return arm == "ps" or arm in SCHEDULE_ARMS
+
+
+def _record(out: Path, kind: str, arm: str, seed: int):
+    p = out / (f"{arm}_seed{seed}" if kind == "stage1" else f"stage2_{arm}_seed{seed}") / "ablation_record.json"
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def _task(kind: str, arm: str, seed: int, corpus: Path, llm: Path, oracle: Path, out: Path, a) -> tuple[dict, float]:
+    """One run (in a worker process with ``--jobs`` > 1): (its record, wall seconds)."""
+    import torch
+
+    torch.set_num_threads(1)
+    t = time.time()
+    rec = run_stage1(arm, seed, corpus, llm, oracle, out, a) if kind == "stage1" else run_stage2(arm, seed, corpus, llm, out, a)
+    return rec, time.time() - t
+
+
+def run_tasks(tasks: list, a, out: Path, corpus: Path, llm: Path, oracle: Path, timings: dict) -> dict:
+    """Run ``tasks`` [(kind, arm, seed, deps)] (finished ones are read back), ``a.jobs`` at a
+    time in separate processes (one torch thread each), a task only after its deps. With
+    ``--report`` nothing is trained. Returns {(kind, arm, seed): record or None}."""
+    results: dict = {}
+    todo = []
+    for kind, arm, seed, deps in tasks:
+        rec = _record(out, kind, arm, seed)
+        if rec is not None or a.report:
+            results[(kind, arm, seed)] = rec
+        else:
+            todo.append((kind, arm, seed, deps))
+    if not todo:
+        return results
+    if a.jobs <= 1:
+        for kind, arm, seed, _ in todo:  # the plan's order satisfies the deps
+            results[(kind, arm, seed)], dt = _task(kind, arm, seed, corpus, llm, oracle, out, a)
+            timings[f"{kind}_{arm}_s"] = timings.get(f"{kind}_{arm}_s", 0.0) + dt
+        return results
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    running: dict = {}
+    with ProcessPoolExecutor(max_workers=a.jobs, mp_context=mp.get_context("spawn")) as pool:
+        while todo or running:
+            for task in [t for t in todo if all(d in results for d in t[3])][: a.jobs - len(running)]:
+                todo.remove(task)
+                kind, arm, seed, _ = task
+                running[pool.submit(_task, kind, arm, seed, corpus, llm, oracle, out, a)] = (kind, arm, seed)
+            if not running:
+                raise SystemExit(f"ablation: tasks wait for runs that are not planned: {todo}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                kind, arm, seed = running.pop(f)
+                results[(kind, arm, seed)], dt = f.result()
+                timings[f"{kind}_{arm}_s"] = timings.get(f"{kind}_{arm}_s", 0.0) + dt
+    return results
+
+
 def _mean(xs):
     return statistics.mean(xs) if xs else float("nan")
 
@@ -220,6 +279,8 @@ def main(argv=None) -> int:
     p.add_argument("--top-m", type=int, default=32)
     p.add_argument("--s2-epochs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="corpus rendering processes")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="runs at a time, each its own process with one torch thread (2 = one per core)")
     p.add_argument("--arm-major", action="store_true",
                    help="run random+ps for every seed first, then each other arm (partial runs stay paired)")
     p.add_argument("--report", action="store_true", help="train nothing: report the finished runs under --out")
@@ -243,35 +304,26 @@ def main(argv=None) -> int:
 
     # the random arm first: it is every PS arm's reference run
     order = ["random"] + [x for x in arms if x != "random"]
-    recs, s2 = [], []
-
-    def done(kind: str, arm: str, seed: int):
-        p = out / (f"{arm}_seed{seed}" if kind == "stage1" else f"stage2_{arm}_seed{seed}") / "ablation_record.json"
-        return json.loads(p.read_text()) if p.is_file() else None
-
     if a.arm_major:  # random+ps over all seeds first, then each other arm over the seeds
         first = [x for x in ("random", "ps") if x in order]
         plan = [(s_i, s, x) for s_i, s in enumerate(seeds) for x in first]
         plan += [(s_i, s, x) for x in order if x not in first for s_i, s in enumerate(seeds)]
     else:
         plan = [(s_i, s, x) for s_i, s in enumerate(seeds) for x in order]
+    tasks = []  # (kind, arm, seed, the tasks it waits for)
     for seed_i, seed, arm in plan:
         if arm in SCHEDULE_ARMS and seed_i >= a.schedule_seeds:
             continue
         if arm not in MAIN_ARMS + SCHEDULE_ARMS:
             raise SystemExit(f"unknown arm {arm}")
-        t = time.time()
-        rec = done("stage1", arm, seed) if a.report else run_stage1(arm, seed, corpus, llm, oracle, out, a)
-        if rec is not None:
-            recs.append(rec)
-        timings[f"stage1_{arm}_s"] = timings.get(f"stage1_{arm}_s", 0.0) + time.time() - t
+        deps = [("stage1", "random", seed)] if uses_reference_run(arm) else []
+        tasks.append(("stage1", arm, seed, deps))
     for seed in seeds[: a.bleu_seeds]:
         for arm in ("random", "ps"):
-            t = time.time()
-            rec = done("stage2", arm, seed) if a.report else run_stage2(arm, seed, corpus, llm, out, a)
-            if rec is not None:
-                s2.append(rec)
-            timings[f"stage2_{arm}_s"] = timings.get(f"stage2_{arm}_s", 0.0) + time.time() - t
+            tasks.append(("stage2", arm, seed, [("stage1", arm, seed)]))
+    results = run_tasks(tasks, a, out, corpus, llm, oracle, timings)
+    recs = [results[(k, arm, s)] for k, arm, s, _ in tasks if k == "stage1" and results.get((k, arm, s))]
+    s2 = [results[(k, arm, s)] for k, arm, s, _ in tasks if k == "stage2" and results.get((k, arm, s))]
     (out / "runs.json").write_text(json.dumps({"stage1": recs, "stage2": s2, "timings_s": timings}, indent=1))
 
     by = {(r["arm"], r["seed"]): r for r in recs}
