@@ -210,6 +210,11 @@ class VLPConfig:
     # > 0: a projector + the (LoRA) LLM are trained jointly with the contrastive loss on the same
     # batches (loss = contrastive + translation_weight * target-token cross-entropy), as in SCL-SLT
     translation_weight: float = 0.0
+    # video-text similarity of the loss, the pair-selection trajectories and dev/test retrieval:
+    # "pooled" (cosine of the pooled embeddings) | "fine" (CiCo-style token-wise max, then mean, both
+    # directions, over the encoder's temporal tokens and the frozen LLM's token states;
+    # docs/pair_selection.md for its memory cost)
+    similarity: str = "pooled"
 
 
 @dataclass

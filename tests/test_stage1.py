@@ -217,11 +217,102 @@ def test_joint_translation_loss(tiny_corpus, tiny_llama, tmp_path):
         assert r["loss"] == pytest.approx(r["contrastive_loss"] + 0.5 * r["translation_loss"], rel=1e-5)
 
 
+@pytest.fixture(scope="module")
+def fine_run(tiny_corpus, tiny_llama, tmp_path_factory):
+    from slt_llm.training.stage1 import train_vlp
+
+    run = tmp_path_factory.mktemp("vlp_fine")
+    res = train_vlp(_cfg(tiny_corpus, tiny_llama, run, "vlp.similarity=fine", "selection.selection=ps",
+                         "selection.protocol=continuation", "train.epochs=4"))
+    return run, res
+
+
+def test_fine_similarity_end_to_end(fine_run, tiny_corpus, tiny_llama):
+    """vlp.similarity=fine: the loss on token features learns; the trajectories are the fine
+    similarity recomputed by brute force (a fresh model from each saved reference checkpoint,
+    fresh LLM token states, float64 loops) for a few pairs; the exported model records it and
+    its retrieval (dev R@1 in training, `evaluate_retrieval` after reloading) scores by it."""
+    import numpy as np
+    import torch
+
+    from slt_llm.contrastive.loss import brute_force_fine_similarity
+    from slt_llm.contrastive.retrieval import evaluate_retrieval, retrieval_metrics, unique_sentences
+    from slt_llm.contrastive.trajectories import Trajectories
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.data.manifest import read_manifest
+    from slt_llm.models.text_embed import TokenTextEmbedder
+    from slt_llm.models.vlp import VLPModel
+
+    run, res = fine_run
+    rows = _losses(run)
+    assert [r["step"] for r in rows] == list(range(1, 13))
+    first, last = sum(r["loss"] for r in rows[:3]) / 3, sum(r["loss"] for r in rows[-3:]) / 3
+    assert last < first - 0.1, (first, last)
+    assert any(p.name.startswith("text_tok-") for p in (tiny_corpus / "text_cache").iterdir())  # token cache
+
+    traj = Trajectories.load(run / "reference" / "trajectories.npz")
+    assert traj.similarity == "fine" and traj.num_checkpoints == 2
+    cfg = _cfg(tiny_corpus, tiny_llama, run)
+    ds = SLTDataset(tiny_corpus / "train.jsonl", cfg.data.clip, cache_dir=cfg.data.cache_dir)
+    texts = [s.text for s in read_manifest(tiny_corpus / "train.jsonl")]
+    tok_emb = TokenTextEmbedder(tiny_llama)
+
+    def feats(m, i, j):
+        with torch.no_grad():
+            v, vm = m.encode_video_tokens(collate_clips([ds[i]]))
+            x, xm = tok_emb.embed([texts[j]]).padded()
+            t, tm = m.encode_text_tokens(x, xm)
+        return v, vm, t, tm
+
+    for k, ref in enumerate(sorted(p for p in (run / "reference").iterdir() if p.is_dir())):
+        m = VLPModel.from_pretrained(ref).eval()
+        assert m.fine
+        for i in (0, 7, 19):
+            got = [float(traj.positive[i, k])] + [float(traj.traj[i, c, k]) for c in range(3)]
+            want = [float(brute_force_fine_similarity(*feats(m, i, j))[0, 0])
+                    for j in [i] + [int(traj.cand[i, c]) for c in range(3)]]
+            np.testing.assert_allclose(got, want, atol=3e-3)
+
+    # `slt-llm analyze` recomputing them (file deleted) gets the same fine trajectories
+    import shutil
+
+    from slt_llm.contrastive.analyze import load_run_trajectories
+
+    copy = run.parent / (run.name + "_analyze")
+    shutil.copytree(run, copy)
+    (copy / "reference" / "trajectories.npz").unlink()
+    again = load_run_trajectories(copy)[0]
+    assert again.similarity == "fine" and again.cand.equal(traj.cand)
+    np.testing.assert_allclose(again.traj.numpy(), traj.traj.numpy(), atol=1e-5)
+
+    model = VLPModel.from_pretrained(run / "model")
+    assert model.fine and model.vlp_cfg.similarity == "fine"
+    r = evaluate_retrieval(model, tiny_corpus / "dev.jsonl", model.clip_cfg)
+    assert r["v2t"]["r1"] == pytest.approx(res["best_dev_r1"])
+    # on the 24 training clips: every metric equals the one from a brute-force fine score matrix
+    # (fed to the pooled path as video rows = scores, text = identity)
+    got = evaluate_retrieval(model, tiny_corpus / "train.jsonl", model.clip_cfg)
+    uniq, vt = unique_sentences(texts)
+    model.eval()
+    with torch.no_grad():
+        vids = [model.encode_video_tokens(collate_clips([ds[i]])) for i in range(len(ds))]
+        txts = [model.encode_text_tokens(*tok_emb.embed([u]).padded()) for u in uniq]
+    scores = torch.tensor([[float(brute_force_fine_similarity(v, vm, t, tm)[0, 0]) for t, tm in txts]
+                           for v, vm in vids])
+    want = retrieval_metrics(scores, torch.eye(len(uniq)), vt)
+    got.pop("skipped")
+    assert got == want, (got, want)
+
+
 def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tmp_path):
     from slt_llm.training.stage1 import train_vlp
 
     with pytest.raises(ConfigError, match="K >= 2"):
         train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "a", "selection.ref_epochs=1", "train.epochs=3"))
+    with pytest.raises(ConfigError, match="vlp.similarity must be one of pooled, fine"):
+        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "c", "vlp.similarity=cls"))
+    with pytest.raises(ConfigError, match="similarity=fine cannot be combined"):
+        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "d", "vlp.similarity=fine", "vlp.translation_weight=0.5"))
     with pytest.raises(ConfigError, match="larger than the training set"):
         train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "b", "train.batch_size=32",
                        "selection.selection=random"))
@@ -242,12 +333,15 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_zero2_matches_one_process(tiny_corpus, tiny_llama, tmp_path):
-    """2 gloo processes x batch 4 under accelerate + DeepSpeed ZeRO-2 == 1 process x batch 8."""
+@pytest.mark.parametrize("similarity", ["pooled", "fine"])
+def test_two_process_zero2_matches_one_process(tiny_corpus, tiny_llama, tmp_path, similarity):
+    """2 gloo processes x batch 4 under accelerate + DeepSpeed ZeRO-2 == 1 process x batch 8
+    (fine: the token features of the two ranks have other lengths, padded and gathered)."""
     from slt_llm.training.stage1 import train_vlp
 
     common = ["selection.selection=random_fn", "train.epochs=2", "train.max_steps=4", "data.dev_manifest=null",
-              "optim.max_grad_norm=0", "optim.warmup_steps=0", "optim.schedule=constant"]
+              "optim.max_grad_norm=0", "optim.warmup_steps=0", "optim.schedule=constant",
+              f"vlp.similarity={similarity}"]
     single = tmp_path / "one"
     train_vlp(_cfg(tiny_corpus, tiny_llama, single, *common, "train.deepspeed=ds_configs/zero2.json"))
     cfg2 = _cfg(tiny_corpus, tiny_llama, tmp_path / "two", *common, "train.batch_size=4")

@@ -135,3 +135,49 @@ def test_bad_arguments(tmp_path, tiny_llama):
         TextEmbedder(tiny_llama, pooling="max")
     with pytest.raises(InputError, match="config.json"):
         TextEmbedder(tmp_path)
+
+
+def test_token_states_cache_round_trip(tmp_path, tiny_llama):
+    """Per-token states (vlp.similarity=fine): the sentence tokens' last hidden states as
+    float16, in a cache of their own (never the pooled file), read back bit for bit, equal to
+    a fresh computation and to the hand-computed reference."""
+    from slt_llm.models.text_embed import TokenTextEmbedder
+
+    cache = tmp_path / "cache"
+    pooled = TextEmbedder(tiny_llama, cache_dir=cache)
+    pooled_emb = pooled.embed(SENTS)
+    a = TokenTextEmbedder(tiny_llama, cache_dir=cache, batch_size=3)
+    st = a.embed(SENTS)
+    assert a.key != pooled.key and a.cache_path.name.startswith("text_tok-")
+    assert sorted(p.name for p in cache.iterdir()) == sorted([a.cache_path.name, pooled.cache_path.name])
+    assert a.identity["pooling"] == "tokens" and a.identity["storage"] == "float16"
+    assert st.data.dtype == torch.float16 and len(st) == 4 and a.num_computed == 3
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModel.from_pretrained(tiny_llama).eval()
+    x, mask = st.padded()
+    for i, s in enumerate(SENTS):
+        enc = tok(s, return_tensors="pt", return_special_tokens_mask=True)
+        keep = ~enc.pop("special_tokens_mask")[0].bool()
+        with torch.no_grad():
+            h = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state[0][keep]
+        assert int(mask[i].sum()) == h.shape[0] == int(st.lengths[i])
+        torch.testing.assert_close(x[i, :h.shape[0]], h, atol=2e-3, rtol=2e-3)  # float16 storage
+        assert not x[i, h.shape[0]:].any()
+        # their mean is the pooled (mean) embedding
+        torch.testing.assert_close(x[i, :h.shape[0]].mean(0), pooled_emb[i], atol=2e-3, rtol=2e-3)
+    b = TokenTextEmbedder(tiny_llama, cache_dir=cache)  # a hit: the LLM is never loaded
+    again = b.embed(SENTS)
+    assert b.num_computed == 0 and b._model is None
+    assert again.data.equal(st.data) and again.offsets.equal(st.offsets)
+    fresh = TokenTextEmbedder(tiny_llama, batch_size=3).embed(SENTS)  # no cache: recomputed
+    assert fresh.data.equal(st.data) and fresh.offsets.equal(st.offsets)
+    sub = b.embed([SENTS[1], "rain"])  # order and selection
+    assert sub.padded()[0][0, :int(st.lengths[1])].equal(x[1, :int(st.lengths[1])])
+    # the pooled cache was not touched
+    p2 = TextEmbedder(tiny_llama, cache_dir=cache)
+    assert p2.embed(SENTS).equal(pooled_emb) and p2.num_computed == 0
+    # a file whose identity differs from its name is refused
+    bf = TokenTextEmbedder(tiny_llama, dtype="bfloat16")  # no cache: only its key / file name
+    a.cache_path.rename(cache / f"text_tok-{bf.key}.safetensors")
+    with pytest.raises(InputError, match="token-state cache file does not hold"):
+        TokenTextEmbedder(tiny_llama, dtype="bfloat16", cache_dir=cache)

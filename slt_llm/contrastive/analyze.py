@@ -200,7 +200,8 @@ def load_run_trajectories(run_dir: str | os.PathLike):
     (InputError when the run has none, or fewer than two)."""
     from slt_llm import run_layout as layout
     from slt_llm.config import Stage1Config, load_config
-    from slt_llm.contrastive.reference import trajectories_from_references, training_set_for_analysis
+    from slt_llm.contrastive.reference import (token_states_for_analysis, trajectories_from_references,
+                                               training_set_for_analysis)
     from slt_llm.contrastive.trajectories import Trajectories
 
     run = Path(run_dir)
@@ -224,7 +225,8 @@ def load_run_trajectories(run_dir: str | os.PathLike):
     else:
         texts, ds, text_idx, text_llm = training_set_for_analysis(cfg)
         traj = trajectories_from_references(refs, ds, text_idx, text_llm, cfg.selection,
-                                            batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers)
+                                            batch_size=cfg.train.batch_size, num_workers=cfg.data.num_workers,
+                                            text_tokens=token_states_for_analysis(cfg, texts))
         traj.save(traj_path)
     if traj.num_samples != len(texts):
         raise InputError(traj_path, f"trajectories cover {traj.num_samples} samples, the training set has "

@@ -48,17 +48,45 @@ def embed_dataset_sharded(model, ds, batch_size: int, num_workers: int = 0, devi
     return out
 
 
+@torch.no_grad()
+def embed_tokens_sharded(model, ds, batch_size: int, num_workers: int = 0, device="cpu",
+                         rank: int = 0, world_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token video embeddings of every sample of ``ds`` in dataset order: ``(tokens (N, T, E)
+    float16, mask (N, T) bool)``, T the longest clip's token count; sharded like
+    :func:`embed_dataset_sharded`. Memory: N x T x E x 2 bytes."""
+    from slt_llm.models.vlp import pad_tokens
+
+    idx = list(range(rank, len(ds), world_size))
+    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    tok, mask, index = model.embed_video_tokens(clip_loader(ds, batches, num_workers), device=device)
+    if index.numel() != len(idx):
+        raise InputError(getattr(ds, "source", "training set"), "a sample became unreadable during training")
+    parts = [p for p in dist_utils.all_gather_object((index, tok, mask)) if p[0].numel()]
+    all_tok, all_mask = pad_tokens([p[1] for p in parts], [p[2] for p in parts])
+    order = torch.cat([p[0] for p in parts])
+    out_tok = torch.zeros(len(ds), *all_tok.shape[1:], dtype=all_tok.dtype)
+    out_mask = torch.zeros(len(ds), all_mask.shape[1], dtype=torch.bool)
+    out_tok[order], out_mask[order] = all_tok, all_mask
+    return out_tok, out_mask
+
+
 def trajectories_from_references(ref_dirs: list[Path], ds, text_idx: torch.Tensor, text_llm: torch.Tensor,
                                  sel_cfg, *, batch_size: int, num_workers: int = 0, device="cpu", rank: int = 0,
-                                 world_size: int = 1):
+                                 world_size: int = 1, text_tokens=None):
     """Embed the training set at each reference checkpoint and build the top-M trajectories.
 
     V_k (N,E): videos through checkpoint k; T_k (N,E): each sample's sentence through
     checkpoint k's text head (``text_llm`` (U,H) frozen-LLM embeddings of the unique
     sentences, ``text_idx`` (N,) each sample's row). Returns what
     ``contrastive.trajectories.compute_trajectories`` returns.
+
+    With ``text_tokens`` (a ``models.text_embed.TokenStates`` of the U unique sentences;
+    ``vlp.similarity=fine``) the fine-grained trajectories instead
+    (``compute_fine_trajectories``): at checkpoint k the encoder's temporal tokens through
+    its video head (N, T, E) and each sample's sentence tokens through its text head
+    (N, L, E), both kept as float16 for all K checkpoints: K x N x (T + L) x E x 2 bytes.
     """
-    from slt_llm.contrastive.trajectories import compute_trajectories
+    from slt_llm.contrastive.trajectories import compute_fine_trajectories, compute_trajectories
     from slt_llm.models.vlp import VLPModel
 
     if len(ref_dirs) < 2:
@@ -66,9 +94,16 @@ def trajectories_from_references(ref_dirs: list[Path], ds, text_idx: torch.Tenso
     videos, texts = [], []
     for d in ref_dirs:
         m = VLPModel.from_pretrained(d, device=device)
-        videos.append(embed_dataset_sharded(m, ds, batch_size, num_workers, device, rank, world_size))
-        texts.append(m.embed_texts(text_llm.to(device))[text_idx])
+        if text_tokens is not None:
+            videos.append(embed_tokens_sharded(m, ds, batch_size, num_workers, device, rank, world_size))
+            t, tm = m.embed_text_tokens(text_tokens)  # (U, L, E) float16
+            texts.append((t[text_idx], tm[text_idx]))
+        else:
+            videos.append(embed_dataset_sharded(m, ds, batch_size, num_workers, device, rank, world_size))
+            texts.append(m.embed_texts(text_llm.to(device))[text_idx])
         faults.point("trajectory")  # one reference checkpoint embedded (tests kill a run here)
+    if text_tokens is not None:
+        return compute_fine_trajectories(videos, texts, top_m=sel_cfg.top_m, rank=rank, world_size=world_size)
     return compute_trajectories(videos, texts, top_m=sel_cfg.top_m, block_size=sel_cfg.block_size, rank=rank,
                                 world_size=world_size)
 
@@ -87,3 +122,17 @@ def training_set_for_analysis(cfg):
     emb = TextEmbedder(cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, cache_dir=text_cache_dir(cfg),
                        trust_remote_code=cfg.llm.trust_remote_code)
     return texts, ds, text_idx, emb.embed(uniq)
+
+
+def token_states_for_analysis(cfg, texts: list[str]):
+    """The frozen LLM's token states (``TokenStates``) of the unique ``texts`` of a run trained
+    with ``vlp.similarity=fine`` (cached like stage 1's); None for a pooled run."""
+    if getattr(cfg.vlp, "similarity", "pooled") != "fine":
+        return None
+    from slt_llm.contrastive.retrieval import unique_sentences
+    from slt_llm.models.text_embed import TokenTextEmbedder
+    from slt_llm.run_layout import text_cache_dir
+
+    uniq, _ = unique_sentences(texts)
+    return TokenTextEmbedder(cfg.llm.path, dtype=cfg.llm.dtype, cache_dir=text_cache_dir(cfg),
+                             trust_remote_code=cfg.llm.trust_remote_code).embed(uniq)

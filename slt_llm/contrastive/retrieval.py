@@ -18,6 +18,12 @@ R@k is the percentage (0-100) of queries right at k; k larger than the gallery
 is clipped (R@k = 100 then). Cost: O(N*U*E) similarities, computed in row
 blocks (memory O(block*U)).
 
+A model trained with ``vlp.similarity=fine`` is scored with the same
+fine-grained similarity it was trained with (video temporal tokens against
+the frozen LLM's token states, ``contrastive.loss.fine_grained_similarity``):
+O(N*U*T*L*E) compute, the (N, U) score matrix kept, the token tensors
+(N, T, E) and (U, L, E) as float16.
+
 :func:`retrieval_metrics` is the maths on embeddings, :func:`evaluate_retrieval`
 embeds a dataset with a :class:`~slt_llm.models.vlp.VLPModel` (used by stage-1
 dev evaluation, the demo and the CLI).
@@ -45,7 +51,8 @@ def unique_sentences(texts: Sequence[str]) -> tuple[list[str], torch.Tensor]:
 
 @torch.no_grad()
 def retrieval_metrics(video_emb: torch.Tensor, text_emb: torch.Tensor, video_text: torch.Tensor,
-                      ks: Sequence[int] = KS, block: int = 1024) -> dict:
+                      ks: Sequence[int] = KS, block: int = 1024, *, video_mask: Optional[torch.Tensor] = None,
+                      text_mask: Optional[torch.Tensor] = None) -> dict:
     """R@k both ways.
 
     Args:
@@ -53,6 +60,11 @@ def retrieval_metrics(video_emb: torch.Tensor, text_emb: torch.Tensor, video_tex
         text_emb: (U, E) embeddings of the unique sentences.
         video_text: (N,) long, the sentence index of each video (every sentence must
             have at least one video).
+        video_mask, text_mask: fine-grained retrieval (a model trained with
+            ``vlp.similarity=fine``): ``video_emb`` (N, T, E) and ``text_emb`` (U, L, E)
+            are unit token vectors with these (N, T) / (U, L) masks and the score is
+            ``contrastive.loss.fine_grained_similarity``; the (N, U) score matrix is
+            computed once in row blocks and kept (N*U*4 bytes).
     Returns ``{"v2t": {"r1",...}, "t2v": {...}, "num_videos": N, "num_sentences": U,
     "v2t_median_rank": ...}`` with R@k in percent.
     """
@@ -61,17 +73,25 @@ def retrieval_metrics(video_emb: torch.Tensor, text_emb: torch.Tensor, video_tex
     if n == 0 or u == 0:
         raise ValueError("retrieval needs at least one video and one sentence")
     v, t = video_emb.float(), text_emb.float()
+    if video_mask is not None or text_mask is not None:
+        from slt_llm.contrastive.loss import fine_grained_similarity
+
+        scores = torch.cat([fine_grained_similarity(v[s:s + 64], video_mask[s:s + 64], t, text_mask)
+                            for s in range(0, n, 64)])  # (N, U)
+        sims = lambda s: scores[s:s + block]  # noqa: E731
+    else:
+        sims = lambda s: v[s:s + block] @ t.T  # noqa: E731
     v2t_rank = torch.empty(n, dtype=torch.long)
     best_own = torch.full((u,), -float("inf"))  # t2v: best score of a sentence's own videos
     for s in range(0, n, block):
-        sim = v[s:s + block] @ t.T  # (b, U)
+        sim = sims(s)  # (b, U)
         own = video_text[s:s + block]
         pos = sim.gather(1, own[:, None])  # (b,1)
         v2t_rank[s:s + block] = (sim >= pos).sum(1)  # counts itself once: 1 + others >= own
         best_own.scatter_reduce_(0, own, pos.squeeze(1), reduce="amax")
     t2v_rank = torch.ones(u, dtype=torch.long)
     for s in range(0, n, block):
-        sim = v[s:s + block] @ t.T  # (b, U)
+        sim = sims(s)  # (b, U)
         other = video_text[s:s + block][:, None] != torch.arange(u)[None, :]  # (b, U)
         t2v_rank += ((sim >= best_own[None, :]) & other).sum(0)
     out = {"v2t": {}, "t2v": {}, "num_videos": int(n), "num_sentences": int(u)}
@@ -100,7 +120,7 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
 
     from slt_llm.data.dataset import SLTDataset, collate_clips
     from slt_llm.errors import InputError
-    from slt_llm.models.text_embed import TextEmbedder
+    from slt_llm.models.text_embed import TextEmbedder, TokenTextEmbedder
 
     from slt_llm.data.manifest import read_manifest
 
@@ -112,10 +132,22 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
     texts_all = [s.text for s in samples]
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_clips)
-    video_emb, index = model.embed_videos(loader, device=device)
+    fine = getattr(model, "fine", False)
+    if fine:
+        video_emb, video_mask, index = model.embed_video_tokens(loader, device=device)
+    else:
+        video_emb, index = model.embed_videos(loader, device=device)
     where = samples_or_manifest if isinstance(samples_or_manifest, (str, os.PathLike)) else "split"
     if video_emb.shape[0] == 0:
         raise InputError(where, "no readable video in this split")
+    if fine and not isinstance(text_embedder, TokenTextEmbedder):
+        # the model compares token states: a pooled embedder given by the caller names the LLM to use
+        llm = text_embedder.llm_path if text_embedder is not None else model.llm_path
+        if not llm:
+            raise InputError(where, "the stage-1 model records no LLM path to embed sentences with")
+        cache = text_embedder.cache_dir if text_embedder is not None else text_cache_dir
+        dtype = text_embedder.dtype if text_embedder is not None else model.llm_dtype
+        text_embedder = TokenTextEmbedder(llm, dtype=dtype, cache_dir=cache)
     if text_embedder is None:
         if not model.llm_path:
             raise InputError(where, "the stage-1 model records no LLM path to embed sentences with")
@@ -123,8 +155,12 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
                                      cache_dir=text_cache_dir)
     texts = [texts_all[i] for i in index.tolist()]
     uniq, video_text = unique_sentences(texts)
-    text_emb = model.embed_texts(text_embedder.embed(uniq).to(device))
-    out = retrieval_metrics(video_emb, text_emb, video_text)
+    if fine:
+        text_emb, text_mask = model.embed_text_tokens(text_embedder.embed(uniq))
+        out = retrieval_metrics(video_emb, text_emb, video_text, video_mask=video_mask, text_mask=text_mask)
+    else:
+        text_emb = model.embed_texts(text_embedder.embed(uniq).to(device))
+        out = retrieval_metrics(video_emb, text_emb, video_text)
     out["skipped"] = len(texts_all) - int(video_emb.shape[0])
     return out
 

@@ -433,7 +433,9 @@ def compute_fine_trajectories(
     multiply-adds (Tv*L times a pooled scan), plus moment_rows/N of a scan per
     checkpoint and O(N M Tv L d) per middle checkpoint. Memory: the (b, N) scan
     buffers plus one (b, c, Tv, L) float32 block of token products (c = column
-    chunk, sized to ~64 MB), and the K token tensors given as input.
+    chunk, sized to ~64 MB), the K token tensors given as input (kept in their
+    dtype, float16 from stage 1) and float32 copies of at most two checkpoints'
+    text tokens (2 x N x L x d x 4 bytes).
     """
     from slt_llm.contrastive.loss import fine_grained_similarity
 
@@ -446,12 +448,22 @@ def compute_fine_trajectories(
     lo, hi = shard_rows(n, rank, world_size)
     m = min(int(top_m), n - 1)
     last = k_total - 1
-    vt = [(torch.as_tensor(v).float(), torch.as_tensor(vm).bool()) for v, vm in video_tokens]
-    tt = [(torch.as_tensor(t).float(), torch.as_tensor(tm).bool()) for t, tm in text_tokens]
+    # inputs are kept in their dtype (float16 from stage 1); maths is float32: video rows are
+    # converted per block, the text tokens of at most two checkpoints at a time
+    vt = [(torch.as_tensor(v), torch.as_tensor(vm).bool()) for v, vm in video_tokens]
+    tt = [(torch.as_tensor(t), torch.as_tensor(tm).bool()) for t, tm in text_tokens]
+    t32: dict = {}
+
+    def text32(k: int) -> torch.Tensor:
+        if k not in t32:
+            if len(t32) >= 2:
+                t32.pop(next(iter(t32)))
+            t32[k] = tt[k][0].float()
+        return t32[k]
 
     def rows_sim(k: int, r0: int, r1: int) -> torch.Tensor:
-        (v, vm), (t, tm) = vt[k], tt[k]
-        return fine_grained_similarity(v[r0:r1], vm[r0:r1], t, tm)
+        (v, vm), (_, tm) = vt[k], tt[k]
+        return fine_grained_similarity(v[r0:r1].float(), vm[r0:r1], text32(k), tm)
 
     # moments: full rows of a random subset of anchors (the same subset on every rank)
     pick = np.sort(np.random.default_rng(seed).permutation(n)[: min(n, moment_rows)])
@@ -494,14 +506,15 @@ def compute_fine_trajectories(
         traj[i0 - lo : i1 - lo, :, 0] = (a0 * float(std[0])).to(dtype)
         traj[i0 - lo : i1 - lo, :, last] = (al * float(std[last])).to(dtype)
     for k in range(1, last):  # middle checkpoints: the kept candidates only
-        (v, vm), (t, tm) = vt[k], tt[k]
+        (v, vm), (_, tm) = vt[k], tt[k]
+        t = text32(k)
         for i0 in range(lo, hi, block_size):
             i1 = min(hi, i0 + block_size)
             c = cand[i0 - lo : i1 - lo].long()  # (bs, M)
             bs = i1 - i0
-            pos = fine_grained_similarity(v[i0:i1], vm[i0:i1], t[i0:i1], tm[i0:i1], pairwise=False)
+            pos = fine_grained_similarity(v[i0:i1].float(), vm[i0:i1], t[i0:i1], tm[i0:i1], pairwise=False)
             positive[i0 - lo : i1 - lo, k] = pos
-            vv = v[i0:i1].unsqueeze(1).expand(-1, m, -1, -1).reshape(bs * m, *v.shape[1:])
+            vv = v[i0:i1].float().unsqueeze(1).expand(-1, m, -1, -1).reshape(bs * m, *v.shape[1:])
             vvm = vm[i0:i1].unsqueeze(1).expand(-1, m, -1).reshape(bs * m, -1)
             sims = fine_grained_similarity(vv, vvm, t[c.reshape(-1)], tm[c.reshape(-1)], pairwise=False)
             traj[i0 - lo : i1 - lo, :, k] = sims.view(bs, m).to(dtype)

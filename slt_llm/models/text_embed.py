@@ -30,6 +30,12 @@ never reused across any of these. A file whose recorded identity differs from
 the one its name promises, or whose row count differs from its texts, is
 refused with an :class:`~slt_llm.errors.InputError` naming it.
 
+:class:`TokenTextEmbedder` keeps the per-token states instead (the sentence
+tokens' last hidden states, for ``vlp.similarity=fine``), stored flat as
+float16 (:class:`TokenStates`) in a cache of its own,
+``text_tok-<key>.safetensors`` (identity ``pooling: "tokens"``,
+``storage: "float16"``): 2*H bytes per token.
+
 The file is written through a unique temp file in the same folder, fsync'ed,
 then renamed over the old one (``os.replace``): a crash at any point leaves
 the previous cache or the new one, never a torn file (a stray
@@ -167,7 +173,7 @@ class TextEmbedder:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.device = torch.device(device)
         self.trust_remote_code = trust_remote_code
-        self.identity = numeric_identity(self.llm_path, pooling, dtype)
+        self.identity = self._make_identity()
         self.key = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:16]
         self._model = None
         self._tokenizer = None
@@ -179,10 +185,15 @@ class TextEmbedder:
             self._load_cache()
 
     # ------------------------------------------------------------------ cache
+    _PREFIX = "text_emb"
+
+    def _make_identity(self) -> dict:
+        return numeric_identity(self.llm_path, self.pooling, self.dtype)
+
     @property
     def cache_path(self) -> Optional[Path]:
         """This identity's cache file (None without ``cache_dir``)."""
-        return None if self.cache_dir is None else self.cache_dir / f"text_emb-{self.key}.safetensors"
+        return None if self.cache_dir is None else self.cache_dir / f"{self._PREFIX}-{self.key}.safetensors"
 
     def _load_cache(self) -> None:
         from safetensors import safe_open
@@ -256,12 +267,13 @@ class TextEmbedder:
         return None
 
     @torch.no_grad()
-    def _compute(self, texts: Sequence[str]) -> torch.Tensor:
-        """(len(texts), H) float32; runs the LLM."""
+    def _hidden_batches(self, texts: Sequence[str]):
+        """Runs the LLM over ``texts`` in length-sorted batches; yields ``(idx, hidden (b, L, H)
+        float32 CPU, pool (b, L) bool)`` with ``pool`` the sentence tokens (padding and special
+        tokens excluded; a sentence of special tokens only keeps them all)."""
         self._load_model()
         tok, model = self._tokenizer, self._model
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[Optional[torch.Tensor]] = [None] * len(texts)
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True,
@@ -273,6 +285,13 @@ class TextEmbedder:
             pool = attn.bool() & ~special  # sentence tokens
             empty = ~pool.any(dim=1)
             pool[empty] = attn[empty].bool()  # a sentence of special tokens only: use them all
+            yield idx, hidden, pool
+
+    @torch.no_grad()
+    def _compute(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts), H) float32; runs the LLM."""
+        out: list[Optional[torch.Tensor]] = [None] * len(texts)
+        for idx, hidden, pool in self._hidden_batches(texts):
             if self.pooling == "mean":
                 w = pool.unsqueeze(-1).float()
                 emb = (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
@@ -307,3 +326,152 @@ class TextEmbedder:
         if not texts:
             return torch.zeros(0, self.dim or 0)
         return self._emb[torch.tensor([self._row[t] for t in texts], dtype=torch.long)]
+
+
+# ------------------------------------------------------------------ per-token states
+FP16_MAX = float(torch.finfo(torch.float16).max)
+
+
+class TokenStates:
+    """Per-token frozen-LLM states of U sentences, stored flat and compact.
+
+    ``data`` (sum_u L_u, H) float16: the sentence tokens of sentence u are rows
+    ``offsets[u]:offsets[u+1]`` (``offsets`` (U+1,) int64). Memory: 2 bytes x H per
+    token (e.g. 13 tokens x 1536 dims = 40 KB a sentence), no padding.
+    """
+
+    def __init__(self, data: torch.Tensor, offsets: torch.Tensor):
+        self.data, self.offsets = data, offsets.long()
+
+    def __len__(self) -> int:
+        return int(self.offsets.numel()) - 1
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def select(self, rows) -> "TokenStates":
+        """The states of sentences ``rows`` (in that order)."""
+        rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+        parts = [self.data[self.offsets[r]:self.offsets[r + 1]] for r in rows.tolist()]
+        lens = torch.tensor([p.shape[0] for p in parts], dtype=torch.long)
+        data = torch.cat(parts) if parts else self.data[:0]
+        return TokenStates(data, torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]))
+
+    def padded(self, rows=None, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(tokens (n, L_max, H), mask (n, L_max) bool)`` of sentences ``rows`` (all when None),
+        zero-padded on the right; L_max is the longest of these sentences."""
+        if rows is None:
+            rows = torch.arange(len(self))
+        rows = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
+        lens = self.lengths[rows]
+        lmax = int(lens.max()) if rows.numel() else 0
+        out = torch.zeros(rows.numel(), lmax, self.dim, dtype=dtype)
+        for j, r in enumerate(rows.tolist()):
+            o = int(self.offsets[r])
+            out[j, :int(lens[j])] = self.data[o:o + int(lens[j])].to(dtype)
+        mask = torch.arange(lmax)[None, :] < lens[:, None]
+        return out, mask
+
+
+class TokenTextEmbedder(TextEmbedder):
+    """The frozen LLM's last hidden states PER SENTENCE TOKEN (padding and special tokens
+    excluded, as for mean pooling), for the fine-grained similarity (``vlp.similarity=fine``).
+
+    Same arguments, model loading and atomic cache as :class:`TextEmbedder`, but a cache of
+    its own: ``text_tok-<key>.safetensors`` holding ``{"data": (S, H) float16, "offsets":
+    (U+1,) int64}`` (see :class:`TokenStates`); the identity records ``pooling: "tokens"``
+    and ``storage: "float16"``, so it never mixes with a pooled cache (another prefix and
+    key). States are stored as float16 (clamped to its range, +-65504); the LLM runs in
+    ``dtype``. ``embed(texts) -> TokenStates`` in the order of ``texts``.
+    Memory: 2 bytes x H x (sentence tokens) per unique sentence, on disk and in memory.
+    """
+
+    _PREFIX = "text_tok"
+
+    def __init__(self, llm_path, dtype: str = "float32", batch_size: int = 32, cache_dir=None,
+                 device="cpu", trust_remote_code: bool = False, pooling: str = "mean"):
+        self._states: Optional[TokenStates] = None
+        super().__init__(llm_path, pooling="mean", dtype=dtype, batch_size=batch_size, cache_dir=cache_dir,
+                         device=device, trust_remote_code=trust_remote_code)
+
+    def _make_identity(self) -> dict:
+        ident = numeric_identity(self.llm_path, "tokens", self.dtype)
+        ident["storage"] = "float16"
+        return ident
+
+    def _load_cache(self) -> None:
+        from safetensors import safe_open
+
+        path = self.cache_path
+        if not path.is_file():
+            return
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                data, offsets = f.get_tensor("data"), f.get_tensor("offsets")
+            ident = json.loads(meta["identity"])
+            texts = json.loads(meta["texts"])
+        except Exception as e:  # noqa: BLE001
+            raise InputError(path, f"token-state cache is unreadable ({type(e).__name__}: {e}); delete it") from None
+        if ident != self.identity:
+            diff = [f"{k}: file has {ident.get(k)!r}, wanted {v!r}" for k, v in self.identity.items() if ident.get(k) != v]
+            raise InputError(path, "token-state cache file does not hold the identity its name promises ("
+                             + "; ".join(diff) + "); delete it")
+        if offsets.numel() != len(texts) + 1 or int(offsets[-1]) != data.shape[0]:
+            raise InputError(path, f"token-state cache holds {offsets.numel() - 1} sentences / {data.shape[0]} "
+                                   f"tokens for {len(texts)} texts; delete it")
+        self._texts, self._states = list(texts), TokenStates(data, offsets)
+        self._row = {t: i for i, t in enumerate(self._texts)}
+
+    def _save_cache(self) -> None:
+        from safetensors.torch import save
+
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        meta = {"format": "1", "identity": json.dumps(self.identity, sort_keys=True),
+                "texts": json.dumps(self._texts, ensure_ascii=False)}
+        blob = save({"data": self._states.data.contiguous(), "offsets": self._states.offsets.contiguous()},
+                    metadata=meta)
+        _atomic_write_bytes(self.cache_path, blob)
+
+    @property
+    def dim(self) -> Optional[int]:
+        return None if self._states is None else self._states.dim
+
+    @torch.no_grad()
+    def _compute_tokens(self, texts: Sequence[str]) -> TokenStates:
+        out: list[Optional[torch.Tensor]] = [None] * len(texts)
+        for idx, hidden, pool in self._hidden_batches(texts):
+            for j, i in enumerate(idx):
+                out[i] = hidden[j][pool[j]].clamp(-FP16_MAX, FP16_MAX).to(torch.float16)
+        self.num_computed += len(texts)
+        lens = torch.tensor([o.shape[0] for o in out], dtype=torch.long)
+        return TokenStates(torch.cat(out), torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]))
+
+    def embed(self, texts: Iterable[str]) -> TokenStates:
+        """Token states of ``texts`` in order (a :class:`TokenStates`, float16, CPU); the
+        missing unique sentences are computed in one pass and appended to the cache."""
+        texts = list(texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._row))
+        if missing:
+            new = self._compute_tokens(missing)
+            if self._states is not None and new.dim != self._states.dim:
+                raise InputError(self.cache_dir or self.llm_path, "cached token states have another width")
+            base = len(self._texts)
+            self._texts.extend(missing)
+            self._row.update({t: base + i for i, t in enumerate(missing)})
+            if self._states is None:
+                self._states = new
+            else:
+                shift = self._states.offsets[-1]
+                self._states = TokenStates(torch.cat([self._states.data, new.data]),
+                                           torch.cat([self._states.offsets, new.offsets[1:] + shift]))
+            if self.cache_dir is not None:
+                self._save_cache()
+        if self._states is None:
+            return TokenStates(torch.zeros(0, 0, dtype=torch.float16), torch.zeros(1, dtype=torch.long))
+        return self._states.select([self._row[t] for t in texts])

@@ -9,6 +9,9 @@
     [descriptions] cached frozen-LLM embedding of the sample's hand-motion description (B,H)
           ─► description head (same shape) ─► (B,E) ─► L2-normalise ─► d   (aligned to v, BeyondGloss)
     [hand head] the encoder's per-frame hand prediction (B,T,2,D) (see HandCentricEncoder)
+    [vlp.similarity=fine] tokens (B,T',dim) ─► video head per token ─► (B,T',E) unit vectors + mask;
+          frozen-LLM token states (B,L,H) + mask ─► text head per token ─► (B,L,E) unit vectors
+          (compared by contrastive.loss.fine_grained_similarity; ``forward(..., text_mask=)``)
 
 The LLM is never part of this module: its sentence embeddings come from
 :class:`slt_llm.models.text_embed.TextEmbedder` (computed once, cached). Cost of
@@ -16,7 +19,8 @@ a forward pass: the encoder's, plus O(B*(dim*E + H*E)) for the heads.
 
 A stage-1 model folder (``save_pretrained``):
 
-- ``vlp_config.yaml``: ``encoder`` (EncoderConfig), ``vlp`` (VLPConfig),
+- ``vlp_config.yaml``: ``encoder`` (EncoderConfig), ``vlp`` (VLPConfig; its ``similarity``
+  says how retrieval scores the model: pooled cosine or the fine token similarity),
   ``text_dim``, ``llm: {path, pooling, dtype}`` (the LLM whose text space the heads
   were trained against: retrieval needs it to embed sentences);
 - ``encoder.safetensors``: the encoder's state dict (what stage 2 loads);
@@ -45,6 +49,7 @@ from slt_llm.errors import ConfigError, InputError
 from slt_llm.run_layout import STAGE1_MODEL_CONFIG
 
 MAX_LOGIT_SCALE = math.log(100.0)
+SIMILARITIES = ("pooled", "fine")
 BATCH_TENSOR_KEYS = ("full", "left", "right", "keypoints", "boxes", "times", "frame_mask", "lengths", "index")
 
 
@@ -59,6 +64,15 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     real token gives zeros, never NaN)."""
     w = mask.to(tokens.dtype).unsqueeze(-1)  # (B,T,1)
     return (tokens * w).sum(1) / w.sum(1).clamp_min(1.0)
+
+
+def pad_tokens(tokens: list, masks: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate (n_i, T_i, E) token blocks and (n_i, T_i) masks along dim 0, zero-padding
+    (mask False) every block to the longest T."""
+    t = max(int(x.shape[1]) for x in tokens)
+    out = torch.cat([F.pad(x, (0, 0, 0, t - x.shape[1])) for x in tokens])
+    mask = torch.cat([F.pad(m, (0, t - m.shape[1]), value=False) for m in masks])
+    return out, mask
 
 
 class VLPModel(nn.Module):
@@ -76,6 +90,8 @@ class VLPModel(nn.Module):
 
         if vlp_cfg.init_temperature <= 0:
             raise ConfigError(f"vlp.init_temperature must be > 0, got {vlp_cfg.init_temperature}")
+        if vlp_cfg.similarity not in SIMILARITIES:
+            raise ConfigError(f"vlp.similarity must be one of {', '.join(SIMILARITIES)} (got {vlp_cfg.similarity!r})")
         self.encoder_cfg = encoder_cfg
         self.vlp_cfg = vlp_cfg
         self.text_dim = int(text_dim)
@@ -104,6 +120,22 @@ class VLPModel(nn.Module):
         tokens, mask = self.encoder(batch)  # (B,T',dim), (B,T')
         return F.normalize(self.video_head(masked_mean(tokens, mask)), dim=-1)
 
+    @property
+    def fine(self) -> bool:
+        """True when trained with the fine-grained (token-level) similarity (``vlp.similarity``)."""
+        return getattr(self.vlp_cfg, "similarity", "pooled") == "fine"
+
+    def encode_video_tokens(self, batch: dict, tokens=None, mask=None):
+        """Collated clip batch -> ``(tokens (B, T', E) unit vectors per temporal token, mask
+        (B, T') bool)``: the encoder's tokens through the video head one by one."""
+        if tokens is None:
+            tokens, mask = self.encoder(batch)  # (B,T',dim), (B,T')
+        return F.normalize(self.video_head(tokens), dim=-1), mask
+
+    def encode_text_tokens(self, tokens: torch.Tensor, mask: torch.Tensor):
+        """(B, L, H) frozen-LLM token states + (B, L) mask -> ((B, L, E) unit vectors, mask)."""
+        return F.normalize(self.text_head(tokens.to(self.logit_scale.dtype)), dim=-1), mask
+
     def encode_text(self, text_emb: torch.Tensor) -> torch.Tensor:
         """(B, H) frozen-LLM sentence embeddings -> (B, E) unit vectors."""
         return F.normalize(self.text_head(text_emb.to(self.logit_scale.dtype)), dim=-1)
@@ -115,12 +147,20 @@ class VLPModel(nn.Module):
         return F.normalize(self.desc_head(desc_emb.to(self.logit_scale.dtype)), dim=-1)
 
     def forward(self, batch: dict, text_emb: torch.Tensor, desc_emb: Optional[torch.Tensor] = None, *,
-                return_aux: bool = False):
+                return_aux: bool = False, text_mask: Optional[torch.Tensor] = None):
         """-> (video (B,E), text (B,E), scale = exp(clamped logit_scale) = 1/temperature, a scalar
         tensor: the multiplier ``SelectiveInfoNCE`` takes as ``logit_scale``).
 
+        Fine-grained (``text_mask`` given: ``text_emb`` is (B, L, H) token states): ->
+        ((video tokens (B,T',E), video mask (B,T')), (text tokens (B,L,E), text mask), scale).
+
         With ``return_aux`` a fourth item ``{"desc": (B,E) unit vectors of ``desc_emb`` or None,
         "hand_pred": (B,T,2,D) per-frame hand prediction or None}`` (one encoder pass for all)."""
+        if text_mask is not None:
+            if return_aux:
+                raise ConfigError("the hand auxiliaries do not support vlp.similarity=fine yet")
+            return self.encode_video_tokens(batch), self.encode_text_tokens(text_emb, text_mask), \
+                self.clamped_logit_scale().exp()
         if not return_aux:
             return self.encode_video(batch), self.encode_text(text_emb), self.clamped_logit_scale().exp()
         tokens, mask, hand_pred = self.encoder(batch, return_hand=True)
@@ -154,6 +194,51 @@ class VLPModel(nn.Module):
         if not embs:
             return torch.zeros(0, self.vlp_cfg.embed_dim), torch.zeros(0, dtype=torch.long)
         return torch.cat(embs), torch.cat(idx)
+
+    @torch.no_grad()
+    def embed_video_tokens(self, loader: Iterable[dict], device: Optional[torch.device | str] = None,
+                           dtype: torch.dtype = torch.float16):
+        """Like :meth:`embed_videos` with the per-token video embeddings: ``(tokens (N, T, E),
+        mask (N, T) bool, index (N,) long)``, zero-padded to the longest clip's T (``dtype``,
+        float16 by default: N x T x E x 2 bytes)."""
+        device = device or next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        toks, masks, idx = [], [], []
+        try:
+            for batch in loader:
+                if batch is None or int(batch["index"].numel()) == 0:
+                    continue
+                v, m = self.encode_video_tokens(batch_to_device(batch, device))
+                toks.append(v.to(dtype).cpu())
+                masks.append(m.bool().cpu())
+                idx.append(batch["index"].long().cpu())
+        finally:
+            self.train(was_training)
+        e = self.vlp_cfg.embed_dim
+        if not toks:
+            return torch.zeros(0, 0, e, dtype=dtype), torch.zeros(0, 0, dtype=torch.bool), torch.zeros(0, dtype=torch.long)
+        return (*pad_tokens(toks, masks), torch.cat(idx))
+
+    @torch.no_grad()
+    def embed_text_tokens(self, states, batch_size: int = 256, dtype: torch.dtype = torch.float16):
+        """``TokenStates`` of U sentences -> ``(tokens (U, L, E) unit vectors, mask (U, L))``
+        (``dtype`` on CPU; eval mode, no grad)."""
+        device = self.logit_scale.device
+        was_training = self.training
+        self.eval()
+        toks, masks = [], []
+        try:
+            for s in range(0, len(states), batch_size):
+                x, m = states.padded(torch.arange(s, min(s + batch_size, len(states))))
+                t, _ = self.encode_text_tokens(x.to(device), m)
+                toks.append(t.to(dtype).cpu())
+                masks.append(m)
+        finally:
+            self.train(was_training)
+        if not toks:
+            return torch.zeros(0, 0, self.vlp_cfg.embed_dim, dtype=dtype), torch.zeros(0, 0, dtype=torch.bool)
+        return pad_tokens(toks, masks)
 
     @torch.no_grad()
     def embed_texts(self, text_embs: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:

@@ -51,6 +51,12 @@ Training flow (``selection.selection``):
 ``random_fn`` masks the text false negatives, or the groups of ``selection.fn_file``
 when it is set (the oracle arm of the ablation).
 
+Similarity (``vlp.similarity``): ``pooled`` (default, cosine of the pooled
+embeddings) or ``fine`` (CiCo-style token similarity between the encoder's
+temporal tokens and the frozen LLM's token states, ``TokenTextEmbedder``): the
+loss, the trajectories and the dev retrieval then all use it
+(docs/pair_selection.md, section 1, for its memory cost).
+
 Data parallelism: a batch sampler yields each rank's slice of the global batch
 (``batch_size`` per process); the DataLoader is never passed to
 ``accelerator.prepare`` (only model, optimizer and scheduler are), batches are
@@ -106,6 +112,7 @@ from slt_llm.training import checkpoint, metrics_log, optim, run_folder
 
 ARMS = ("ps", "random", "random_fn")
 PROTOCOLS = ("separate", "continuation")
+SIMILARITIES = ("pooled", "fine")  # vlp.similarity (models.vlp.SIMILARITIES)
 
 
 def num_reference_checkpoints(cfg: Stage1Config) -> int:
@@ -122,6 +129,12 @@ def validate_config(cfg: Stage1Config) -> None:
     if cfg.vlp.translation_weight > 0 and (cfg.data.descriptions or cfg.data.hand_teacher):
         raise ConfigError("vlp.translation_weight > 0 cannot be combined with the hand auxiliaries "
                           "(data.descriptions / data.hand_teacher) yet")
+    if cfg.vlp.similarity not in SIMILARITIES:
+        raise ConfigError(f"vlp.similarity must be one of {', '.join(SIMILARITIES)} (got {cfg.vlp.similarity!r})")
+    if cfg.vlp.similarity == "fine" and (cfg.vlp.translation_weight > 0 or cfg.data.descriptions
+                                         or cfg.data.hand_teacher):
+        raise ConfigError("vlp.similarity=fine cannot be combined with vlp.translation_weight > 0 or the hand "
+                          "auxiliaries (data.descriptions / data.hand_teacher) yet")
     if not cfg.data.train_manifest:
         raise ConfigError("data.train_manifest is not set")
     if cfg.train.grad_accum != 1:
@@ -147,17 +160,19 @@ def validate_config(cfg: Stage1Config) -> None:
                               f"(train.epochs={cfg.train.epochs})")
 
 
-def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator):
-    """Rank 0 fills the text cache, the others then read it (no concurrent writers)."""
-    from slt_llm.models.text_embed import TextEmbedder
+def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator, tokens: bool = False):
+    """Rank 0 fills the text cache, the others then read it (no concurrent writers).
+    ``tokens``: per-token states (``TokenTextEmbedder``, its own cache) instead of pooled."""
+    from slt_llm.models.text_embed import TextEmbedder, TokenTextEmbedder
 
+    cls = TokenTextEmbedder if tokens else TextEmbedder
     if accelerator.is_main_process:
-        emb = TextEmbedder(**embedder_args)
+        emb = cls(**embedder_args)
         out = emb.embed(texts)
         emb.release()
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
-        emb = TextEmbedder(**embedder_args)
+        emb = cls(**embedder_args)
         out = emb.embed(texts)
     return emb, out
 
@@ -339,6 +354,12 @@ class Stage1Trainer:
         self.text_llm = all_text[:len(train_uniq)]  # (U_train, H)
         self.dev_text_llm = all_text[len(train_uniq):]  # (U_dev, H)
         self.text_dim = int(all_text.shape[1])
+        self.text_tok = self.dev_text_tok = None
+        if cfg.vlp.similarity == "fine":  # the frozen LLM's token states (their own cache)
+            tkw = {k: v for k, v in ekw.items() if k != "pooling"}
+            _, tok = _embed_texts_rank0_first(tkw, train_uniq + self.dev_uniq, self.accelerator, tokens=True)
+            self.text_tok = tok.select(range(len(train_uniq)))  # U_train sentences, (L_u, H) each
+            self.dev_text_tok = tok.select(range(len(train_uniq), len(tok)))
 
     def build_model(self) -> None:
         """VLPModel, optimizer, schedule, loss; model/optimizer/scheduler prepared."""
@@ -449,10 +470,14 @@ class Stage1Trainer:
         expect = ids_hash(self.train_ids)
         if traj_path.is_file():
             traj = Trajectories.load(traj_path, expect_ids_hash=expect)
+            if traj.similarity != self.cfg.vlp.similarity:
+                raise InputError(traj_path, f"trajectories of the {traj.similarity} similarity, this run uses "
+                                            f"vlp.similarity={self.cfg.vlp.similarity}; delete it to recompute")
         else:
             traj = trajectories_from_references(refs, self.ds, self.text_idx, self.text_llm, self.sel,
                                                 batch_size=self.tc.batch_size, num_workers=self.cfg.data.num_workers,
-                                                device=self.device, rank=self.rank, world_size=self.world)
+                                                device=self.device, rank=self.rank, world_size=self.world,
+                                                text_tokens=self.text_tok)
             traj.ids_hash = expect
             if self.accelerator.is_main_process:
                 traj_path.parent.mkdir(parents=True, exist_ok=True)
@@ -522,7 +547,14 @@ class Stage1Trainer:
                                                     f"({batch['skipped'][0][1]})")
         batch = batch_to_device(batch, self.device)
         t_emb = self.text_llm[self.text_idx[batch["index"].cpu()]].to(self.device)  # (b, H)
-        if self.desc_weight > 0 or self.hand_weight > 0:
+        if self.text_tok is not None:  # vlp.similarity=fine: token features, gathered padded in the loss
+            t_tok, t_mask = self.text_tok.padded(self.text_idx[batch["index"].cpu()])  # (b, L, H), (b, L)
+            with accel.forward_context(self.accelerator):
+                (v, v_mask), (t, t_mask), scale = self.model(batch, t_tok.to(self.device),
+                                                             text_mask=t_mask.to(self.device))
+            loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn, video_mask=v_mask,
+                                text_mask=t_mask)
+        elif self.desc_weight > 0 or self.hand_weight > 0:
             loss = self.aux_step_loss(batch, t_emb, fn)
         else:
             with accel.forward_context(self.accelerator):  # DeepSpeed half precision: autocast the fp32 inputs
@@ -564,16 +596,23 @@ class Stage1Trainer:
         bs, n = self.tc.batch_size, len(self.dev_ds)
         # every rank embeds the whole (small) dev set: same forward count on all ranks (ZeRO-3 safe)
         batches = [list(range(s, min(s + bs, n))) for s in range(0, n, bs)]
+        use_fine, fine = self.dev_text_tok is not None, {}  # vlp.similarity=fine: fine retrieval too
         with accel.forward_context(self.accelerator):
-            v, index = m.embed_videos(clip_loader(self.dev_ds, batches, self.cfg.data.num_workers),
-                                      device=self.device)
+            loader = clip_loader(self.dev_ds, batches, self.cfg.data.num_workers)
+            if use_fine:
+                v, fine["video_mask"], index = m.embed_video_tokens(loader, device=self.device)
+            else:
+                v, index = m.embed_videos(loader, device=self.device)
             if v.shape[0] == 0:
                 return None
             dev_texts = [self.dev_samples[i].text for i in index.tolist()]
             uniq, vt = unique_sentences(dev_texts)
             rows = torch.tensor([self.dev_uniq.index(t) for t in uniq])
-            t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
-        return retrieval_metrics(v, t, vt)
+            if use_fine:
+                t, fine["text_mask"] = m.embed_text_tokens(self.dev_text_tok.select(rows))
+            else:
+                t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
+        return retrieval_metrics(v, t, vt, **fine)
 
     def evaluate_and_export(self) -> None:
         """Evaluate on dev, log, and export ``RUN_DIR/model`` when video-to-text R@1 (ties: R@5,
