@@ -222,6 +222,16 @@ def loss_variant(model_dir: str, variant: str, batch_size: int, video: int) -> d
             "positions": B * L, "vocab": model.llm.config.vocab_size}
 
 
+def _run_child(cmd: list) -> tuple:
+    """One measurement in a fresh process: ``(0, its last stdout line as JSON)``, or
+    ``(its exit code, None)`` with the tail of its stderr printed."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        return proc.returncode, None
+    return 0, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def loss_memory(args) -> int:
     tmp = tempfile.mkdtemp(prefix="bench_lossmem_")
     try:
@@ -233,11 +243,9 @@ def loss_memory(args) -> int:
         for variant in ("full", "target"):
             cmd = [sys.executable, __file__, "--loss-variant", variant, "--model-dir", tmp,
                    "--batch", str(args.batch), "--video", str(args.video)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                return proc.returncode
-            res[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
+            rc, res[variant] = _run_child(cmd)
+            if rc:
+                return rc
     finally:
         import shutil
 
@@ -306,11 +314,9 @@ def main(argv=None) -> int:
                    "--targets", args.targets]
             if args.no_step:
                 cmd.append("--no-step")
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                return proc.returncode
-            results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
+            rc, results[variant] = _run_child(cmd)
+            if rc:
+                return rc
     finally:
         if tmp:
             import shutil

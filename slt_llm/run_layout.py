@@ -40,36 +40,29 @@ TENSORBOARD_DIR = "tb"
 STAGE1_MODEL_CONFIG = "vlp_config.yaml"  # the file that makes a folder a stage-1 model folder
 
 
-def config_path(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / CONFIG_FILE
+def _in_run(name: str, what: str):
+    """The function ``run_dir -> Path(run_dir) / name`` (one entry of the layout above)."""
+
+    def path(run_dir: str | os.PathLike) -> Path:
+        return Path(run_dir) / name
+
+    path.__doc__ = f"``RUN_DIR/{name}``: {what}."
+    return path
 
 
-def metrics_path(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / METRICS_FILE
-
-
-def checkpoints_root(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR
+config_path = _in_run(CONFIG_FILE, "the resolved config of the run")
+metrics_path = _in_run(METRICS_FILE, "one JSON line per logged step")
+checkpoints_root = _in_run(CHECKPOINT_DIR, "the training checkpoints step_N/")
+model_dir = _in_run(MODEL_DIR, "the exported model")
+result_path = _in_run(RESULT_FILE, "stage 1's summary")
+texts_path = _in_run(TEXTS_FILE, "stage 1: the sentence of each training index")
+reference_root = _in_run(REFERENCE_DIR, "stage 1: reference checkpoints and trajectories")
+reference_run_dir = _in_run(REFERENCE_RUN_DIR, "where the separate reference run of a pair-selection run lives")
+tensorboard_dir = _in_run(TENSORBOARD_DIR, "TensorBoard logs")
 
 
 def checkpoint_dir(run_dir: str | os.PathLike, step: int) -> Path:
     return checkpoints_root(run_dir) / f"step_{step}"
-
-
-def model_dir(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / MODEL_DIR
-
-
-def result_path(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / RESULT_FILE
-
-
-def texts_path(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / TEXTS_FILE
-
-
-def reference_root(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / REFERENCE_DIR
 
 
 def reference_dir(run_dir: str | os.PathLike, k: int) -> Path:
@@ -86,11 +79,6 @@ def reference_dirs(run_dir: str | os.PathLike) -> list[Path]:
                   and (d / STAGE1_MODEL_CONFIG).is_file())
 
 
-def reference_run_dir(run_dir: str | os.PathLike) -> Path:
-    """Where the separate reference run of a pair-selection run lives (``RUN_DIR/reference_run``)."""
-    return Path(run_dir) / REFERENCE_RUN_DIR
-
-
 def trajectories_path(run_dir: str | os.PathLike) -> Path:
     return reference_root(run_dir) / TRAJ_FILE
 
@@ -99,6 +87,3 @@ def text_cache_dir(cfg) -> str:
     """``vlp.text_cache_dir`` of a Stage1Config, or ``RUN_DIR/text_cache``."""
     return cfg.vlp.text_cache_dir or str(Path(cfg.train.run_dir) / TEXT_CACHE_DIR)
 
-
-def tensorboard_dir(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / TENSORBOARD_DIR

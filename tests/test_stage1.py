@@ -70,7 +70,7 @@ def test_ps_run_learns_and_saves(ps_run):
 
 def test_model_folder_round_trip_and_retrieval(ps_run, tiny_corpus, tmp_path):
     from slt_llm.cli import main
-    from slt_llm.contrastive.retrieval import evaluate_retrieval
+    from slt_llm.contrastive.retrieval import evaluate_retrieval, with_misses
     from slt_llm.models.vlp import VLPModel
 
     run, res = ps_run
@@ -393,3 +393,42 @@ def test_sigkill_at_three_points_then_resume_gives_the_same_losses(ps_run, tiny_
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6), (a, b)
         assert b["phase"] == a["phase"]
     assert json.loads((run / "result.json").read_text())["best_dev_r1"] == ps_run[1]["best_dev_r1"]
+
+
+def test_dev_retrieval_counts_an_unreadable_dev_clip(tiny_corpus, tiny_llama, tmp_path, capsys):
+    """A corrupt dev clip is not dropped silently: the dev line logs dev_n/dev_unreadable, the
+    output says it once, and R@k are over all dev clips (the corrupt one a miss both ways)."""
+    from slt_llm.contrastive.retrieval import evaluate_retrieval, with_misses
+    from slt_llm.models.vlp import VLPModel
+    from slt_llm.training.stage1 import train_vlp
+
+    import dataclasses
+
+    from slt_llm.data.manifest import read_manifest, write_manifest
+
+    dev = list(read_manifest(tiny_corpus / "dev.jsonl"))
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x01garbage" * 300)
+    dev.insert(1, dataclasses.replace(dev[0], id="broken_dev", video=str(bad), text="an unreadable dev clip"))
+    write_manifest(tmp_path / "dev.jsonl", dev)
+    run = tmp_path / "run"
+    train_vlp(_cfg(tiny_corpus, tiny_llama, run, "selection.selection=random", "train.epochs=1",
+                   f"data.dev_manifest={tmp_path / 'dev.jsonl'}", "data.allow_outside_root=true"))
+    out = capsys.readouterr().out
+    assert out.count("dev clips unreadable") == 1 and "1 of 7 dev clips unreadable" in out
+    (line,) = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "dev_v2t_r1" in r]
+    assert (line["dev_n"], line["dev_unreadable"]) == (7, 1)
+    # the exported (only, so best) model on the readable clips, re-scored over all 7 clips / 6 sentences
+    model = VLPModel.from_pretrained(run / "model")
+    readable = evaluate_retrieval(model, tmp_path / "dev.jsonl", model.clip_cfg, allow_outside_root=True,
+                                  text_cache_dir=str(tiny_corpus / "text_cache"))
+    assert readable["skipped"] == 1 and readable["num_videos"] == 6
+    u = len({s.text for s in dev})
+    assert line["dev_v2t_r1"] == pytest.approx(readable["v2t"]["r1"] * 6 / 7)
+    assert line["dev_v2t_r5"] == pytest.approx(readable["v2t"]["r5"] * 6 / 7)
+    assert line["dev_t2v_r1"] == pytest.approx(readable["t2v"]["r1"] * readable["num_sentences"] / u)
+    assert readable["num_sentences"] == u - 1 and readable["v2t"]["r1"] > 0
+    # the re-scoring itself: misses both ways; nothing changes when every clip was read
+    m = {"v2t": {"r1": 50.0}, "t2v": {"r1": 100.0}, "num_videos": 4, "num_sentences": 2}
+    assert with_misses(m, 8, 4)["v2t"] == {"r1": 25.0} and with_misses(m, 8, 4)["t2v"] == {"r1": 50.0}
+    assert with_misses(m, 4, 2) == dict(m, unreadable=0) and with_misses(m, 8, 4)["unreadable"] == 4

@@ -103,6 +103,19 @@ def retrieval_metrics(video_emb: torch.Tensor, text_emb: torch.Tensor, video_tex
     return out
 
 
+def with_misses(metrics: dict, num_videos: int, num_sentences: int) -> dict:
+    """R@k of :func:`retrieval_metrics` re-scored over a whole split of ``num_videos`` videos and
+    ``num_sentences`` unique sentences, where ``metrics`` only saw the readable videos: an
+    unreadable video is a v2t query that failed, a sentence without a readable video a t2v one.
+    Adds ``"unreadable"`` (videos). Identical to ``metrics`` when nothing was unreadable."""
+    def rescale(rk: dict, seen: int, total: int) -> dict:
+        return rk if seen == total else {k: r * seen / total for k, r in rk.items()}
+
+    nv, ns = metrics["num_videos"], metrics["num_sentences"]
+    return dict(metrics, v2t=rescale(metrics["v2t"], nv, num_videos), t2v=rescale(metrics["t2v"], ns, num_sentences),
+                unreadable=int(num_videos - nv))
+
+
 @torch.no_grad()
 def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=None, batch_size: int = 16,
                        device: str | torch.device = "cpu", num_workers: int = 0, pose_dir: Optional[str] = None,

@@ -520,19 +520,13 @@ def read_descriptions(path) -> Descriptions:
     VideoLLM elsewhere: only ``id`` and a non-empty ``description`` string are required).
     Raises ``InputError`` naming the file and the line for a missing file, bad JSON, a row
     without id/description, or a duplicated id."""
+    from slt_llm.data.manifest import jsonl_objects
+
     p = Path(path)
-    if not p.is_file():
-        raise InputError(p, "descriptions file not found (write it with `slt-llm describe INPUT --out FILE`)")
     out = Descriptions()
     out.path = str(p)
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(p, f"line {n}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict) or "id" not in row:
+    for n, row in jsonl_objects(p, "descriptions file not found (write it with `slt-llm describe INPUT --out FILE`)"):
+        if "id" not in row:
             raise InputError(p, f"line {n}: a row needs an \"id\"")
         desc = row.get("description")
         if not isinstance(desc, str) or not desc.strip():

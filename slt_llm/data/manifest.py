@@ -157,6 +157,25 @@ def parse_row(row, base: Path, where: str, *, require_text: bool = True, allow_o
     )
 
 
+def jsonl_objects(path, missing: str):
+    """``(line number, row dict)`` of every non-blank line of a JSONL file. Raises
+    ``InputError(path, ...)`` when the file is missing (``missing`` says what it is and how
+    to get one) and, naming the line, for a line that is not JSON or not an object."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, missing)
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(p, f"line {n}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(p, f"line {n}: not a JSON object")
+        yield n, row
+
+
 def read_manifest(path, *, require_text: bool = True, on_error: str = "raise",
                   allow_outside_root: bool = False) -> Manifest:
     """Read a JSONL manifest into a ``Manifest`` (a ``list[Sample]``).

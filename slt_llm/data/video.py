@@ -612,6 +612,7 @@ def read_video(
     end: Optional[float] = None,
     threads: int = 0,
     thumb_side: Optional[int] = None,
+    lazy: bool = False,
 ) -> Frames:
     """Decode a video file into upright RGB frames sampled by time.
 
@@ -629,13 +630,14 @@ def read_video(
             the already-downscaled working picture when the thumbnail fits
             in it, else from the decoded picture: 640x360 -> 112x63 costs
             ~0.3 ms/frame here vs ~0.7 ms from 1280x720 (docs/perf/decode.md).
+        lazy: return ``LazyFrames`` instead (``decode_video``).
 
     Returns ``Frames`` (frames uint8 (T,H,W,3), times float64 (T,)).
     Raises ``InputError`` for missing/empty/corrupt/non-video files and for a
     range that decodes no frame. Cost: see the module docstring.
     """
     return _read_video(path, fps=fps, max_fps=max_fps, max_frames=max_frames, max_side=max_side,
-                       start=start, end=end, threads=threads, thumb_side=thumb_side, lazy=False)
+                       start=start, end=end, threads=threads, thumb_side=thumb_side, lazy=lazy)
 
 
 class LazyFrames:
@@ -680,25 +682,13 @@ class LazyFrames:
         self._kept, self._last = [], (-1, None)
 
 
-def decode_video(
-    path,
-    *,
-    fps: Optional[float] = None,
-    max_fps: Optional[float] = 30.0,
-    max_frames: Optional[int] = None,
-    max_side: Optional[int] = None,
-    start: Optional[float] = None,
-    end: Optional[float] = None,
-    threads: int = 0,
-    thumb_side: Optional[int] = None,
-) -> LazyFrames:
-    """``read_video`` without the RGB stack: same arguments, sampling,
-    thumbnails, times and errors; the kept frames come back as
-    ``LazyFrames`` (converted to RGB on access, bit-identical to
-    ``read_video``'s). Saves converting and writing T x H x W x 3 bytes up
-    front (177 MB for 256 frames at 640x360)."""
-    return _read_video(path, fps=fps, max_fps=max_fps, max_frames=max_frames, max_side=max_side,
-                       start=start, end=end, threads=threads, thumb_side=thumb_side, lazy=True)
+def decode_video(path, **options) -> LazyFrames:
+    """``read_video(path, lazy=True, **options)``: ``read_video`` without the RGB
+    stack: same keyword arguments, sampling, thumbnails, times and errors; the
+    kept frames come back as ``LazyFrames`` (converted to RGB on access,
+    bit-identical to ``read_video``'s). Saves converting and writing
+    T x H x W x 3 bytes up front (177 MB for 256 frames at 640x360)."""
+    return read_video(path, lazy=True, **options)
 
 
 def _read_video(path, *, fps, max_fps, max_frames, max_side, start, end, threads, thumb_side, lazy):
@@ -973,32 +963,24 @@ def read_frame_folder(
 
 
 # ---------------------------------------------------------------- dispatch
-def load_frames(
-    path,
-    *,
-    fps: Optional[float] = None,
-    max_fps: Optional[float] = 30.0,
-    max_frames: Optional[int] = None,
-    max_side: Optional[int] = None,
-    start: Optional[float] = None,
-    end: Optional[float] = None,
-    threads: int = 0,
-    folder_fps: float = 25.0,
-    thumb_side: Optional[int] = None,
-) -> Frames:
+def load_frames(path, *, folder_fps: float = 25.0, **options) -> Frames:
     """A frame folder -> ``read_frame_folder`` (its rate is ``folder_fps``,
     resampled to ``fps``/``max_fps`` like a video); anything else ->
-    ``read_video``. Same arguments and policy for both."""
+    ``read_video``. ``options``: ``read_video``'s keyword arguments and
+    defaults, the same policy for both (``threads`` only decodes files)."""
     p = Path(path)
-    if p.is_dir():
-        return read_frame_folder(
-            p, fps=folder_fps, max_frames=max_frames, max_side=max_side,
-            target_fps=fps, max_fps=max_fps, start=start, end=end, thumb_side=thumb_side,
-        )
-    return read_video(
-        p, fps=fps, max_fps=max_fps, max_frames=max_frames, max_side=max_side,
-        start=start, end=end, threads=threads, thumb_side=thumb_side,
-    )
+    if not p.is_dir():
+        return read_video(p, **options)
+    import inspect
+
+    bound = inspect.signature(read_video).bind(p, **options)  # same keywords, same defaults
+    bound.apply_defaults()
+    o = bound.arguments
+    if o["lazy"]:
+        raise ValueError("lazy=True decodes video files only, not frame folders")
+    return read_frame_folder(p, fps=folder_fps, max_frames=o["max_frames"], max_side=o["max_side"],
+                             target_fps=o["fps"], max_fps=o["max_fps"], start=o["start"], end=o["end"],
+                             thumb_side=o["thumb_side"])
 
 
 def find_inputs(folder) -> list[Path]:

@@ -224,19 +224,12 @@ def build_tiny_llm(out, *, family: str = "llama", texts: Optional[list] = None, 
 
 def read_texts(manifest) -> list:
     """The ``text`` field of every line of a JSONL manifest (InputError on a bad line)."""
-    p = Path(manifest)
-    if not p.is_file():
-        raise InputError(p, "manifest not found")
+    from slt_llm.data.manifest import jsonl_objects
+
     texts = []
-    for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(p, f"line {i}: not valid JSON ({e.msg})") from None
-        if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-            raise InputError(p, f"line {i}: no 'text' string")
+    for i, rec in jsonl_objects(manifest, "manifest not found"):
+        if not isinstance(rec.get("text"), str):
+            raise InputError(manifest, f"line {i}: no 'text' string")
         texts.append(rec["text"])
     return texts
 

@@ -69,7 +69,9 @@ slice has the same size.
 
 Logging and checkpoints follow stage 2 (``training.metrics_log``, ``training.checkpoint``): ``RUN_DIR/metrics.jsonl``
 (``step``, ``loss``, ``lr``, ``samples_per_s``, ``temperature``, ``epoch``,
-``phase``; dev lines add ``dev_v2t_r1``/``dev_v2t_r5``/``dev_t2v_r1``), checkpoints
+``phase``; dev lines add ``dev_v2t_r1``/``dev_v2t_r5``/``dev_v2t_r10``/``dev_t2v_r1``, ``dev_n`` and
+``dev_unreadable``: unreadable dev clips count as failed queries, as stage 2 scores them
+as empty hypotheses), checkpoints
 under ``RUN_DIR/checkpoints/step_N/``, ``--resume`` from the last one with the same
 data order (PS state is rebuilt from the saved trajectories). The best model on
 DEV video-to-text R@1 (ties broken by R@5, R@10; never test; recorded in the
@@ -279,6 +281,7 @@ class Stage1Trainer:
         self.ps_sampler, self.ps_fn, self.selection_s = None, None, 0.0
         self.last_loss = float("nan")
         self.extra_log: dict = {}  # per-step extra metrics (the joint loss's parts)
+        self.told_dev_unreadable = False
 
     # ------------------------------------------------------------------ setup
     def run(self) -> dict:
@@ -586,9 +589,12 @@ class Stage1Trainer:
 
     # ------------------------------------------------------ evaluation, export
     def evaluate(self) -> Optional[dict]:
-        """Dev retrieval metrics (``retrieval_metrics``) of the current model; None without dev."""
+        """Dev retrieval metrics (``retrieval_metrics``) of the current model over ALL dev clips:
+        an unreadable clip counts as a failed query (``retrieval.with_misses``; ``unreadable`` in
+        the result, said once in the output), never silently dropped. None without dev, or
+        when no dev clip is readable."""
         from slt_llm.contrastive.reference import clip_loader
-        from slt_llm.contrastive.retrieval import retrieval_metrics, unique_sentences
+        from slt_llm.contrastive.retrieval import retrieval_metrics, unique_sentences, with_misses
 
         if self.dev_ds is None:
             return None
@@ -603,6 +609,11 @@ class Stage1Trainer:
                 v, fine["video_mask"], index = m.embed_video_tokens(loader, device=self.device)
             else:
                 v, index = m.embed_videos(loader, device=self.device)
+            unreadable = n - int(v.shape[0])
+            if unreadable and not self.told_dev_unreadable:
+                dist_utils.print0(f"stage 1: {unreadable} of {n} dev clips unreadable; dev retrieval counts "
+                                  f"them as misses")
+                self.told_dev_unreadable = True
             if v.shape[0] == 0:
                 return None
             dev_texts = [self.dev_samples[i].text for i in index.tolist()]
@@ -612,7 +623,7 @@ class Stage1Trainer:
                 t, fine["text_mask"] = m.embed_text_tokens(self.dev_text_tok.select(rows))
             else:
                 t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
-        return retrieval_metrics(v, t, vt, **fine)
+        return with_misses(retrieval_metrics(v, t, vt, **fine), n, len(self.dev_uniq))
 
     def evaluate_and_export(self) -> None:
         """Evaluate on dev, log, and export ``RUN_DIR/model`` when video-to-text R@1 (ties: R@5,
@@ -622,7 +633,7 @@ class Stage1Trainer:
             return
         v2t, t2v = metrics["v2t"], metrics["t2v"]
         self.logger.log(self.state.step, dev_v2t_r1=v2t["r1"], dev_v2t_r5=v2t["r5"], dev_v2t_r10=v2t["r10"],
-                        dev_t2v_r1=t2v["r1"])
+                        dev_t2v_r1=t2v["r1"], dev_n=len(self.dev_ds), dev_unreadable=metrics["unreadable"])
         if self.state.update_best([v2t["r1"], v2t["r5"], v2t["r10"]]):
             self.export(layout.model_dir(self.run_dir))
 

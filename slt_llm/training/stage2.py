@@ -23,6 +23,11 @@ Without a dev manifest the final model is exported.
 Outputs under ``RUN_DIR``: ``config.yaml``, ``metrics.jsonl``,
 ``checkpoints/step_N/`` (Accelerate state, ZeRO shards under DeepSpeed, +
 ``trainer_state.json``), ``model/``.
+
+The run is a :class:`Stage2Trainer`: ``setup`` (run folder, data, model,
+resume), then per epoch ``epoch_batches``, ``train_epoch`` (per optimizer step
+``train_step``, ``log_step`` with the dev evaluation ``evaluate_and_export``
+when due, ``save_step``) and ``end_epoch``, and ``finish``.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from slt_llm import distributed as dist_utils
 from slt_llm import faults
 from slt_llm import run_layout as layout
 from slt_llm.config import SLTConfig, load_config, save_config
-from slt_llm.data.dataset import batch_to_device
+from slt_llm.data.dataset import SLTDataset, batch_to_device, collate_clips
 from slt_llm.errors import ConfigError
 from slt_llm.metrics import compute_metrics
 from slt_llm.training import accelerator as accel, checkpoint, data_order, metrics_log, optim, run_folder, token_loss
@@ -57,9 +62,8 @@ class _Batches:
     weight, for a micro-batch whose samples were all unreadable.
     """
 
-    def __init__(self, dataset, collate, num_workers: int, rank: int, world: int):
-        self.dataset, self.collate = dataset, collate
-        self.num_workers, self.rank, self.world = num_workers, rank, world
+    def __init__(self, dataset, collate, num_workers: int):
+        self.dataset, self.collate, self.num_workers = dataset, collate, num_workers
         self._fallback = None
 
     def loader(self, index_lists: list[list[int]]):
@@ -121,7 +125,7 @@ def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optiona
     gen_kw = {}
     if accel.zero_stage(accelerator) == 3 and world > 1:
         gen_kw["synced_gpus"] = True
-    loader = _Batches(dev_ds, collate, 0, rank, world)
+    loader = _Batches(dev_ds, collate, 0)
     local = []
     bs = tc.batch_size
     was_training = model.training
@@ -195,163 +199,241 @@ def train_slt(cfg: SLTConfig, *, resume: bool = False, stop_at_step: Optional[in
     Returns ``{"best_dev_bleu", "best_step", "model_dir", "steps", "run_dir",
     "skipped", "final_loss", "world_size"}``.
     """
-    from slt_llm.data.dataset import SLTDataset, collate_clips
-    from slt_llm.models.slt_model import SLTModel
-
-    tc, dc = cfg.train, cfg.data
-    if not dc.train_manifest:
+    if not cfg.data.train_manifest:
         raise ConfigError("data.train_manifest is not set")
     if not cfg.llm.path:
         raise ConfigError("llm.path is not set (a local AutoModelForCausalLM directory)")
-    run_dir = Path(tc.run_dir)
-
-    accelerator = accel.setup_accelerator(tc, cfg.optim)  # checks the DeepSpeed JSON first
+    accelerator = accel.setup_accelerator(cfg.train, cfg.optim)  # checks the DeepSpeed JSON first
     try:
-        return _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel,
-                      overwrite)
+        return Stage2Trainer(cfg, accelerator, resume=resume, stop_at_step=stop_at_step, overwrite=overwrite).run()
     finally:
         accel.teardown(accelerator)
 
 
-def _train(cfg, accelerator, run_dir, resume, stop_at_step, SLTDataset, collate_clips, SLTModel,
-           overwrite=False) -> dict:
-    tc, dc = cfg.train, cfg.data
-    rank, world = accelerator.process_index, accelerator.num_processes
-    run_id = run_folder.claim_run_dir(accelerator, run_dir, cfg, stage="stage2", resume=resume, overwrite=overwrite)
-    checkpoint.seed_everything(tc.seed)
+class Stage2Trainer:
+    """One stage-2 run on a prepared ``Accelerator``: ``run()`` = ``setup()``, then per epoch
+    ``epoch_batches`` -> ``train_epoch`` (``train_step``, ``log_step``, ``save_step`` per
+    optimizer step) -> ``end_epoch``, then ``finish()``."""
 
-    train_ds = SLTDataset(dc.train_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
-                          allow_outside_root=dc.allow_outside_root)
-    dev_ds = None
-    if dc.dev_manifest:
-        dev_ds = SLTDataset(dc.dev_manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
-                            allow_outside_root=dc.allow_outside_root)
-    gb = tc.batch_size * world
-    total = data_order.total_steps(len(train_ds), tc, world)
-    if data_order.steps_per_epoch(len(train_ds), tc, world) == 0:
-        raise ConfigError(f"{dc.train_manifest}: {len(train_ds)} samples, fewer than one optimizer step "
-                          f"({tc.grad_accum} x global batch {gb} = batch_size {tc.batch_size} x {world} processes)")
+    def __init__(self, cfg: SLTConfig, accelerator, *, resume: bool = False, stop_at_step: Optional[int] = None,
+                 overwrite: bool = False):
+        self.cfg, self.accelerator = cfg, accelerator
+        self.resume, self.stop_at_step, self.overwrite = resume, stop_at_step, overwrite
+        self.tc, self.dc = cfg.train, cfg.data
+        self.run_dir = Path(self.tc.run_dir)
+        self.model_dir = layout.model_dir(self.run_dir)
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        self.device = accelerator.device
+        self.global_batch = self.tc.batch_size * self.world
+        self.final_loss = None
 
-    from slt_llm.models.encoder import check_data_parallel
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict:
+        self.setup()
+        while self.running():
+            batches = self.epoch_batches()
+            self.train_epoch(batches)
+            self.end_epoch(len(batches))
+        return self.finish()
 
-    check_data_parallel(cfg.encoder, world)
-    model = SLTModel.build(cfg, device=accelerator.device)  # the QLoRA base is quantised on this device
-    model.clip_cfg = dc.clip  # recorded in clip.yaml: `slt-llm translate` samples clips as in training
-    if tc.init_encoder:
-        model.load_encoder_from(tc.init_encoder)
-    groups = optim.make_param_groups(model, cfg.optim)
-    optimizer = optim.build_optimizer(groups, cfg.optim)
-    scheduler = optim.build_scheduler(optimizer, cfg.optim, total)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    unwrapped = accelerator.unwrap_model(model)
+    def running(self) -> bool:
+        """Steps left, and ``stop_at_step`` (if any) not reached."""
+        step = self.state.step
+        return step < self.total and (self.stop_at_step is None or step < self.stop_at_step)
 
-    metrics = metrics_log.MetricsLogger(run_dir, accelerator)
-    state = checkpoint.resume_state(accelerator, run_dir, metrics, what="stage 2", run_id=run_id) if resume \
-        else checkpoint.TrainerState(run_id=run_id)
-    if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, layout.config_path(run_dir))
-    accelerator.wait_for_everyone()
+    # ---------------------------------------------------------------- setup
+    def setup(self) -> None:
+        self.run_id = run_folder.claim_run_dir(self.accelerator, self.run_dir, self.cfg, stage="stage2",
+                                               resume=self.resume, overwrite=self.overwrite)
+        checkpoint.seed_everything(self.tc.seed)
+        self.load_data()
+        self.build_model()
+        self.resume_or_start()
+        self.announce()
+        self.batches = _Batches(self.train_ds, collate_clips, self.dc.num_workers)
+        self.bar = metrics_log.progress_bar(self.total, initial=self.state.step, enabled=self.tc.progress)
+        self.meter = metrics_log.Throughput()
+        self.window_losses: list[float] = []
+        self.window_tokens = 0
+        self.skipped_window = 0
+        self.last_saved = self.state.step if self.resume and self.state.step > 0 else -1
 
-    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters())  # ZeRO-3: full sizes
-    n_train = sum(getattr(p, "ds_numel", p.numel()) for p in unwrapped.parameters() if p.requires_grad)
-    dist_utils.print0(f"stage 2: {len(train_ds)} train clips, world {world}, global batch {gb} x accum {tc.grad_accum}, "
-                      f"{total} steps, ZeRO {accel.zero_stage(accelerator)}, precision {tc.mixed_precision}, "
-                      f"trainable {n_train:,} / {n_params:,} parameters")
+    def load_data(self) -> None:
+        """Training and dev datasets; the number of optimizer steps (refused below one per epoch)."""
+        tc, dc = self.tc, self.dc
 
-    loader = _Batches(train_ds, collate_clips, dc.num_workers, rank, world)
-    bar = metrics_log.progress_bar(total, initial=state.step, enabled=tc.progress)
-    meter = metrics_log.Throughput()
-    window_losses: list[float] = []
-    window_tokens = 0
-    last_saved = state.step if resume and state.step > 0 else -1
-    ga = tc.grad_accum
-    final_loss = None
-    model_dir = layout.model_dir(run_dir)
-    skipped_window = 0
+        def dataset(manifest):
+            return SLTDataset(manifest, dc.clip, on_error=dc.on_error, pose_dir=dc.pose_dir, cache_dir=dc.cache_dir,
+                              allow_outside_root=dc.allow_outside_root)
 
-    while state.step < total and (stop_at_step is None or state.step < stop_at_step):
-        batches = data_order.global_batches(len(train_ds), gb, tc.seed, state.epoch, multiple_of=ga)
+        self.train_ds = dataset(dc.train_manifest)
+        self.dev_ds = dataset(dc.dev_manifest) if dc.dev_manifest else None
+        n = len(self.train_ds)
+        self.total = data_order.total_steps(n, tc, self.world)
+        if data_order.steps_per_epoch(n, tc, self.world) == 0:
+            raise ConfigError(f"{dc.train_manifest}: {n} samples, fewer than one optimizer step "
+                              f"({tc.grad_accum} x global batch {self.global_batch} = batch_size {tc.batch_size} "
+                              f"x {self.world} processes)")
+
+    def build_model(self) -> None:
+        """SLTModel on the training device (+ stage-1 encoder), optimizer, schedule; prepared."""
+        from slt_llm.models.encoder import check_data_parallel
+        from slt_llm.models.slt_model import SLTModel
+
+        cfg = self.cfg
+        check_data_parallel(cfg.encoder, self.world)
+        model = SLTModel.build(cfg, device=self.device)  # the QLoRA base is quantised on this device
+        model.clip_cfg = self.dc.clip  # recorded in clip.yaml: `slt-llm translate` samples clips as in training
+        if self.tc.init_encoder:
+            model.load_encoder_from(self.tc.init_encoder)
+        groups = optim.make_param_groups(model, cfg.optim)
+        optimizer = optim.build_optimizer(groups, cfg.optim)
+        scheduler = optim.build_scheduler(optimizer, cfg.optim, self.total)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.unwrapped = self.accelerator.unwrap_model(self.model)
+
+    def resume_or_start(self) -> None:
+        """The trainer state (from the last checkpoint with ``resume``), metrics.jsonl, config.yaml."""
+        self.metrics = metrics_log.MetricsLogger(self.run_dir, self.accelerator)
+        self.state = checkpoint.resume_state(self.accelerator, self.run_dir, self.metrics, what="stage 2",
+                                             run_id=self.run_id) if self.resume \
+            else checkpoint.TrainerState(run_id=self.run_id)
+        if self.accelerator.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, layout.config_path(self.run_dir))
+        self.accelerator.wait_for_everyone()
+
+    def announce(self) -> None:
+        tc, params = self.tc, list(self.unwrapped.parameters())
+        n_params = sum(getattr(p, "ds_numel", p.numel()) for p in params)  # ZeRO-3: full sizes
+        n_train = sum(getattr(p, "ds_numel", p.numel()) for p in params if p.requires_grad)
+        dist_utils.print0(f"stage 2: {len(self.train_ds)} train clips, world {self.world}, global batch "
+                          f"{self.global_batch} x accum {tc.grad_accum}, {self.total} steps, "
+                          f"ZeRO {accel.zero_stage(self.accelerator)}, precision {tc.mixed_precision}, "
+                          f"trainable {n_train:,} / {n_params:,} parameters")
+
+    # -------------------------------------------------------------- training
+    def epoch_batches(self) -> list[list[int]]:
+        """The global batches of the current epoch (order from ``seed + epoch`` only)."""
+        return data_order.global_batches(len(self.train_ds), self.global_batch, self.tc.seed, self.state.epoch,
+                                         multiple_of=self.tc.grad_accum)
+
+    def train_epoch(self, batches: list[list[int]]) -> None:
+        """Optimizer steps over this rank's slices of the epoch's batches from ``state.batch_in_epoch``
+        on, each followed by logging/evaluation and checkpointing on their schedules."""
+        state = self.state
         if state.batch_in_epoch >= len(batches):
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-            continue
-        mine = [data_order.rank_slice(b, rank, world) for b in batches[state.batch_in_epoch:]]
-        it = iter(loader.loader(mine))
-        while state.batch_in_epoch < len(batches) and state.step < total and \
-                (stop_at_step is None or state.step < stop_at_step):
-            micro = []
-            for _ in range(ga):
-                b = next(it)
-                skipped_window += len(b.get("skipped", []))
-                if _num_valid(b) == 0:
-                    b = dict(loader.fallback(), _zero_weight=True)
-                micro.append(batch_to_device(b, accelerator.device))
-            counts = [_count_target_tokens(unwrapped, b) for b in micro] if ga > 1 else None
-            lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
-            out = token_loss.token_loss_step(accelerator, model, optimizer, scheduler, micro, _forward,
-                                         max_grad_norm=cfg.optim.max_grad_norm, local_token_counts=counts)
-            n_valid = sum(0 if b.get("_zero_weight") else _num_valid(b) for b in micro)
-            meter.add(int(dist_utils.all_reduce_sum(torch.tensor(n_valid, device=accelerator.device)).item()))
-            state.step += 1
-            state.batch_in_epoch += ga
-            faults.point("step")
-            window_losses.append(out["loss"])
-            window_tokens += out["tokens"]
-            final_loss = out["loss"]
-            bar.update(1)
-            bar.set_postfix(loss=f"{out['loss']:.4f}")
+            return
+        mine = [data_order.rank_slice(b, self.rank, self.world) for b in batches[state.batch_in_epoch:]]
+        it = iter(self.batches.loader(mine))
+        while state.batch_in_epoch < len(batches) and self.running():
+            out, lrs = self.train_step(it)
+            self.log_step(out, lrs)
+            self.save_step()
 
-            eval_due = dev_ds is not None and (
-                (tc.eval_every and state.step % tc.eval_every == 0) or state.step == total)
-            if state.step % tc.log_every == 0 or state.step == total or eval_due:
-                skipped = int(dist_utils.all_reduce_sum(torch.tensor(skipped_window, device=accelerator.device)).item())
-                state.skipped += skipped
-                skipped_window = 0
-                first_lr = next(iter(lrs.values()))
-                record = dict(loss=sum(window_losses) / len(window_losses),
-                              lr=lrs.get("lora", lrs.get("projector", first_lr)),
-                              samples_per_s=meter.rate(), epoch=state.epoch, tokens=window_tokens,
-                              grad_norm=out["grad_norm"], skipped=state.skipped,
-                              **{f"lr_{k}": v for k, v in lrs.items() if not k.endswith("_no_decay")})
-                if eval_due:
-                    record.update(_eval_and_export(accelerator, model, dev_ds, collate_clips, cfg, state, model_dir))
-                    meter = metrics_log.Throughput()
-                metrics.log(state.step, **record)
-                if skipped:
-                    dist_utils.print0(f"step {state.step}: skipped {skipped} unreadable samples "
-                                      f"({state.skipped} so far)")
-                window_losses, window_tokens = [], 0
+    def next_micro_batches(self, it) -> list[dict]:
+        """``train.grad_accum`` micro-batches on the device; skipped samples counted; an all-bad
+        micro-batch replaced by the zero-weight fallback."""
+        micro = []
+        for _ in range(self.tc.grad_accum):
+            b = next(it)
+            self.skipped_window += len(b.get("skipped", []))
+            if _num_valid(b) == 0:
+                b = dict(self.batches.fallback(), _zero_weight=True)
+            micro.append(batch_to_device(b, self.device))
+        return micro
 
-            if tc.save_every and state.step % tc.save_every == 0:
-                checkpoint.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
-                last_saved = state.step
-        if state.batch_in_epoch >= len(batches):
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-    bar.close()
+    def train_step(self, it) -> tuple[dict, dict]:
+        """One optimizer step (``token_loss.token_loss_step``); returns its output and the learning
+        rates it ran with (per parameter group)."""
+        ga = self.tc.grad_accum
+        micro = self.next_micro_batches(it)
+        counts = [_count_target_tokens(self.unwrapped, b) for b in micro] if ga > 1 else None
+        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+        out = token_loss.token_loss_step(self.accelerator, self.model, self.optimizer, self.scheduler, micro, _forward,
+                                         max_grad_norm=self.cfg.optim.max_grad_norm, local_token_counts=counts)
+        n_valid = sum(0 if b.get("_zero_weight") else _num_valid(b) for b in micro)
+        self.meter.add(int(dist_utils.all_reduce_sum(torch.tensor(n_valid, device=self.device)).item()))
+        state = self.state
+        state.step += 1
+        state.batch_in_epoch += ga
+        faults.point("step")
+        self.window_losses.append(out["loss"])
+        self.window_tokens += out["tokens"]
+        self.final_loss = out["loss"]
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{out['loss']:.4f}")
+        return out, lrs
 
-    interrupted = stop_at_step is not None and state.step < total
-    if not interrupted and dev_ds is None:
-        export_model(accelerator, model, model_dir)
-    if last_saved != state.step and state.step > 0:
-        checkpoint.save_checkpoint(accelerator, run_dir, state, tc.keep_checkpoints)
-    accelerator.wait_for_everyone()
-    return {"best_dev_bleu": state.best_metric, "best_step": state.best_step,
-            "model_dir": str(model_dir) if model_dir.is_dir() else None, "steps": state.step,
-            "run_dir": str(run_dir), "skipped": state.skipped, "final_loss": final_loss, "world_size": world}
+    def log_step(self, out: dict, lrs: dict) -> None:
+        """Every ``log_every`` steps, at the last step and at evaluations: one metrics.jsonl line
+        (window means, skipped so far; dev BLEU and export when an evaluation is due)."""
+        tc, state = self.tc, self.state
+        eval_due = self.dev_ds is not None and (
+            (tc.eval_every and state.step % tc.eval_every == 0) or state.step == self.total)
+        if not (state.step % tc.log_every == 0 or state.step == self.total or eval_due):
+            return
+        skipped = int(dist_utils.all_reduce_sum(torch.tensor(self.skipped_window, device=self.device)).item())
+        state.skipped += skipped
+        self.skipped_window = 0
+        first_lr = next(iter(lrs.values()))
+        record = dict(loss=sum(self.window_losses) / len(self.window_losses),
+                      lr=lrs.get("lora", lrs.get("projector", first_lr)),
+                      samples_per_s=self.meter.rate(), epoch=state.epoch, tokens=self.window_tokens,
+                      grad_norm=out["grad_norm"], skipped=state.skipped,
+                      **{f"lr_{k}": v for k, v in lrs.items() if not k.endswith("_no_decay")})
+        if eval_due:
+            record.update(self.evaluate_and_export())
+            self.meter = metrics_log.Throughput()
+        self.metrics.log(state.step, **record)
+        if skipped:
+            dist_utils.print0(f"step {state.step}: skipped {skipped} unreadable samples ({state.skipped} so far)")
+        self.window_losses, self.window_tokens = [], 0
 
+    def save_step(self) -> None:
+        if self.tc.save_every and self.state.step % self.tc.save_every == 0:
+            self.save()
 
-def _eval_and_export(accelerator, model, dev_ds, collate, cfg, state, model_dir: Path) -> dict:
-    """Dev BLEU-4; export when it beats the best so far. Returns the fields for metrics.jsonl."""
-    res = evaluate_dev(accelerator, model, dev_ds, collate, cfg)
-    bleu = res["bleu4"]
-    better = state.update_best([bleu])
-    if better:
-        export_model(accelerator, model, model_dir, res["predictions"] if accelerator.is_main_process else None)
-    unreadable = f" ({res['unreadable']} unreadable, scored as empty)" if res["unreadable"] else ""
-    dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips{unreadable}"
-                      + (" (best, exported)" if better else f" (best {state.best_metric:.2f} at step {state.best_step})"))
-    return {"dev_bleu4": bleu, "dev_n": res["n"], "dev_unreadable": res["unreadable"], "best_dev_bleu": state.best_metric,
-            "bleu_signature": res["signature"]}
+    def end_epoch(self, num_batches: int) -> None:
+        """Move to the next epoch once this one's batches are all consumed."""
+        if self.state.batch_in_epoch >= num_batches:
+            self.state.epoch, self.state.batch_in_epoch = self.state.epoch + 1, 0
+
+    # ------------------------------------------------------ evaluation, export
+    def evaluate_and_export(self) -> dict:
+        """Dev BLEU-4; export when it beats the best so far. Returns the fields for metrics.jsonl."""
+        accelerator, state = self.accelerator, self.state
+        res = evaluate_dev(accelerator, self.model, self.dev_ds, collate_clips, self.cfg)
+        bleu = res["bleu4"]
+        better = state.update_best([bleu])
+        if better:
+            export_model(accelerator, self.model, self.model_dir,
+                         res["predictions"] if accelerator.is_main_process else None)
+        unreadable = f" ({res['unreadable']} unreadable, scored as empty)" if res["unreadable"] else ""
+        dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips{unreadable}"
+                          + (" (best, exported)" if better else
+                             f" (best {state.best_metric:.2f} at step {state.best_step})"))
+        return {"dev_bleu4": bleu, "dev_n": res["n"], "dev_unreadable": res["unreadable"],
+                "best_dev_bleu": state.best_metric, "bleu_signature": res["signature"]}
+
+    def save(self) -> None:
+        checkpoint.save_checkpoint(self.accelerator, self.run_dir, self.state, self.tc.keep_checkpoints)
+        self.last_saved = self.state.step
+
+    def finish(self) -> dict:
+        """Final export without dev (unless interrupted), last checkpoint; the summary."""
+        self.bar.close()
+        state = self.state
+        interrupted = self.stop_at_step is not None and state.step < self.total
+        if not interrupted and self.dev_ds is None:
+            export_model(self.accelerator, self.model, self.model_dir)
+        if self.last_saved != state.step and state.step > 0:
+            self.save()
+        self.accelerator.wait_for_everyone()
+        return {"best_dev_bleu": state.best_metric, "best_step": state.best_step,
+                "model_dir": str(self.model_dir) if self.model_dir.is_dir() else None, "steps": state.step,
+                "run_dir": str(self.run_dir), "skipped": state.skipped, "final_loss": self.final_loss,
+                "world_size": self.world}
 
 
 def build_parser() -> argparse.ArgumentParser:
