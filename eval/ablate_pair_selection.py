@@ -1,7 +1,11 @@
 """Ablation: does SCL-SLT pair selection beat random batches? (stage 1 retrieval + stage 2 BLEU)
 
     .venv/bin/python eval/ablate_pair_selection.py [--out runs/ablation] [--seeds 1,2,...,8]
-        [--schedule-seeds 3] [--bleu-seeds 4] [--corpus-seed 0] [--n-train 2000] [--n-test 400]
+        [--schedule-seeds 3] [--bleu-seeds 4] [--corpus-seed 0] [--n-train 2000] [--n-test 400] [--jobs 2]
+
+At the defaults: 52 stage-1 runs + 8 stage-2 runs, 34 minutes with --jobs 2 on
+the faster 2-core kind (AVX-512; docs/perf/ablation.md), about twice that on
+the slower one.
 
 Corpus: ``synth.generate(dup_rate=0.5)``: half of the training clips repeat another
 training sentence exactly or with ONE slot changed (near neighbours), the rest
