@@ -165,7 +165,10 @@ def _forget_deepspeed_groups() -> None:
 def teardown(accelerator) -> None:
     """End a run: flush trackers; in a launcher-less process also drop the process
     group and Accelerate's singleton state, so another run can start in the same
-    process (tests, notebooks). Under a launcher the processes simply exit."""
+    process (tests, notebooks). Under a launcher the launcher's process group is kept
+    (destroyed at exit) and only Accelerate's and transformers' DeepSpeed state is reset,
+    so a second run in the same processes (stage 1's separate reference run, then the
+    target model) gets its own Accelerator."""
     from accelerate.state import AcceleratorState, GradientState
 
     launched = os.environ.get("RANK") is not None and not _OWN_ENV
