@@ -30,19 +30,26 @@ def clip_loader(ds, batch_sampler, num_workers: int = 0):
     return DataLoader(ds, batch_sampler=batch_sampler, collate_fn=collate_clips, num_workers=num_workers)
 
 
+def _embed_shard(embed, ds, batch_size: int, num_workers: int, rank: int, world_size: int) -> list:
+    """This rank's samples r, r+W, ... through ``embed(loader) -> (*outputs, index)``, all-gathered:
+    one ``(index, *outputs)`` per rank. A sample that fails to load raises InputError."""
+    idx = list(range(rank, len(ds), world_size))
+    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    *outputs, index = embed(clip_loader(ds, batches, num_workers))
+    if index.numel() != len(idx):
+        raise InputError(getattr(ds, "source", "training set"), "a sample became unreadable during training")
+    return dist_utils.all_gather_object((index, *outputs))
+
+
 @torch.no_grad()
 def embed_dataset_sharded(model, ds, batch_size: int, num_workers: int = 0, device="cpu",
                           rank: int = 0, world_size: int = 1) -> torch.Tensor:
     """(N, E) video embeddings of every sample of ``ds`` in dataset order; each rank embeds
     indices r, r+W, ... and the parts are all-gathered. Cost: one encoder pass per clip
     (divided over the ranks). A sample that fails to load raises InputError."""
-    idx = list(range(rank, len(ds), world_size))
-    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
-    emb, index = model.embed_videos(clip_loader(ds, batches, num_workers), device=device)
-    if index.numel() != len(idx):
-        raise InputError(getattr(ds, "source", "training set"), "a sample became unreadable during training")
-    parts = dist_utils.all_gather_object((index, emb))
-    out = torch.zeros(len(ds), emb.shape[1])
+    parts = _embed_shard(lambda loader: model.embed_videos(loader, device=device), ds, batch_size, num_workers,
+                         rank, world_size)
+    out = torch.zeros(len(ds), parts[0][1].shape[1])
     for ix, e in parts:
         out[ix] = e
     return out
@@ -56,12 +63,9 @@ def embed_tokens_sharded(model, ds, batch_size: int, num_workers: int = 0, devic
     :func:`embed_dataset_sharded`. Memory: N x T x E x 2 bytes."""
     from slt_llm.models.vlp import pad_tokens
 
-    idx = list(range(rank, len(ds), world_size))
-    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
-    tok, mask, index = model.embed_video_tokens(clip_loader(ds, batches, num_workers), device=device)
-    if index.numel() != len(idx):
-        raise InputError(getattr(ds, "source", "training set"), "a sample became unreadable during training")
-    parts = [p for p in dist_utils.all_gather_object((index, tok, mask)) if p[0].numel()]
+    parts = _embed_shard(lambda loader: model.embed_video_tokens(loader, device=device), ds, batch_size,
+                         num_workers, rank, world_size)
+    parts = [p for p in parts if p[0].numel()]
     all_tok, all_mask = pad_tokens([p[1] for p in parts], [p[2] for p in parts])
     order = torch.cat([p[0] for p in parts])
     out_tok = torch.zeros(len(ds), *all_tok.shape[1:], dtype=all_tok.dtype)

@@ -394,7 +394,7 @@ class TokenTextEmbedder(TextEmbedder):
     _PREFIX = "text_tok"
 
     def __init__(self, llm_path, dtype: str = "float32", batch_size: int = 32, cache_dir=None,
-                 device="cpu", trust_remote_code: bool = False, pooling: str = "mean"):
+                 device="cpu", trust_remote_code: bool = False):
         self._states: Optional[TokenStates] = None
         super().__init__(llm_path, pooling="mean", dtype=dtype, batch_size=batch_size, cache_dir=cache_dir,
                          device=device, trust_remote_code=trust_remote_code)

@@ -125,11 +125,10 @@ class VLPModel(nn.Module):
         """True when trained with the fine-grained (token-level) similarity (``vlp.similarity``)."""
         return getattr(self.vlp_cfg, "similarity", "pooled") == "fine"
 
-    def encode_video_tokens(self, batch: dict, tokens=None, mask=None):
+    def encode_video_tokens(self, batch: dict):
         """Collated clip batch -> ``(tokens (B, T', E) unit vectors per temporal token, mask
         (B, T') bool)``: the encoder's tokens through the video head one by one."""
-        if tokens is None:
-            tokens, mask = self.encoder(batch)  # (B,T',dim), (B,T')
+        tokens, mask = self.encoder(batch)  # (B,T',dim), (B,T')
         return F.normalize(self.video_head(tokens), dim=-1), mask
 
     def encode_text_tokens(self, tokens: torch.Tensor, mask: torch.Tensor):
@@ -178,22 +177,31 @@ class VLPModel(nn.Module):
         dataset position of each row (``batch["index"]``), in loader order; skipped
         samples are simply absent. Cost: one encoder pass per clip.
         """
+        out = self._embed_loader(loader, device, lambda b: (self.encode_video(b).float().cpu(),))
+        if out is None:
+            return torch.zeros(0, self.vlp_cfg.embed_dim), torch.zeros(0, dtype=torch.long)
+        (embs,), idx = out
+        return torch.cat(embs), idx
+
+    def _embed_loader(self, loader: Iterable[dict], device, encode):
+        """Run ``encode(batch on device) -> tuple of CPU tensors`` over every non-empty batch of
+        ``loader`` in eval mode (training mode restored): ``(per-output lists, index (N,))``,
+        or None when no batch had a sample."""
         device = device or next(self.parameters()).device
         was_training = self.training
         self.eval()
-        embs, idx = [], []
+        outs, idx = [], []
         try:
             for batch in loader:
                 if batch is None or int(batch["index"].numel()) == 0:
                     continue
-                b = batch_to_device(batch, device)
-                embs.append(self.encode_video(b).float().cpu())
+                outs.append(encode(batch_to_device(batch, device)))
                 idx.append(batch["index"].long().cpu())
         finally:
             self.train(was_training)
-        if not embs:
-            return torch.zeros(0, self.vlp_cfg.embed_dim), torch.zeros(0, dtype=torch.long)
-        return torch.cat(embs), torch.cat(idx)
+        if not outs:
+            return None
+        return [list(x) for x in zip(*outs)], torch.cat(idx)
 
     @torch.no_grad()
     def embed_video_tokens(self, loader: Iterable[dict], device: Optional[torch.device | str] = None,
@@ -201,24 +209,16 @@ class VLPModel(nn.Module):
         """Like :meth:`embed_videos` with the per-token video embeddings: ``(tokens (N, T, E),
         mask (N, T) bool, index (N,) long)``, zero-padded to the longest clip's T (``dtype``,
         float16 by default: N x T x E x 2 bytes)."""
-        device = device or next(self.parameters()).device
-        was_training = self.training
-        self.eval()
-        toks, masks, idx = [], [], []
-        try:
-            for batch in loader:
-                if batch is None or int(batch["index"].numel()) == 0:
-                    continue
-                v, m = self.encode_video_tokens(batch_to_device(batch, device))
-                toks.append(v.to(dtype).cpu())
-                masks.append(m.bool().cpu())
-                idx.append(batch["index"].long().cpu())
-        finally:
-            self.train(was_training)
-        e = self.vlp_cfg.embed_dim
-        if not toks:
+        def encode(b):
+            v, m = self.encode_video_tokens(b)
+            return v.to(dtype).cpu(), m.bool().cpu()
+
+        out = self._embed_loader(loader, device, encode)
+        if out is None:
+            e = self.vlp_cfg.embed_dim
             return torch.zeros(0, 0, e, dtype=dtype), torch.zeros(0, 0, dtype=torch.bool), torch.zeros(0, dtype=torch.long)
-        return (*pad_tokens(toks, masks), torch.cat(idx))
+        (toks, masks), idx = out
+        return (*pad_tokens(toks, masks), idx)
 
     @torch.no_grad()
     def embed_text_tokens(self, states, batch_size: int = 256, dtype: torch.dtype = torch.float16):

@@ -109,12 +109,12 @@ from slt_llm import run_layout as layout
 from slt_llm.config import Stage1Config, load_config, save_config
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
+from slt_llm.models.vlp import SIMILARITIES
 from slt_llm.training import accelerator as accel
 from slt_llm.training import checkpoint, metrics_log, optim, run_folder
 
 ARMS = ("ps", "random", "random_fn")
 PROTOCOLS = ("separate", "continuation")
-SIMILARITIES = ("pooled", "fine")  # vlp.similarity (models.vlp.SIMILARITIES)
 
 
 def num_reference_checkpoints(cfg: Stage1Config) -> int:
