@@ -79,7 +79,7 @@ def prepare(out: Path, a) -> dict:
     from slt_llm.data.hand_teacher import keypoint_teacher, sidecar_path, write_sidecar
     from slt_llm.data.manifest import read_manifest
     from slt_llm.data.pose import read_pose
-    from slt_llm.data.synth import generate
+    from slt_llm.synth.corpus import generate
     from slt_llm.models.tiny_llm import build_tiny_llm, corpus_texts
 
     corpus, llm = out / "corpus", out / "llm"

@@ -90,7 +90,7 @@ def paired_ci(diffs: list) -> tuple[float, float, float]:
 
 
 def _corpus_and_llm(out: Path, a, timings: dict) -> tuple[Path, Path, Path]:
-    from slt_llm.data.synth import generate
+    from slt_llm.synth.corpus import generate
     from slt_llm.models.tiny_llm import build_tiny_llm, corpus_texts
 
     corpus, llm, oracle = out / "corpus", out / "llm", out / "oracle_groups.json"

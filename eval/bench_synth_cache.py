@@ -31,7 +31,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from slt_llm.config import ClipConfig
     from slt_llm.data.dataset import SLTDataset
-    from slt_llm.data.synth import generate
+    from slt_llm.synth.corpus import generate
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "corpus"

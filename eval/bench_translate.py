@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     from slt_llm.data.dataset import SLTDataset, collate_clips
     from slt_llm.data.manifest import read_manifest
-    from slt_llm.data.synth import generate
+    from slt_llm.synth.corpus import generate
     from slt_llm.data.dataset import batch_to_device
     from slt_llm.inference.translate import clip_config_of, translate
     from slt_llm.models.slt_model import SLTModel

@@ -2,7 +2,7 @@
 
     .venv/bin/python eval/describe_accuracy.py [--samples 60] [--seed 0]
 
-Synthetic signs (``slt_llm.data.synth``) are fixed combinations of handshape,
+Synthetic signs (``slt_llm.synth.render``) are fixed combinations of handshape,
 orientation, place, path and hands. Each sample's sentence is rendered (the
 same ``render_sample`` the corpus generator uses), its keypoints go through a
 ``.pose`` file and ``read_pose`` like real data, and for every sign the
@@ -39,7 +39,7 @@ ORIENT_WORDS = {"up": "fingers pointing up", "inward": "fingers pointing across 
 def sign_spans(signs: list, lexicon: dict, signer, size: int, rng) -> tuple:
     """Render one sentence like the corpus generator; ``(xy (T,543,2), conf (T,543),
     spans [(gloss, first, stop)])`` with each sign's frames from the generator itself."""
-    from slt_llm.data import synth
+    from slt_llm.synth import render as synth
 
     spans: list = []
     _, xy, conf = synth.render_sample(signs, lexicon, signer, size, rng, spans=spans)
@@ -47,22 +47,22 @@ def sign_spans(signs: list, lexicon: dict, signer, size: int, rng) -> tuple:
 
 
 def evaluate(n_samples: int, seed: int, size: int = 128, fps: int = 12) -> dict:
-    from slt_llm.data import synth
+    from slt_llm.synth import corpus, render, toy
     from slt_llm.data.describe import describe_window, hand_frames
     from slt_llm.data.pose import normalize, read_pose, write_pose_holistic
 
-    g = synth.build_grammar(None)
-    lexicon = synth.build_lexicon(synth.content_words(g))
-    signers = synth.make_signers(seed)
-    sents = synth.make_sentences(g, n_samples, 0, 0, seed, 0.0)["train"]
+    g = toy.build_grammar(None)
+    lexicon = render.build_lexicon(toy.content_words(g))
+    signers = render.make_signers(seed)
+    sents = toy.make_sentences(g, n_samples, 0, 0, seed, 0.0)["train"]
     hits = Counter()
     total = 0
     confusion = Counter()
     with tempfile.TemporaryDirectory() as tmp:
         for i, (slots, _) in enumerate(sents):
-            rng = np.random.default_rng(synth._sample_seed(seed, "train", i))
+            rng = np.random.default_rng(corpus._sample_seed(seed, "train", i))
             signer = signers[int(rng.integers(len(signers)))]
-            xy, conf, spans = sign_spans(synth.glosses(slots), lexicon, signer, size, rng)
+            xy, conf, spans = sign_spans(toy.glosses(slots), lexicon, signer, size, rng)
             p = write_pose_holistic(Path(tmp) / f"{i}.pose", xy, conf, float(fps), size, size)
             kpn = normalize(read_pose(p))
             feat = hand_frames(kpn, "right")

@@ -11,7 +11,8 @@ import os
 import sys
 
 COMMANDS = {
-    "synth": ("slt_llm.data.synth", "generate the synthetic sign corpus"),
+    "synth": ("slt_llm.synth.corpus", "generate a synthetic sign corpus (--profile toy|phoenix)"),
+    "corpus-stats": ("slt_llm.synth.stats", "statistics of a corpus beside PHOENIX-2014T's"),
     "prepare": ("slt_llm.data.prepare", "convert PHOENIX-2014T / CSL-Daily / How2Sign annotations to manifests"),
     "inspect": ("slt_llm.data.inspect", "contact sheet + hand boxes of one video"),
     "extract": ("slt_llm.data.extract", "extract keypoints from videos into .pose sidecars"),

@@ -123,7 +123,7 @@ def run_demo(
     cache = str(root / "clip_cache")
 
     def make_corpus():
-        from slt_llm.data.synth import generate
+        from slt_llm.synth.corpus import generate
 
         if corpus.exists():
             shutil.rmtree(corpus)

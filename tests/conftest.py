@@ -36,7 +36,7 @@ def realdata() -> Path:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     """A small synthetic corpus: DIR/{train,dev,test}.jsonl + mp4 + .pose."""
-    from slt_llm.data.synth import generate
+    from slt_llm.synth.corpus import generate
 
     out = tmp_path_factory.mktemp("corpus")
     generate(out, n_train=24, n_dev=6, n_test=6, seed=0, dup_rate=0.3, size=96)

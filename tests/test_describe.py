@@ -61,7 +61,7 @@ def test_synthetic_handshape_and_movement_words_match_the_generator():
 
 
 def test_handshapes_are_named_under_rotation_and_mirroring():
-    from slt_llm.data import synth
+    from slt_llm.synth import render as synth
     from describe_accuracy import SHAPE_WORDS
 
     rng = np.random.default_rng(0)

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1] / "slt_llm"
 LAYERS = [
     {"__init__", "errors", "config", "distributed", "run_layout", "progress", "metrics", "faults"},
     {"data"},
+    {"synth"},
     {"models"},
     {"contrastive"},
     {"training"},

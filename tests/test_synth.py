@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from slt_llm.cli import main as cli_main
-from slt_llm.data import grammar, synth
+from slt_llm.synth import corpus, render as synth, toy as grammar
 from slt_llm.data.manifest import read_manifest
 from slt_llm.data.pose import read_pose
 from slt_llm.data.layout import LEFT_HAND, RIGHT_HAND
@@ -32,9 +32,9 @@ def _edit_distance(a: list, b: list) -> int:
 
 def test_same_seed_same_corpus_other_seed_differs(tmp_path):
     kw = dict(n_train=4, n_dev=1, n_test=1, dup_rate=0.25, size=64)
-    synth.generate(tmp_path / "a", seed=3, **kw)
-    synth.generate(tmp_path / "b", seed=3, workers=2, **kw)  # processes do not change the output
-    synth.generate(tmp_path / "c", seed=4, **kw)
+    corpus.generate(tmp_path / "a", seed=3, **kw)
+    corpus.generate(tmp_path / "b", seed=3, workers=2, **kw)  # processes do not change the output
+    corpus.generate(tmp_path / "c", seed=4, **kw)
     for name in ("train.jsonl", "dev.jsonl", "test.jsonl", "corpus.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     for sid in ("train_00000", "train_00003", "test_00000"):

@@ -13,7 +13,7 @@ from slt_llm.models.tiny_llm import DEFAULT_TEXTS, _encode, build_tiny_llm, corp
 
 def text_corpus(tmp_path, n_train=60, n_dev=10, n_test=10):
     """The synthetic corpus' text side only (manifests + corpus.json), no videos: fast."""
-    from slt_llm.data.grammar import build_grammar, make_sentences, realize
+    from slt_llm.synth.toy import build_grammar, make_sentences, realize
 
     g = build_grammar()
     sents = make_sentences(g, n_train, n_dev, n_test, 0, 0.3)

@@ -24,7 +24,7 @@ PHOENIX_SPLITS = {"train": 7096, "dev": 519, "test": 642}
 # train sentences per signer, PHOENIX-2014T (computed from the annotation files)
 PHOENIX_TRAIN_SIGNERS = [1862, 1629, 1056, 848, 768, 582, 233, 83, 35]
 PHOENIX_SEED = 2014
-PHOENIX_TEXT_HASH = None  # set when the profile is frozen (docs/synth.md)
+PHOENIX_TEXT_HASH = "1615d7719f41e48b2fc823f07994ceded63d9876bb7d6ca055c631e2b81d7e67"  # frozen 2026-12-04 (docs/synth.md)
 P_PARAPHRASE_TRAIN = 0.03  # a train sentence re-says an earlier train meaning in other words
 P_PARAPHRASE_EVAL = 0.02  # a dev/test sentence re-says a train meaning
 P_SAME_SIGNS = 0.6  # a paraphrase is signed with the same sign-level choices

@@ -1,50 +1,32 @@
-"""The synthetic sign corpus: the embedded default's data.
-
-``generate(out, n_train=..., n_dev=..., n_test=..., seed=..., dup_rate=...)``
-writes::
-
-    out/train.jsonl, dev.jsonl, test.jsonl   manifests (id, video, text, pose, signer, gloss)
-    out/videos/<id>.mp4                      H.264 (PyAV, yuv420p), size x size px, fps frames/s
-    out/videos/<id>.pose                     exact keypoints, MediaPipe Holistic layout (33+468+21+21)
-    out/corpus.json                          seed, vocabulary, grammar, lexicon, held-out triples,
-                                             dev/test sentences (for ``grammar.extra_sentences``)
-
-Language (``slt_llm.data.grammar``). An English grammar whose SIGN ORDER is
-time-topic-comment and drops function words, so "tomorrow the old man will
-buy a red car at the market" is signed ``TOMORROW MARKET MAN OLD CAR RED
-BUY``: translation, not transcription. 3-7 signs per sentence. This module
-renders it: the lexicon of signs, the signers, the frames, the files.
+"""Rendering a synthetic corpus: the signs, the signers, the signing timeline, the frames, the files.
 
 Signs. Each gloss is a fixed combination of handshape (12 finger
-configurations -> exact 21 hand keypoints) x orientation (3) x place (9
-locations relative to the body) x path (7 movements) x hands (one-handed,
-two-handed symmetric, two-handed with a flat base hand); any two glosses
-differ in at least two of those five attributes. The lexicon depends only on
-the vocabulary, not on the seed.
+configurations -> exact 21 hand keypoints) x orientation x place (locations
+relative to the body) x path (movements) x hands (one-handed, two-handed
+symmetric, two-handed with a flat base hand). Toy lexicon: 3 x 9 x 7 of the
+last three, any two glosses differ in at least two of the five attributes.
+Phoenix lexicon (``extended``): 5 orientations, 12 places, 11 paths; a
+distance-2 code first, then minimal pairs. Fingerspelled glosses
+(``fs-NAME``) are spelled letter by letter (one handshape + orientation per
+letter, ~25% of a sign's duration each). The lexicon depends only on the
+vocabulary, not on the seed.
 
-Signers. 4 signers with their own skin/clothes/background colours, size,
-position, speed (5-9 frames per sign at 12 fps) and jitter; a couple of
-transition frames between signs; light per-frame noise. The figure (head,
-torso, arms, hands drawn from their 21 keypoints with a filled palm and
-finger lines) is drawn with PIL from exactly the keypoints that are written.
+Signers. Toy: 4 signers (5-9 frames per sign at 12 fps, 2 transition frames,
+jitter). Phoenix: 9 signers with speeds 0.8-1.25x, 1-3 transition frames,
+co-articulation (the end of a sign already moves toward the next) and wrist
+jitter at the floor measured on real MediaPipe keypoints; the written
+keypoints get detector misses (:func:`detector_misses`). Light per-frame
+noise. The figure (head, torso, arms, hands drawn from their 21 keypoints
+with a filled palm and finger lines) is drawn with PIL from exactly the
+(pre-miss) keypoints.
 
-Splits. Some (subject, verb, object) triples are held out of training; a
-third of dev/test sentences (at least one) use them: combinations unseen in
-training, of words that training uses. ``dup_rate`` is the share of training
-samples whose sentence repeats another training sentence exactly or with one
-slot changed (an adjective, the place, or the time word within its tense);
-the other training sentences differ pairwise in at least two slots.
-
-Determinism: the same arguments give byte-identical manifests and
-corpus.json and identical keypoints and frames (mp4 bytes depend on the
-encoder build). Cost: ~50 frames per sample; on one core about 40-80 ms per
-sample at 128 px (drawing + x264 encoding).
+Determinism: the same arguments give identical keypoints and frames (mp4
+bytes depend on the encoder build). Cost: on one core about 1-1.5 ms a frame
+at 128 px (drawing + x264 encoding).
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import itertools
 import json
 import math
@@ -55,7 +37,6 @@ from typing import Optional
 
 import numpy as np
 
-from slt_llm.data.grammar import SLOTS, build_grammar, content_words, glosses, make_sentences, realize
 from slt_llm.errors import InputError
 from slt_llm.progress import progress_bar
 
@@ -86,26 +67,84 @@ PLACES_BODY = {
 PATHS = ["still", "tap", "sideways", "circle", "diagonal", "down", "zigzag"]
 HANDS = ["one", "two_sym", "two_base"]
 LEXICON_SEED = 20260426
+# the phoenix profile's larger lexicon (about 1,300 signs) also uses these (the toy lexicon does not,
+# so it is unchanged)
+EXTRA_ORIENTATIONS = {"down": 90.0, "out": 45.0}
+EXTRA_PLACES = {"mouth": (0.02, -0.5), "nose": (0.0, -0.7), "ear": (0.45, -0.7)}
+EXTRA_PATHS = ["arc", "forward", "shake", "twist"]
+ALL_ORIENTATIONS = {**ORIENTATIONS, **EXTRA_ORIENTATIONS}
+ALL_PLACES = {**PLACES_BODY, **EXTRA_PLACES}
+# fingerspelling (the phoenix profile: ``fs-NAME`` glosses): one handshape + orientation per letter,
+# signed in front of the shoulder, each letter ~25% of a sign's duration (~0.17 s)
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+FS_PLACE = "neutral_high"
+FS_SPEED = 0.25
 
 
-def build_lexicon(words: list) -> dict:
+def _letter_sign(ch: str) -> dict:
+    shapes, oris = sorted(HANDSHAPES), sorted(ALL_ORIENTATIONS)
+    i = LETTERS.index(ch)
+    return {"handshape": shapes[i % len(shapes)], "orientation": oris[(i * 7) % len(oris)],
+            "place": FS_PLACE, "path": "still", "hands": "one"}
+
+
+def build_lexicon(words: list, *, extended: bool = False) -> dict:
     """Gloss -> sign parameters; deterministic for the word list (not the seed).
 
     Any two signs differ in at least 2 of (handshape, orientation, place,
-    path, hands).
+    path, hands). ``extended`` (the phoenix profile) draws from the larger
+    parameter sets (:data:`EXTRA_ORIENTATIONS`, ...): 12 x 5 x 12 x 11 x 3
+    combinations; when a distance-2 code runs out, the rest differ in at least
+    one parameter (minimal pairs, as in real sign languages). Fingerspelled
+    glosses (``fs-...``) are not in the lexicon: :func:`expand_signs` spells them.
     """
-    combos = list(itertools.product(sorted(HANDSHAPES), sorted(ORIENTATIONS), sorted(PLACES_BODY), PATHS, HANDS))
+    oris = sorted(ALL_ORIENTATIONS) if extended else sorted(ORIENTATIONS)
+    places = sorted(ALL_PLACES) if extended else sorted(PLACES_BODY)
+    paths = PATHS + EXTRA_PATHS if extended else PATHS
+    combos = list(itertools.product(sorted(HANDSHAPES), oris, places, paths, HANDS))
     rng = np.random.default_rng(LEXICON_SEED)
     order = rng.permutation(len(combos))
-    chosen: list = []
+    keys = ("handshape", "orientation", "place", "path", "hands")
+    if extended:
+        # vectorised greedy: attribute codes (n, 5); letters' signs are reserved
+        vals = [sorted(HANDSHAPES), oris, places, paths, HANDS]
+        codes = np.array([[v.index(x) for v, x in zip(vals, c)] for c in combos], np.int64)
+        taken = np.zeros(len(combos), bool)
+        reserved = {tuple(_letter_sign(ch)[k] for k in keys) for ch in LETTERS}
+        chosen: list = []
+        for min_diff in (2, 1):
+            for i in order:
+                if len(chosen) == len(words):
+                    break
+                if taken[i] or combos[i] in reserved:
+                    continue
+                if chosen:
+                    d = (codes[chosen] != codes[i]).sum(1)
+                    if d.min() < min_diff:
+                        continue
+                chosen.append(int(i))
+                taken[i] = True
+        return {w.upper(): dict(zip(keys, combos[i])) for w, i in zip(words, chosen)}
+    chosen = []
     for i in order:
         c = combos[i]
         if all(sum(a != b for a, b in zip(c, d)) >= 2 for d in chosen):
             chosen.append(c)
             if len(chosen) == len(words):
                 break
-    keys = ("handshape", "orientation", "place", "path", "hands")
     return {w.upper(): dict(zip(keys, c)) for w, c in zip(words, chosen)}
+
+
+def expand_signs(signs: list, lexicon: dict) -> list:
+    """Glosses -> (gloss, sign parameters, relative duration) units: a fingerspelled ``fs-NAME`` becomes
+    one short unit per letter (non-letters skipped); every other gloss is looked up."""
+    out = []
+    for g in signs:
+        if g.startswith("fs-"):
+            out += [(g, _letter_sign(ch), FS_SPEED) for ch in g[3:].upper() if ch in LETTERS]
+        else:
+            out.append((g, lexicon[g], 1.0))
+    return out
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -174,6 +213,14 @@ def _path_offset(path: str, u: float, amp: float) -> tuple:
         return 0.0, amp * (u - 0.5) * 1.4
     if path == "zigzag":
         return amp * (u - 0.5), 0.5 * amp * math.sin(2 * tau)
+    if path == "arc":
+        return amp * (u - 0.5), -0.6 * amp * math.sin(math.pi * u)
+    if path == "forward":  # toward the camera: in 2-D the hand drops a little and comes back
+        return 0.0, 0.3 * amp * math.sin(math.pi * u)
+    if path == "shake":
+        return 0.25 * amp * math.sin(3 * tau), 0.0
+    if path == "twist":
+        return 0.3 * amp * math.sin(tau), 0.3 * amp * math.sin(2 * tau)
     raise KeyError(path)
 
 
@@ -187,6 +234,9 @@ class Signer:
     offset: tuple  # (x, y) fraction of frame size
     frames_per_sign: int
     jitter: float  # wrist jitter, shoulder widths
+    n_transition: int = 2  # frames between two signs
+    coarticulation: float = 0.0  # share of a sign's last frames that already move toward the next sign
+    length_adapt: float = 0.0  # long sentences are signed faster: sign frames x (signs / 8) ** -length_adapt
 
 
 def make_signers(seed: int) -> list:
@@ -253,6 +303,58 @@ def _elbow(shoulder, wrist, l1, l2, outward) -> np.ndarray:
     return (c1 if s1 >= s2 else c2).astype(np.float32)
 
 
+PHOENIX_FRAMES_PER_SIGN = 5  # at 12 fps, before the signer's speed factor
+PHOENIX_LENGTH_ADAPT = 0.3  # set with PHOENIX_FRAMES_PER_SIGN to PHOENIX's clip durations (docs/synth.md)
+
+
+def phoenix_signers(seed: int) -> list:
+    """The phoenix profile's 9 signers: own colours, size and position; speed from 0.8x to 1.25x
+    of 5 frames a sign at 12 fps (PHOENIX's clips average 4.7 s for 7.8 glosses: ~0.6 s a gloss
+    with its transition), fewer frames a sign in long sentences; 1-2 transition frames; co-articulation 0-40%; wrist jitter 0.004-0.012
+    shoulder widths (the floor measured on real MediaPipe keypoints: docs/synth.md)."""
+    rng = np.random.default_rng([seed, 9])
+    skins = [(224, 187, 150), (141, 85, 56), (198, 134, 93), (255, 219, 180), (170, 120, 90)]
+    clothes = [(40, 60, 140), (150, 40, 40), (40, 110, 60), (90, 90, 90), (30, 30, 30), (110, 60, 120)]
+    bgs = [(200, 200, 190), (120, 150, 180), (220, 210, 160), (170, 190, 170), (150, 150, 160)]
+    out = []
+    for i in range(9):
+        out.append(Signer(
+            name=f"signer{i}", skin=skins[i % 5], clothes=clothes[(i + 1) % 6], background=bgs[(i + 2) % 5],
+            scale=float(0.34 + 0.01 * (i % 5) + rng.uniform(-0.01, 0.01)),
+            offset=(float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.03, 0.03))),
+            frames_per_sign=int(round(PHOENIX_FRAMES_PER_SIGN * float(rng.uniform(0.8, 1.25)))), jitter=float(rng.uniform(0.004, 0.012)),
+            n_transition=int(rng.integers(1, 3)), coarticulation=float(rng.uniform(0.0, 0.4)),
+            length_adapt=PHOENIX_LENGTH_ADAPT,
+        ))
+    return out
+
+
+# keypoint detector misses, measured on the real MediaPipe Holistic files (docs/synth.md): a hand
+# is lost for a run of frames in some clips, the non-dominant hand sometimes for the whole clip,
+# and the keypoint file has a few frames fewer than the video
+DETECTOR = {"p_hand_run": 0.5, "run_share": (0.02, 0.15), "p_nondominant_lost": 0.1, "max_dropped_tail": 3}
+
+
+def detector_misses(xy: np.ndarray, conf: np.ndarray, rng: np.random.Generator, model: dict = DETECTOR):
+    """Apply :data:`DETECTOR`-style misses to exact keypoints: returns (xy, conf) with lost hands
+    zeroed (conf 0, as MediaPipe writes them) and the last 0..max_dropped_tail frames dropped."""
+    xy, conf = xy.copy(), conf.copy()
+    T = xy.shape[0]
+    for off, dominant in ((LH_OFF, False), (RH_OFF, True)):
+        sl = slice(off, off + N_HAND)
+        if not dominant and rng.random() < model["p_nondominant_lost"]:
+            xy[:, sl], conf[:, sl] = 0.0, 0.0
+            continue
+        if rng.random() < model["p_hand_run"]:
+            n = max(1, int(round(T * rng.uniform(*model["run_share"]))))
+            t0 = int(rng.integers(0, max(T - n, 0) + 1))
+            xy[t0:t0 + n, sl], conf[t0:t0 + n, sl] = 0.0, 0.0
+    drop = int(rng.integers(0, model["max_dropped_tail"] + 1))
+    if drop and T - drop >= 2:
+        xy, conf = xy[:T - drop], conf[:T - drop]
+    return xy, conf
+
+
 def _timeline(signs: list, lexicon: dict, signer: Signer, rng, spans: Optional[list] = None) -> list:
     """Per frame: (dominant state, non-dominant state); a state = (wrist offset (2,) in sw,
     template (21,2), orientation deg). ``spans``, when given, receives each sign's frames as
@@ -260,12 +362,19 @@ def _timeline(signs: list, lexicon: dict, signer: Signer, rng, spans: Optional[l
     rest_dom = (np.array([0.25, 0.85], np.float32), _TEMPLATES["B"], 0.0)
     rest_nd = (np.array([0.25, 0.85], np.float32), _TEMPLATES["B"], 0.0)
     key_states = []  # list of lists of per-frame states for each sign
-    for g in signs:
-        p = lexicon[g]
-        n = max(4, signer.frames_per_sign + int(rng.integers(-1, 2)))
-        place = np.array(PLACES_BODY[p["place"]], np.float32)
+    units = expand_signs(signs, lexicon)
+    fps_sign = signer.frames_per_sign
+    if signer.length_adapt:
+        weight = sum(rel for _, _, rel in units)
+        fps_sign = max(3, int(round(fps_sign * (max(weight, 1.0) / 8.0) ** -signer.length_adapt)))
+    for _, p, rel in units:
+        if rel >= 1.0:
+            n = max(3 if signer.length_adapt else 4, fps_sign + int(rng.integers(-1, 2)))
+        else:  # a fingerspelled letter
+            n = max(2, int(round(fps_sign * rel)) + int(rng.integers(0, 2)))
+        place = np.array(ALL_PLACES[p["place"]], np.float32)
         tmpl = _TEMPLATES[p["handshape"]]
-        ori = ORIENTATIONS[p["orientation"]]
+        ori = ALL_ORIENTATIONS[p["orientation"]]
         frames = []
         for k in range(n):
             u = k / max(n - 1, 1)
@@ -283,9 +392,17 @@ def _timeline(signs: list, lexicon: dict, signer: Signer, rng, spans: Optional[l
     def lerp(a, b, w):
         return (a[0] * (1 - w) + b[0] * w, a[1] * (1 - w) + b[1] * w, a[2] * (1 - w) + b[2] * w)
 
+    if signer.coarticulation > 0:  # the end of each sign already moves toward the next one
+        for i in range(len(key_states) - 1):
+            frames, nxt = key_states[i], key_states[i + 1][0]
+            k = int(round(signer.coarticulation * len(frames)))
+            for j in range(k):
+                w = 0.5 * (j + 1) / (k + 1)
+                t = len(frames) - k + j
+                frames[t] = (lerp(frames[t][0], nxt[0], w), lerp(frames[t][1], nxt[1], w))
     out = []
     prev = (rest_dom, rest_nd)
-    n_tr = 2
+    n_tr = signer.n_transition
     for frames in key_states:
         first = frames[0]
         for k in range(1, n_tr + 1):
@@ -300,7 +417,7 @@ def _timeline(signs: list, lexicon: dict, signer: Signer, rng, spans: Optional[l
     out.append((rest_dom, rest_nd))
     if spans is not None:  # 1 rest frame, then per sign n_tr transition frames + its own frames
         t = 1
-        for g, frames in zip(signs, key_states):
+        for (g, _, _), frames in zip(units, key_states):
             t += n_tr
             spans.append((g, t, t + len(frames)))
             t += len(frames)
@@ -311,7 +428,7 @@ def render_sample(signs: list, lexicon: dict, signer: Signer, size: int, rng: np
                   spans: Optional[list] = None):
     """Render one sentence. Returns frames uint8 (T, size, size, 3), xy float32 (T, 543, 2)
     (pixels, MediaPipe Holistic order), conf float32 (T, 543). ``spans`` (a list) receives
-    each sign's (gloss, first frame, stop frame)."""
+    each sign's (gloss, first frame, stop frame) (a fingerspelled gloss: one span per letter)."""
     from PIL import Image, ImageDraw
 
     S = float(size)
@@ -457,117 +574,3 @@ def _write_pose(path, xy, conf, fps, width, height) -> None:
     write_pose_holistic(path, xy, conf, fps, width, height)
 
 
-def _sample_seed(seed: int, split: str, i: int) -> list:
-    h = hashlib.sha256(f"{split}:{i}".encode()).digest()
-    return [seed, int.from_bytes(h[:4], "little")]
-
-
-def _make_sample(job: tuple) -> tuple:
-    """Render and write one sample (a process-pool task). Returns (signer name, frames)."""
-    sid, signs, seed, split, i, lexicon, signers, size, fps, vid_dir = job
-    rng = np.random.default_rng(_sample_seed(seed, split, i))
-    signer = signers[int(rng.integers(len(signers)))]
-    if fps != 12:  # keep the sign durations in seconds
-        signer = Signer(**{**signer.__dict__,
-                           "frames_per_sign": max(4, int(round(signer.frames_per_sign * fps / 12.0)))})
-    frames, xy, conf = render_sample(signs, lexicon, signer, size, rng)
-    encode_mp4(Path(vid_dir) / f"{sid}.mp4", frames, fps)
-    _write_pose(Path(vid_dir) / f"{sid}.pose", xy, conf, float(fps), size, size)
-    return signer.name, len(frames)
-
-
-def generate(out, *, n_train: int, n_dev: int, n_test: int, seed: int, dup_rate: float,
-             size: int = 128, vocab: Optional[int] = None, fps: int = 12, workers: int = 1,
-             progress: bool = True) -> dict:
-    """Write the synthetic corpus under ``out`` (see the module docstring).
-
-    ``workers`` > 1 renders samples in that many processes (same output: each
-    sample has its own seed). Returns a summary dict: ``counts`` per split,
-    ``duplicates`` (exact, near), ``unseen`` (dev/test samples using held-out
-    triples), ``vocab_size``, ``frames`` (total), ``paths`` of the manifests.
-    """
-    from slt_llm.data.manifest import Sample, write_manifest
-
-    if not 0.0 <= dup_rate < 1.0:
-        raise InputError("--dup-rate", f"must be in [0, 1), got {dup_rate}")
-    if size < 32 or size % 2:
-        raise InputError("--size", f"must be an even number >= 32, got {size}")
-    if min(n_train, n_dev, n_test) < 0 or n_train < 1:
-        raise InputError("--n-train", "sample counts must be >= 0 and n_train >= 1")
-    if fps < 4:
-        raise InputError("--fps", f"must be >= 4, got {fps}")
-    out = Path(out)
-    vid_dir = out / "videos"
-    vid_dir.mkdir(parents=True, exist_ok=True)
-    g = build_grammar(vocab)
-    words = content_words(g)
-    lexicon = build_lexicon(words)
-    signers = make_signers(seed)
-    sents = make_sentences(g, n_train, n_dev, n_test, seed, dup_rate)
-    summary = {"counts": {}, "duplicates": {"exact": 0, "near": 0}, "unseen": {}, "vocab_size": len(words),
-               "frames": 0, "paths": {}}
-    jobs = [(f"{split}_{i:05d}", glosses(slots), seed, split, i, lexicon, signers, size, fps, str(vid_dir))
-            for split in ("train", "dev", "test") for i, (slots, _) in enumerate(sents[split])]
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn: safe even when the caller has started threads (torch, tokenizers)
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            results = list(progress_bar(pool.map(_make_sample, jobs, chunksize=4), total=len(jobs),
-                                        desc="synth", unit="clip", enabled=progress))
-    else:
-        results = [_make_sample(j) for j in progress_bar(jobs, desc="synth", unit="clip", enabled=progress)]
-    done = iter(results)
-    for split in ("train", "dev", "test"):
-        samples = []
-        for i, (slots, kind) in enumerate(sents[split]):
-            sid = f"{split}_{i:05d}"
-            signer_name, n_frames = next(done)
-            summary["frames"] += n_frames
-            if kind in ("exact", "near"):
-                summary["duplicates"][kind] += 1
-            if kind == "unseen":
-                summary["unseen"][split] = summary["unseen"].get(split, 0) + 1
-            samples.append(Sample(
-                id=sid, video=str(vid_dir / f"{sid}.mp4"), text=realize(g, slots),
-                pose=str(vid_dir / f"{sid}.pose"), signer=signer_name,
-                extra={"gloss": " ".join(glosses(slots))},
-            ))
-        write_manifest(out / f"{split}.jsonl", samples)
-        summary["counts"][split] = len(samples)
-        summary["paths"][split] = str(out / f"{split}.jsonl")
-    eval_sents = sorted({realize(g, s) for sp in ("dev", "test") for s, _ in sents[sp]})
-    corpus = {
-        "seed": seed, "size": size, "fps": fps, "dup_rate": dup_rate,
-        "counts": summary["counts"], "vocabulary": words, "grammar": g,
-        "sign_order": list(SLOTS), "lexicon": lexicon, "heldout_triples": sents["heldout"],
-        "signers": [s.__dict__ for s in signers], "eval_sentences": eval_sents,
-    }
-    tmp = out / ".corpus.json.tmp"
-    tmp.write_text(json.dumps(corpus, indent=1, sort_keys=True))
-    os.replace(tmp, out / "corpus.json")
-    return summary
-
-
-def cli(argv: list) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm synth", description="Generate the synthetic sign corpus.")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--n-train", type=int, default=600)
-    ap.add_argument("--n-dev", type=int, default=100)
-    ap.add_argument("--n-test", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dup-rate", type=float, default=0.3)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--vocab", type=int, default=None)
-    ap.add_argument("--fps", type=int, default=12)
-    ap.add_argument("--workers", type=int, default=1, help="processes rendering samples (same output)")
-    a = ap.parse_args(argv)
-    s = generate(a.out, n_train=a.n_train, n_dev=a.n_dev, n_test=a.n_test, seed=a.seed,
-                 dup_rate=a.dup_rate, size=a.size, vocab=a.vocab, fps=a.fps,
-                 workers=a.workers)
-    print(f"wrote {a.out}: " + ", ".join(f"{k} {v}" for k, v in s["counts"].items())
-          + f"; duplicates exact {s['duplicates']['exact']} near {s['duplicates']['near']}"
-          + f"; vocabulary {s['vocab_size']} signs; {s['frames']} frames")
-    return 0

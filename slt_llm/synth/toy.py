@@ -10,7 +10,7 @@ subset). The SIGN ORDER is time-topic-comment and drops function words:
 with held-out (subject, verb, object) triples and a controlled duplicate rate
 (``make_sentences``); more sentences of a generated corpus for pre-training the
 stand-in LLM (``extra_sentences``). Text only: the video rendering is
-``slt_llm.data.synth``; ``slt_llm.models.tiny_llm`` needs only this module.
+``slt_llm.synth.render``; ``slt_llm.models.tiny_llm`` needs only this module.
 """
 
 from __future__ import annotations
