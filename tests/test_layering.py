@@ -88,10 +88,11 @@ def test_every_room_is_in_a_layer():
 
 
 @pytest.mark.parametrize("source,expect", [
-    ("from slt_llm.training import checkpoint\n", "data (layer 1) imports training (layer 4)"),
-    ("def f():\n    import slt_llm.inference.translate\n", "data (layer 1) imports inference (layer 5)"),
-    ("from slt_llm import models\n", "data (layer 1) imports models (layer 2)"),
-    ("from ..contrastive import loss\n", "data (layer 1) imports contrastive (layer 3)"),
+    ("from slt_llm.training import checkpoint\n", "data (layer 1) imports training (layer 5)"),
+    ("def f():\n    import slt_llm.inference.translate\n", "data (layer 1) imports inference (layer 6)"),
+    ("from slt_llm import models\n", "data (layer 1) imports models (layer 3)"),
+    ("from ..contrastive import loss\n", "data (layer 1) imports contrastive (layer 4)"),
+    ("from slt_llm.synth import render\n", "data (layer 1) imports synth (layer 2)"),
     ("from slt_llm.config import ClipConfig\nfrom . import video\n", None),
 ])
 def test_checker_catches_a_planted_violation(tmp_path, source, expect):

@@ -243,7 +243,7 @@ def corpus_texts(corpus, *, extra: int = 4000, seed: int = 0) -> tuple[list, lis
     more: list = []
     if extra > 0 and (corpus / "corpus.json").is_file():  # synthetic corpora only
         try:
-            from slt_llm.synth.toy import extra_sentences
+            from slt_llm.synth.profiles import extra_sentences
         except ImportError:
             extra_sentences = None
         if extra_sentences is not None:

@@ -97,3 +97,42 @@ def text_hash(splits: dict) -> str:
             h.update(json.dumps([split, r["text"], r["gloss"], r["signer"]]).encode())
             h.update(b"\n")
     return h.hexdigest()
+
+
+def extra_sentences(corpus_dir, n: int, seed: int) -> list:
+    """``n`` distinct sentences of a synthetic corpus's language, never equal to one of its dev/test
+    sentences (``corpus.json``'s ``eval_sentences``): for pre-training the stand-in LLM on the
+    target language. toy: :func:`slt_llm.synth.toy.extra_sentences`; phoenix: fresh draws of
+    the weather language from a stream of its own (train-length sentences)."""
+    from pathlib import Path
+
+    from slt_llm.errors import InputError
+
+    path = Path(corpus_dir) / "corpus.json"
+    if not path.is_file():
+        raise InputError(path, "corpus.json not found (generate the corpus with `slt-llm synth`)")
+    try:
+        corpus = json.loads(path.read_text())
+        profile = corpus.get("profile", "toy")
+        banned = set(corpus["eval_sentences"])
+    except (json.JSONDecodeError, KeyError, AttributeError) as e:
+        raise InputError(path, f"not a synth corpus description ({e})") from None
+    if profile == "toy":
+        from slt_llm.synth.toy import extra_sentences as toy_extra
+
+        return toy_extra(corpus_dir, n, seed)
+    from slt_llm.synth.weather import WeatherLanguage
+
+    lang = WeatherLanguage()
+    rng = np.random.default_rng([seed, 77])
+    out, seen = [], set()
+    tries = 0
+    while len(out) < n and tries < 20 * n + 1000:
+        tries += 1
+        mseed, sseed, gseed = (int(x) for x in rng.integers(0, 2**62, size=3))
+        text = lang.realize(mseed, sseed, gseed, CLAUSES_MEAN["train"]).text
+        if text in banned or text in seen:
+            continue
+        seen.add(text)
+        out.append(text)
+    return out
