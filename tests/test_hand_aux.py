@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from slt_llm.config import DataConfig, VLPConfig
-from slt_llm.contrastive.hand_aux import DescriptionTargets, aux_losses, resolve_weights
+from slt_llm.contrastive.hand_aux import DescriptionTargets, resolve_weights
+from slt_llm.contrastive.objective import Stage1Objective
+from slt_llm.models.vlp import VLPOutput
 from slt_llm.contrastive.loss import SelectiveInfoNCE
 from slt_llm.errors import ConfigError, InputError
 
@@ -41,12 +43,21 @@ def test_descriptions_pair_by_id_and_identical_ones_are_false_negatives(tmp_path
     assert str(p) in str(e.value) and "'train_00042'" in str(e.value)
 
 
-def test_aux_losses_add_the_weighted_terms():
+class _Desc:
+    """Stand-in DescriptionTargets: no false negatives."""
+    false_negatives = None
+
+    def embeddings_for(self, index):
+        raise AssertionError("not used here")
+
+
+def test_objective_adds_the_weighted_auxiliary_terms():
     from slt_llm.models.encoder import hand_distillation_loss
 
     torch.manual_seed(0)
     b, T, D, E = 4, 5, 3, 8
     video = torch.nn.functional.normalize(torch.randn(b, E), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(b, E), dim=-1)
     desc = torch.nn.functional.normalize(torch.randn(b, E), dim=-1)
     scale = torch.tensor(10.0)
     pred, target = torch.randn(b, T, 2, D), torch.randn(b, T, 2, D)
@@ -54,19 +65,24 @@ def test_aux_losses_add_the_weighted_terms():
     frame_mask = torch.ones(b, T, dtype=torch.bool)
     frame_mask[0, 3:] = False
     batch = {"index": torch.arange(b), "hand_teacher": target, "hand_teacher_mask": mask, "frame_mask": frame_mask}
+    out = VLPOutput(video=video, text=text, scale=scale, video_pooled=video, desc=desc, hand_pred=pred)
     loss_fn = SelectiveInfoNCE()
-    out = aux_losses({"desc": desc, "hand_pred": pred}, batch, video, scale, loss_fn=loss_fn, desc=None,
-                     desc_weight=0.5, hand_weight=0.3)
+    obj = Stage1Objective(desc_weight=0.5, hand_weight=0.3, desc_targets=_Desc())
+    total, parts = obj(out, batch)
+    want_align = loss_fn(video, text, scale)
     want_desc = loss_fn(video, desc, scale)
     want_hand = hand_distillation_loss(pred, target, mask & frame_mask[..., None])
-    assert float(out["loss_desc"]) == pytest.approx(float(want_desc))
-    assert float(out["loss_hand"]) == pytest.approx(float(want_hand))
-    assert float(out["aux"]) == pytest.approx(0.5 * float(want_desc) + 0.3 * float(want_hand))
+    assert float(parts["loss_desc"]) == pytest.approx(float(want_desc))
+    assert float(parts["loss_hand"]) == pytest.approx(float(want_hand))
+    assert float(total) == pytest.approx(float(want_align) + 0.5 * float(want_desc) + 0.3 * float(want_hand))
     # padded frames never count, even if a (bad) mask says so
     assert float(want_hand) != pytest.approx(float(hand_distillation_loss(pred, target, mask)))
-    off = aux_losses({"desc": None, "hand_pred": None}, batch, video, scale, loss_fn=loss_fn, desc=None,
-                     desc_weight=0.0, hand_weight=0.0)
-    assert off["loss_desc"] is None and off["loss_hand"] is None and float(off["aux"]) == 0.0
+    total, parts = Stage1Objective()(out, batch)
+    assert set(parts) == {"loss_align"} and float(total) == pytest.approx(float(want_align))
+    bad = VLPOutput(video=video, text=text, scale=scale, hand_pred=pred[..., :2])
     with pytest.raises(ConfigError, match="hand_head_dim"):
-        aux_losses({"desc": None, "hand_pred": pred[..., :2]}, batch, video, scale, loss_fn=loss_fn, desc=None,
-                   desc_weight=0.0, hand_weight=0.3)
+        Stage1Objective(hand_weight=0.3)(bad, batch)
+    with pytest.raises(ConfigError, match="hand head"):
+        Stage1Objective(hand_weight=0.3)(VLPOutput(video=video, text=text, scale=scale), batch)
+    with pytest.raises(ConfigError, match=">= 0"):
+        Stage1Objective(translation_weight=-1.0)

@@ -187,21 +187,23 @@ def test_joint_translation_loss(tiny_corpus, tiny_llama, tmp_path):
     from slt_llm.contrastive.loss import SelectiveInfoNCE
     from slt_llm.data.dataset import SLTDataset, collate_clips
     from slt_llm.models.text_embed import TextEmbedder
-    from slt_llm.training.stage1 import build_translating_model, joint_loss, train_vlp
+    from slt_llm.contrastive.objective import Stage1Objective
+    from slt_llm.training.stage1 import build_stage1_model, train_vlp
 
     extra = ["vlp.translation_weight=0.5", "llm.lora_targets=[q_proj,v_proj]", "llm.lora_dropout=0.0"]
     cfg = _cfg(tiny_corpus, tiny_llama, tmp_path / "unit", *extra)
     ds = SLTDataset(tiny_corpus / "train.jsonl", cfg.data.clip, cache_dir=cfg.data.cache_dir)
     batch = collate_clips([ds[i] for i in range(6)])
     t_emb = TextEmbedder(tiny_llama).embed(batch["texts"])
-    model = build_translating_model(cfg, int(t_emb.shape[1]))
-    v, t, scale, tl = model(batch, t_emb)
+    model = build_stage1_model(cfg, int(t_emb.shape[1]))
+    out = model(batch, t_emb)
+    tl = out.translation["loss"]
+    # one encoder pass serves both terms: the same loss as the translation head run on its own
     assert float(tl.detach()) == pytest.approx(float(model.translation(batch)["loss"].detach()), rel=1e-6)
-    c = SelectiveInfoNCE()(v, t, scale)
-    log = {}
-    total = joint_loss(c, tl, 0.5, log)
+    c = SelectiveInfoNCE()(out.video, out.text, out.scale)
+    total, parts = Stage1Objective(translation_weight=0.5)(out, batch)
     assert float(total.detach()) == pytest.approx(float(c.detach()) + 0.5 * float(tl.detach()), rel=1e-6)
-    assert set(log) == {"contrastive_loss", "translation_loss"}
+    assert set(parts) == {"loss_align", "loss_translation"}
     total.backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
     for prefix in ("encoder.", "video_head.", "text_head.", "translation.projector."):
@@ -214,7 +216,7 @@ def test_joint_translation_loss(tiny_corpus, tiny_llama, tmp_path):
     rows = _losses(tmp_path / "run")
     assert len(rows) == 3
     for r in rows:
-        assert r["loss"] == pytest.approx(r["contrastive_loss"] + 0.5 * r["translation_loss"], rel=1e-5)
+        assert r["loss"] == pytest.approx(r["loss_align"] + 0.5 * r["loss_translation"], rel=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -311,8 +313,8 @@ def test_bad_input_fails_before_training(tiny_corpus, tiny_llama, tmp_path):
         train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "a", "selection.ref_epochs=1", "train.epochs=3"))
     with pytest.raises(ConfigError, match="vlp.similarity must be one of pooled, fine"):
         train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "c", "vlp.similarity=cls"))
-    with pytest.raises(ConfigError, match="similarity=fine cannot be combined"):
-        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "d", "vlp.similarity=fine", "vlp.translation_weight=0.5"))
+    with pytest.raises(ConfigError, match="translation_weight must be >= 0"):
+        train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "d", "vlp.similarity=fine", "vlp.translation_weight=-0.5"))
     with pytest.raises(ConfigError, match="larger than the training set"):
         train_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "b", "train.batch_size=32",
                        "selection.selection=random"))

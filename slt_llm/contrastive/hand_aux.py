@@ -1,8 +1,9 @@
 """Stage-1 hand auxiliaries (BeyondGloss): description contrastive loss + hand-feature distillation.
 
-Total stage-1 loss (per rank; see ``SelectiveInfoNCE`` for the global batch)::
+Their terms in the stage-1 objective (``slt_llm.contrastive.objective.Stage1Objective``,
+which computes them; per rank, see ``SelectiveInfoNCE`` for the global batch)::
 
-    L = L_align(v, t) + desc_weight * L_desc(v, d) + hand_weight * L_hand(pred, teacher)
+    L = L_align + ... + desc_weight * L_desc(v, d) + hand_weight * L_hand(pred, teacher)
 
 - ``L_desc``: the same symmetric global-batch InfoNCE as the alignment loss, between
   the video embedding v and the sample's hand-motion description d (its frozen-LLM
@@ -31,8 +32,7 @@ import torch
 
 from slt_llm.errors import ConfigError
 
-__all__ = ["DEFAULT_DESC_WEIGHT", "DEFAULT_HAND_WEIGHT", "resolve_weights", "DescriptionTargets",
-           "aux_losses"]
+__all__ = ["DEFAULT_DESC_WEIGHT", "DEFAULT_HAND_WEIGHT", "resolve_weights", "DescriptionTargets"]
 
 DEFAULT_DESC_WEIGHT = 0.5
 DEFAULT_HAND_WEIGHT = 0.3
@@ -84,36 +84,3 @@ class DescriptionTargets:
         if self.emb is None:
             raise ConfigError("DescriptionTargets: set_embeddings first")
         return self.emb[self.index[batch_index.cpu()]]
-
-
-def aux_losses(aux: dict, batch: dict, video: torch.Tensor, scale: torch.Tensor, *, loss_fn,
-               desc: Optional[DescriptionTargets], desc_weight: float, hand_weight: float,
-               world_size: int = 1) -> dict:
-    """The auxiliary terms of one step: ``{"loss_desc": tensor or None, "loss_hand": tensor or None,
-    "aux": weighted sum to add to the alignment loss (0 tensor when both are off)}``.
-
-    aux: the 4th output of ``VLPModel.forward(..., return_aux=True)``; batch: the collated
-    batch (``index``, and ``hand_teacher``/``hand_teacher_mask`` with the teacher on);
-    video (b,E) and scale as returned by the model; loss_fn: the step's ``SelectiveInfoNCE``.
-    """
-    from slt_llm.models.encoder import hand_distillation_loss
-
-    out = {"loss_desc": None, "loss_hand": None, "aux": video.new_zeros(())}
-    if desc_weight > 0:
-        if aux.get("desc") is None:
-            raise ConfigError("description loss on, but the model returned no description embedding")
-        out["loss_desc"] = loss_fn(video, aux["desc"], scale, index=batch["index"],
-                                   false_negatives=desc.false_negatives if desc is not None else None)
-        out["aux"] = out["aux"] + desc_weight * out["loss_desc"]
-    if hand_weight > 0:
-        pred = aux.get("hand_pred")
-        if pred is None:
-            raise ConfigError("hand distillation on, but the encoder has no hand head (encoder.hand_head_dim)")
-        target, mask = batch["hand_teacher"], batch["hand_teacher_mask"]
-        if target.shape != pred.shape:
-            raise ConfigError(f"teacher features {tuple(target.shape)} do not match the hand head's "
-                              f"output {tuple(pred.shape)} (encoder.hand_head_dim vs the sidecars' D)")
-        out["loss_hand"] = hand_distillation_loss(pred, target, mask & batch["frame_mask"][..., None],
-                                                  world_size=world_size)
-        out["aux"] = out["aux"] + hand_weight * out["loss_hand"]
-    return out

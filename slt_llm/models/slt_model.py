@@ -130,9 +130,11 @@ class SLTModel(nn.Module):
     def _embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
         return self.llm.get_input_embeddings()(ids)
 
-    def visual_embeds(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B,T',hidden) projected video tokens in the LLM embedding dtype, token_mask (B,T')."""
-        tokens, mask = self.encoder(batch)
+    def visual_embeds(self, batch: dict, encoded: Optional[tuple] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,T',hidden) projected video tokens in the LLM embedding dtype, token_mask (B,T').
+        ``encoded``: the encoder's ``(tokens, mask)`` of this batch when already computed (stage 1's
+        joint objective shares one encoder pass between its terms)."""
+        tokens, mask = self.encoder(batch) if encoded is None else encoded
         return self.projector(tokens).to(self.embed_dtype), mask
 
     def _target_ids(self, texts: list) -> list:
@@ -140,9 +142,9 @@ class SLTModel(nn.Module):
         eos = self.tokenizer.eos_token_id
         return [list(x) + [eos] for x in enc]
 
-    def _sequences(self, batch: dict, texts: Optional[list]):
+    def _sequences(self, batch: dict, texts: Optional[list], encoded: Optional[tuple] = None):
         """Per-sample embedding sequences (list of (L_i,hidden)) and label lists."""
-        vis, vmask = self.visual_embeds(batch)
+        vis, vmask = self.visual_embeds(batch, encoded)
         dev = vis.device
         prompt = self._embed_ids(self.prompt_ids.to(dev))  # (P,hidden) once per call
         after = self._embed_ids(self.after_ids.to(dev))  # (A,hidden)
@@ -181,7 +183,7 @@ class SLTModel(nn.Module):
             return None
         return dec, head
 
-    def forward(self, batch: dict, return_logits: bool = False) -> dict:
+    def forward(self, batch: dict, return_logits: bool = False, encoded: Optional[tuple] = None) -> dict:
         """Teacher-forced loss on target tokens of ``batch["texts"]``.
 
         The LM head runs only on the N positions whose NEXT token is a target
@@ -196,7 +198,7 @@ class SLTModel(nn.Module):
         loss and gradients.
         """
         texts = batch["texts"]
-        seqs, labels = self._sequences(batch, texts)
+        seqs, labels = self._sequences(batch, texts, encoded)
         B, L = len(seqs), max(s.shape[0] for s in seqs)
         hidden = seqs[0].shape[-1]
         dev = seqs[0].device

@@ -8,7 +8,7 @@
    hidden 128, 2 layers, 4 heads, 2 KV heads), random init from ``seed``.
 3. Pre-training for ``steps`` AdamW steps on the spoken-language side only:
    the training manifest's sentences plus more sentences from the same
-   grammar (``slt_llm.data.grammar.extra_sentences``; it never returns dev/test
+   language (``slt_llm.synth.profiles.extra_sentences``; it never returns dev/test
    sentences). Dev/test manifests are never read. 10% of the EXTRA sentences
    (never training sentences) are held out to report held-out perplexity.
 4. ``save_pretrained`` (safetensors) + ``tiny_llm.json`` (family, steps,

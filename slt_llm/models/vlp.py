@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -73,6 +74,23 @@ def pad_tokens(tokens: list, masks: list) -> tuple[torch.Tensor, torch.Tensor]:
     out = torch.cat([F.pad(x, (0, 0, 0, t - x.shape[1])) for x in tokens])
     mask = torch.cat([F.pad(m, (0, t - m.shape[1]), value=False) for m in masks])
     return out, mask
+
+
+@dataclass
+class VLPOutput:
+    """What one ``VLPModel.forward`` gives the stage-1 objective (shapes in ``forward``)."""
+
+    video: torch.Tensor  # (B, E) pooled, or (B, T', E) token unit vectors (fine)
+    text: torch.Tensor  # (B, E) or (B, L, E)
+    scale: torch.Tensor  # () = exp(clamped logit_scale) = 1 / temperature
+    video_mask: Optional[torch.Tensor] = None  # (B, T') bool (fine)
+    text_mask: Optional[torch.Tensor] = None  # (B, L) bool (fine)
+    video_pooled: Optional[torch.Tensor] = None  # (B, E): the pooled video (pooled similarity, or descriptions on)
+    desc: Optional[torch.Tensor] = None  # (B, E) description unit vectors
+    hand_pred: Optional[torch.Tensor] = None  # (B, T, 2, D) per-frame hand prediction
+    # the translation head's {"loss_sum": summed target-token cross-entropy (), "num_tokens": (),
+    # "loss": their ratio} on this rank (TranslatingVLPModel; the objective normalises over ranks)
+    translation: Optional[dict] = None
 
 
 class VLPModel(nn.Module):
@@ -145,28 +163,35 @@ class VLPModel(nn.Module):
             raise ConfigError("this stage-1 model has no description head (built without descriptions)")
         return F.normalize(self.desc_head(desc_emb.to(self.logit_scale.dtype)), dim=-1)
 
-    def forward(self, batch: dict, text_emb: torch.Tensor, desc_emb: Optional[torch.Tensor] = None, *,
-                return_aux: bool = False, text_mask: Optional[torch.Tensor] = None):
-        """-> (video (B,E), text (B,E), scale = exp(clamped logit_scale) = 1/temperature, a scalar
-        tensor: the multiplier ``SelectiveInfoNCE`` takes as ``logit_scale``).
+    def forward(self, batch: dict, text_emb: torch.Tensor, *, text_mask: Optional[torch.Tensor] = None,
+                desc_emb: Optional[torch.Tensor] = None, hand: bool = False) -> "VLPOutput":
+        """One encoder pass -> everything the stage-1 objective's terms read (:class:`VLPOutput`).
 
-        Fine-grained (``text_mask`` given: ``text_emb`` is (B, L, H) token states): ->
-        ((video tokens (B,T',E), video mask (B,T')), (text tokens (B,L,E), text mask), scale).
+        Pooled similarity: ``text_emb`` (B, H) sentence embeddings; video/text (B, E) unit vectors.
+        Fine (``vlp.similarity=fine``): ``text_emb`` (B, L, H) token states and ``text_mask`` (B, L);
+        video (B, T', E) per-token unit vectors with ``video_mask`` (B, T'), text (B, L, E).
+        ``desc_emb`` (B, H): description embeddings -> ``desc`` (B, E) and ``video_pooled`` (B, E).
+        ``hand``: also the per-frame hand prediction (B, T, 2, D) (needs ``encoder.hand_head_dim``)."""
+        if self.fine and text_mask is None:
+            raise ConfigError("vlp.similarity=fine: the model needs the text token states and their mask")
+        tokens, mask, hand_pred = self.encoder(batch, return_hand=True)  # (B,T',dim), (B,T'), (B,T,2,D)|None
+        pooled = None
+        if not self.fine or desc_emb is not None:
+            pooled = F.normalize(self.video_head(masked_mean(tokens, mask)), dim=-1)  # (B, E)
+        if self.fine:
+            video, video_mask = F.normalize(self.video_head(tokens), dim=-1), mask  # (B, T', E)
+            text, text_mask = self.encode_text_tokens(text_emb, text_mask)  # (B, L, E)
+        else:
+            video, video_mask, text = pooled, None, self.encode_text(text_emb)
+        return VLPOutput(video=video, text=text, scale=self.clamped_logit_scale().exp(), video_mask=video_mask,
+                         text_mask=text_mask, video_pooled=pooled,
+                         desc=self.encode_description(desc_emb) if desc_emb is not None else None,
+                         hand_pred=hand_pred if hand else None,
+                         translation=self.translate_loss(batch, (tokens, mask)))
 
-        With ``return_aux`` a fourth item ``{"desc": (B,E) unit vectors of ``desc_emb`` or None,
-        "hand_pred": (B,T,2,D) per-frame hand prediction or None}`` (one encoder pass for all)."""
-        if text_mask is not None:
-            if return_aux:
-                raise ConfigError("the hand auxiliaries do not support vlp.similarity=fine yet")
-            return self.encode_video_tokens(batch), self.encode_text_tokens(text_emb, text_mask), \
-                self.clamped_logit_scale().exp()
-        if not return_aux:
-            return self.encode_video(batch), self.encode_text(text_emb), self.clamped_logit_scale().exp()
-        tokens, mask, hand_pred = self.encoder(batch, return_hand=True)
-        video = F.normalize(self.video_head(masked_mean(tokens, mask)), dim=-1)
-        desc = self.encode_description(desc_emb) if desc_emb is not None else None
-        return video, self.encode_text(text_emb), self.clamped_logit_scale().exp(), \
-            {"desc": desc, "hand_pred": hand_pred}
+    def translate_loss(self, batch: dict, encoded: tuple) -> Optional[dict]:
+        """None here; :class:`TranslatingVLPModel` returns its translation head's loss parts."""
+        return None
 
     # --------------------------------------------------------------- embedding
     @torch.no_grad()
@@ -339,22 +364,21 @@ class TranslatingVLPModel(VLPModel):
     ``vlp.translation_weight > 0``): ``translation`` is an ``SLTModel`` (projector +
     the LLM of ``llm_cfg``, LoRA when ``llm_cfg.use_lora``) built on ``self.encoder``.
 
-    ``forward(batch, text_emb)`` -> (video (B,E), text (B,E), scale, translation loss):
-    the last is the mean target-token cross-entropy of ``batch["texts"]`` given the
-    video (teacher forcing). Cost: the encoder runs twice per batch (once per head),
-    plus one LLM forward/backward over prompt + video tokens + target. ``save_pretrained``
-    writes the stage-1 folder only (encoder + heads); the translation head is not kept.
+    ``forward`` adds ``translation``: the target-token cross-entropy of ``batch["texts"]``
+    given the video (teacher forcing; summed, its token count, and their ratio), from the same
+    encoder pass as the contrastive terms. Cost: one LLM forward/backward over prompt + video tokens + target.
+    ``save_pretrained`` writes the stage-1 folder only (encoder + heads); the translation head
+    is not kept.
     """
 
     def __init__(self, encoder_cfg: EncoderConfig, vlp_cfg: VLPConfig, text_dim: int, *, llm_cfg, projector_cfg,
-                 llm_path: Optional[str] = None, llm_dtype: str = "float32"):
-        super().__init__(encoder_cfg, vlp_cfg, text_dim, llm_path=llm_path, llm_dtype=llm_dtype)
+                 llm_path: Optional[str] = None, llm_dtype: str = "float32", desc_head: bool = False):
+        super().__init__(encoder_cfg, vlp_cfg, text_dim, llm_path=llm_path, llm_dtype=llm_dtype, desc_head=desc_head)
         from slt_llm.models.llm import load_llm
         from slt_llm.models.slt_model import SLTModel
 
         llm, tok = load_llm(llm_cfg, for_training=True)
         self.translation = SLTModel(encoder_cfg, projector_cfg, llm_cfg, llm, tok, encoder=self.encoder)
 
-    def forward(self, batch: dict, text_emb: torch.Tensor):
-        v, t, scale = super().forward(batch, text_emb)
-        return v, t, scale, self.translation(batch)["loss"]
+    def translate_loss(self, batch: dict, encoded: tuple) -> dict:
+        return self.translation(batch, encoded=encoded)

@@ -152,7 +152,7 @@ _TOWN_B = ["burg", "heim", "dorf", "hausen", "feld", "stadt", "bach", "berg", "a
 
 
 def town_names() -> list:
-    """The fixed list of procedurally named towns (1,430 names), in a fixed shuffled order."""
+    """The fixed list of procedurally named towns (1,365 names), in a fixed shuffled order."""
     names = sorted({a + b for a in _TOWN_A for b in _TOWN_B if a[-1] != b[0]})
     rng = np.random.default_rng(2014)
     return [names[i] for i in rng.permutation(len(names))]

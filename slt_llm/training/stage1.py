@@ -78,12 +78,14 @@ DEV video-to-text R@1 (ties broken by R@5, R@10; never test; recorded in the
 trainer state as ``best_metric``/``best_key``/``best_step``) is exported to
 ``RUN_DIR/model/``; without a dev manifest the final model is exported.
 
-Hand auxiliaries (BeyondGloss; ``contrastive.hand_aux``, docs/hand_descriptions.md):
-with ``data.descriptions`` and/or ``data.hand_teacher`` the loss becomes
-L_align + ``vlp.desc_weight`` (0.5) x L_desc + ``vlp.hand_weight`` (0.3) x L_hand on
-the same batches (any arm), and log lines add ``loss_align``, ``loss_desc``,
-``loss_hand`` (``loss`` stays the total). Kept in ``setup_hand_aux``,
-``aux_step_loss`` and ``aux_log_values``.
+The objective (``contrastive.objective.Stage1Objective``, built once in ``build_model``) is a
+sum of independent terms, any combination valid: the contrastive alignment (pooled or fine
+similarity), the joint translation loss (``vlp.translation_weight``), and BeyondGloss's hand
+auxiliaries (``data.descriptions`` -> ``vlp.desc_weight`` (0.5) x L_desc, ``data.hand_teacher``
+-> ``vlp.hand_weight`` (0.3) x L_hand; ``contrastive.hand_aux``, docs/hand_descriptions.md).
+The step runs the model once and calls the objective; with more than one term, log lines add
+each term's global mean (``loss_align``, ``loss_translation``, ``loss_desc``, ``loss_hand``;
+``loss`` stays the total).
 
 The run is a :class:`Stage1Trainer`: ``setup`` (run folder, data, text side,
 model, resume, samplers), then per epoch ``sampler_for_epoch`` (building pair
@@ -128,15 +130,10 @@ def validate_config(cfg: Stage1Config) -> None:
         raise ConfigError(f"selection.selection must be one of {', '.join(ARMS)} (got {sel.selection!r})")
     if not cfg.llm.path:
         raise ConfigError("llm.path is not set: stage 1 aligns to a frozen LLM's text space")
-    if cfg.vlp.translation_weight > 0 and (cfg.data.descriptions or cfg.data.hand_teacher):
-        raise ConfigError("vlp.translation_weight > 0 cannot be combined with the hand auxiliaries "
-                          "(data.descriptions / data.hand_teacher) yet")
     if cfg.vlp.similarity not in SIMILARITIES:
         raise ConfigError(f"vlp.similarity must be one of {', '.join(SIMILARITIES)} (got {cfg.vlp.similarity!r})")
-    if cfg.vlp.similarity == "fine" and (cfg.vlp.translation_weight > 0 or cfg.data.descriptions
-                                         or cfg.data.hand_teacher):
-        raise ConfigError("vlp.similarity=fine cannot be combined with vlp.translation_weight > 0 or the hand "
-                          "auxiliaries (data.descriptions / data.hand_teacher) yet")
+    if cfg.vlp.translation_weight < 0:
+        raise ConfigError(f"vlp.translation_weight must be >= 0 (got {cfg.vlp.translation_weight})")
     if not cfg.data.train_manifest:
         raise ConfigError("data.train_manifest is not set")
     if cfg.train.grad_accum != 1:
@@ -198,12 +195,16 @@ def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False) 
 
 
 # ------------------------------------------------- joint translation loss (vlp.translation_weight)
-def build_translating_model(cfg: Stage1Config, text_dim: int):
-    """The stage-1 model with a translation head (projector + LoRA LLM) sharing its encoder."""
-    from slt_llm.models.vlp import TranslatingVLPModel
+def build_stage1_model(cfg: Stage1Config, text_dim: int, *, desc_head: bool = False):
+    """The stage-1 model: a ``VLPModel``, or with ``vlp.translation_weight > 0`` a
+    ``TranslatingVLPModel`` (a translation head, projector + LoRA LLM, sharing its encoder);
+    ``desc_head`` when descriptions are aligned."""
+    from slt_llm.models.vlp import TranslatingVLPModel, VLPModel
 
-    return TranslatingVLPModel(cfg.encoder, cfg.vlp, text_dim, llm_cfg=cfg.llm, projector_cfg=cfg.projector,
-                               llm_path=str(Path(cfg.llm.path).resolve()), llm_dtype=cfg.llm.dtype)
+    kw = dict(llm_path=str(Path(cfg.llm.path).resolve()), llm_dtype=cfg.llm.dtype, desc_head=desc_head)
+    if cfg.vlp.translation_weight > 0:
+        return TranslatingVLPModel(cfg.encoder, cfg.vlp, text_dim, llm_cfg=cfg.llm, projector_cfg=cfg.projector, **kw)
+    return VLPModel(cfg.encoder, cfg.vlp, text_dim, **kw)
 
 
 def joint_param_group(name: str) -> str:
@@ -211,14 +212,6 @@ def joint_param_group(name: str) -> str:
     if name.startswith("translation.projector."):
         return "projector"
     return optim.default_param_group(name)
-
-
-def joint_loss(contrastive: torch.Tensor, translation: torch.Tensor, weight: float, log: dict) -> torch.Tensor:
-    """contrastive + weight * translation (this rank's mean token cross-entropy); the parts
-    go to ``log`` (metrics.jsonl: ``contrastive_loss``, ``translation_loss``)."""
-    log["contrastive_loss"] = float(contrastive.detach())
-    log["translation_loss"] = float(translation.detach())
-    return contrastive + float(weight) * translation
 
 
 # ------------------------------------------------------- the reference protocol
@@ -280,7 +273,7 @@ class Stage1Trainer:
         self.device = accelerator.device
         self.ps_sampler, self.ps_fn, self.selection_s = None, None, 0.0
         self.last_loss = float("nan")
-        self.extra_log: dict = {}  # per-step extra metrics (the joint loss's parts)
+        self.loss_parts: dict = {}  # the last step's per-term losses (local, detached)
         self.told_dev_unreadable = False
 
     # ------------------------------------------------------------------ setup
@@ -365,19 +358,14 @@ class Stage1Trainer:
             self.dev_text_tok = tok.select(range(len(train_uniq), len(tok)))
 
     def build_model(self) -> None:
-        """VLPModel, optimizer, schedule, loss; model/optimizer/scheduler prepared."""
-        from slt_llm.contrastive.loss import SelectiveInfoNCE
+        """The stage-1 model, optimizer, schedule, the objective; model/optimizer/scheduler prepared."""
+        from slt_llm.contrastive.objective import Stage1Objective
         from slt_llm.models.encoder import check_data_parallel
-        from slt_llm.models.vlp import VLPModel
 
         cfg, tc = self.cfg, self.tc
         check_data_parallel(cfg.encoder, self.world)
         checkpoint.seed_everything(tc.seed)
-        if cfg.vlp.translation_weight > 0:
-            model = build_translating_model(cfg, self.text_dim)
-        else:
-            model = VLPModel(cfg.encoder, cfg.vlp, self.text_dim, llm_path=str(Path(cfg.llm.path).resolve()),
-                             llm_dtype=cfg.llm.dtype, desc_head=self.desc_weight > 0)
+        model = build_stage1_model(cfg, self.text_dim, desc_head=self.desc_weight > 0)
         model.clip_cfg = cfg.data.clip
         optimizer = optim.build_optimizer(optim.make_param_groups(model, cfg.optim, joint_param_group), cfg.optim)
         # the samplers fill the last global batch with already-used samples: ceil(N / B) batches
@@ -385,7 +373,10 @@ class Stage1Trainer:
         self.total = tc.max_steps if tc.max_steps is not None else tc.epochs * steps_per_epoch
         scheduler = optim.build_scheduler(optimizer, cfg.optim, self.total)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
-        self.loss_fn = SelectiveInfoNCE(rank=self.rank, world_size=self.world)
+        self.objective = Stage1Objective.from_config(cfg.vlp, desc_weight=self.desc_weight, hand_weight=self.hand_weight,
+                                                     desc_targets=self.desc_targets, rank=self.rank,
+                                                     world_size=self.world)
+        dist_utils.print0(f"stage 1: loss = {self.objective.describe()}")
 
     # ------------------------------------------- hand auxiliaries (BeyondGloss)
     def setup_hand_aux(self) -> None:
@@ -397,7 +388,7 @@ class Stage1Trainer:
 
         cfg = self.cfg
         self.desc_weight, self.hand_weight = resolve_weights(cfg.data, cfg.vlp)
-        self.desc_targets, self.aux_parts = None, {}
+        self.desc_targets = None
         if self.desc_weight > 0:
             self.desc_targets = DescriptionTargets(cfg.data.descriptions, [s.id for s in self.train_samples])
             ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype,
@@ -414,29 +405,13 @@ class Stage1Trainer:
                 raise ConfigError(f"encoder.hand_head_dim={cfg.encoder.hand_head_dim} but the hand-teacher "
                                   f"sidecars have D={dim} (set it to {dim}, or 0 to take it from the sidecars)")
 
-    def aux_step_loss(self, batch: dict, t_emb: torch.Tensor, fn) -> torch.Tensor:
-        """Alignment + weighted auxiliary losses of one step (one forward); keeps the parts
-        (local, detached) in ``self.aux_parts`` for logging."""
-        from slt_llm.contrastive.hand_aux import aux_losses
-
-        d_emb = None
-        if self.desc_targets is not None:
-            d_emb = self.desc_targets.embeddings_for(batch["index"]).to(self.device)  # (b, H)
-        with accel.forward_context(self.accelerator):  # as in train_step
-            v, t, scale, aux = self.model(batch, t_emb, d_emb, return_aux=True)
-        align = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)
-        parts = aux_losses(aux, batch, v, scale, loss_fn=self.loss_fn, desc=self.desc_targets,
-                           desc_weight=self.desc_weight, hand_weight=self.hand_weight, world_size=self.world)
-        self.aux_parts = {k: (v.detach() if v is not None else None) for k, v in
-                          (("loss_align", align), ("loss_desc", parts["loss_desc"]), ("loss_hand", parts["loss_hand"]))}
-        return align + parts["aux"]
-
-    def aux_log_values(self) -> dict:
-        """Global means of the last step's loss parts (one all-reduce; every rank calls it)."""
-        names = [k for k, v in self.aux_parts.items() if v is not None]
-        if not names:
+    def loss_log_values(self) -> dict:
+        """Global means of the last step's per-term losses when the objective has more than one
+        term (one all-reduce; every rank calls it), else nothing."""
+        names = list(self.loss_parts)
+        if len(names) < 2:
             return {}
-        local = torch.stack([self.aux_parts[k].float().reshape(()) for k in names])
+        local = torch.stack([self.loss_parts[k].float().reshape(()) for k in names])
         total = dist_utils.all_reduce_sum(local) / self.world
         return {k: float(x) for k, x in zip(names, total.tolist())}
 
@@ -532,7 +507,7 @@ class Stage1Trainer:
                 self.logger.log(state.step, loss=self.last_loss, lr=float(lrs[0]), lr_head=float(lrs[-1]),
                                 samples_per_s=self.throughput.rate(),
                                 temperature=self.accelerator.unwrap_model(self.model).temperature,
-                                epoch=state.epoch, phase=phase, **self.aux_log_values(), **self.extra_log)
+                                epoch=state.epoch, phase=phase, **self.loss_log_values())
                 self.bar.set_postfix(loss=f"{self.last_loss:.3f}")
             if tc.eval_every and state.step % tc.eval_every == 0:
                 self.evaluate_and_export()
@@ -549,23 +524,15 @@ class Stage1Trainer:
             raise InputError(batch["skipped"][0][0], f"sample became unreadable during training "
                                                     f"({batch['skipped'][0][1]})")
         batch = batch_to_device(batch, self.device)
-        t_emb = self.text_llm[self.text_idx[batch["index"].cpu()]].to(self.device)  # (b, H)
-        if self.text_tok is not None:  # vlp.similarity=fine: token features, gathered padded in the loss
-            t_tok, t_mask = self.text_tok.padded(self.text_idx[batch["index"].cpu()])  # (b, L, H), (b, L)
-            with accel.forward_context(self.accelerator):
-                (v, v_mask), (t, t_mask), scale = self.model(batch, t_tok.to(self.device),
-                                                             text_mask=t_mask.to(self.device))
-            loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn, video_mask=v_mask,
-                                text_mask=t_mask)
-        elif self.desc_weight > 0 or self.hand_weight > 0:
-            loss = self.aux_step_loss(batch, t_emb, fn)
+        rows = self.text_idx[batch["index"].cpu()]
+        if self.text_tok is not None:  # vlp.similarity=fine: token states (b, L, H) + mask, padded per batch
+            t_tok, t_mask = self.text_tok.padded(rows)
+            text = dict(text=t_tok.to(self.device), text_mask=t_mask.to(self.device))
         else:
-            with accel.forward_context(self.accelerator):  # DeepSpeed half precision: autocast the fp32 inputs
-                out = self.model(batch, t_emb)  # (b,E), (b,E), () [, translation loss]
-            v, t, scale = out[:3]
-            loss = self.loss_fn(v, t, scale, index=batch["index"], false_negatives=fn)  # fp32 logits
-            if len(out) > 3:
-                loss = joint_loss(loss, out[3], self.cfg.vlp.translation_weight, self.extra_log)
+            text = dict(text=self.text_llm[rows].to(self.device))  # (b, H)
+        with accel.forward_context(self.accelerator):  # DeepSpeed half precision: autocast the fp32 inputs
+            out = self.model(batch, **self.objective.model_kwargs(batch, **text))
+        loss, self.loss_parts = self.objective(out, batch, fn)
         self.accelerator.backward(loss)
         if not accel.uses_deepspeed(self.accelerator) and self.cfg.optim.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.optim.max_grad_norm)
