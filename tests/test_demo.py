@@ -28,6 +28,15 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
                                           "train.max_new_tokens=6"],
     )
     result = run_demo(str(out), **kw)
+    # the default corpus is the head of the frozen phoenix profile
+    from slt_llm.synth import profiles
+
+    corpus = json.loads((out / "corpus" / "corpus.json").read_text())
+    assert corpus["profile"] == "phoenix" and corpus["seed"] == profiles.PHOENIX_SEED
+    frozen = profiles.phoenix_sentences(profiles.PHOENIX_SEED)
+    texts = [json.loads(x)["text"] for x in (out / "corpus" / "test.jsonl").read_text().splitlines()]
+    assert texts == [r["text"] for r in frozen["test"][:4]]
+    assert result["profile"] == "phoenix"
     for key in ("bleu1", "bleu4", "rouge_l", "chrf"):
         assert 0.0 <= result[key] <= 100.0
     assert json.loads((out / "metrics.json").read_text())["bleu4"] == result["bleu4"]
@@ -46,3 +55,9 @@ def test_demo_end_to_end_and_rerun(tmp_path, capsys):
         assert f"reusing {'the ' if step in ('corpus', 'LLM') else ''}{step}" in printed
     assert again["bleu4"] == result["bleu4"]
     assert again["timings_s"]["stage2_s"] == result["timings_s"]["stage2_s"]
+
+    # a demo folder never mixes profiles
+    from slt_llm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="holds a demo on the 'phoenix' profile"):
+        run_demo(str(out), profile="toy", **kw)

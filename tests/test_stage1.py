@@ -182,8 +182,6 @@ def test_joint_translation_loss(tiny_corpus, tiny_llama, tmp_path):
     """vlp.translation_weight > 0: loss = contrastive + w * token cross-entropy of a projector +
     LoRA LLM sharing the encoder; gradients reach the encoder, the heads, the projector and LoRA
     (never the frozen base LLM); stage 1 trains and logs both parts."""
-    import torch
-
     from slt_llm.contrastive.loss import SelectiveInfoNCE
     from slt_llm.data.dataset import SLTDataset, collate_clips
     from slt_llm.models.text_embed import TextEmbedder

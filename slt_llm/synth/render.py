@@ -28,7 +28,6 @@ at 128 px (drawing + x264 encoding).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -37,8 +36,6 @@ from typing import Optional
 
 import numpy as np
 
-from slt_llm.errors import InputError
-from slt_llm.progress import progress_bar
 
 # ----------------------------------------------------------------------------- lexicon
 NUM_SIGNERS = 4
