@@ -352,3 +352,78 @@ def test_batch_loader_spreads_samples_over_workers_keeps_batches_and_restores_th
     assert (expect or prev) == max(1, min(prev, cores - 2))
     assert compute_threads(0, "cpu") is None and compute_threads(2, "cuda:0") is None
     assert [[int(i) for i, _ in b["skipped"]] for b in _batch_loader(Bad(), batches, num_workers=0, device="cpu")] == batches
+
+
+def _trapped_llm(src: Path, dst: Path, marker: Path) -> Path:
+    """A copy of an LLM folder whose config asks for custom code that, if ever imported,
+    writes ``marker`` (the booby trap a stranger's model folder could carry)."""
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["auto_map"] = {"AutoConfig": "configuration_evil.EvilConfig",
+                       "AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    (dst / "config.json").write_text(json.dumps(cfg))
+    code = f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+    (dst / "configuration_evil.py").write_text(code + "from transformers import LlamaConfig as EvilConfig\n")
+    (dst / "modeling_evil.py").write_text(code + "from transformers import LlamaForCausalLM as EvilModel\n")
+    return dst
+
+
+def test_a_model_folder_never_switches_on_remote_code(tmp_path, tiny_model, tiny_llama, tiny_corpus, capsys):
+    """The folder's slt_config.yaml says trust_remote_code: true and its LLM carries an auto_map
+    with code: translate refuses in one line and nothing from the folder runs; the user's own
+    --trust-remote-code is the only switch."""
+    import yaml
+
+    from slt_llm.models.slt_model import SLTModel
+
+    marker = tmp_path / "PWNED"
+    evil_llm = _trapped_llm(Path(tiny_llama), tmp_path / "evil_llm", marker)
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    raw = yaml.safe_load((folder / "slt_config.yaml").read_text())
+    raw["llm"]["trust_remote_code"] = True
+    raw["llm"]["path"] = str(evil_llm)
+    (folder / "slt_config.yaml").write_text(yaml.safe_dump(raw))
+    before = {p.name: p.read_bytes() for p in evil_llm.iterdir() if p.is_file()}
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    row = json.loads((tiny_corpus / "test.jsonl").read_text().splitlines()[0])
+    shutil.copy(tiny_corpus / row["video"], inputs / "a.mp4")
+    shutil.copy((tiny_corpus / row["video"]).with_suffix(".pose"), inputs / "a.pose")
+    code = main(["translate", "--model", str(folder), "--input", str(inputs), "--output", str(tmp_path / "o.jsonl"),
+                 "--no-progress", "--num-workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "needs custom code" in err and "--trust-remote-code" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+    assert {p.name: p.read_bytes() for p in evil_llm.iterdir() if p.is_file()} == before
+    # the folder's flag is ignored even when the LLM needs no code
+    raw["llm"]["path"] = str(tiny_llama)
+    (folder / "slt_config.yaml").write_text(yaml.safe_dump(raw))
+    m = SLTModel.from_pretrained(str(folder))
+    assert m.llm_cfg.trust_remote_code is False
+
+
+def test_llm_weights_are_never_unpickled(tmp_path, tiny_llama):
+    """An LLM folder with only a pickle (pytorch_model.bin) is refused in one line; the pickle,
+    which would write a marker when unpickled, never is."""
+    import pickle
+
+    from slt_llm.config import LLMConfig
+    from slt_llm.errors import ConfigError
+    from slt_llm.models.llm import load_llm
+
+    marker = tmp_path / "UNPICKLED"
+    llm = tmp_path / "llm"
+    shutil.copytree(tiny_llama, llm)
+    (llm / "model.safetensors").unlink()
+
+    class Trap:
+        def __reduce__(self):
+            return (Path.write_text, (marker, "ran"))
+
+    (llm / "pytorch_model.bin").write_bytes(pickle.dumps(Trap()))
+    with pytest.raises(ConfigError) as e:
+        load_llm(LLMConfig(path=str(llm), use_lora=False), for_training=False)
+    assert str(llm) in str(e.value) and "\n" not in str(e.value)
+    assert not marker.exists()

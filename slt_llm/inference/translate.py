@@ -355,6 +355,7 @@ def translate(
     on_batch: Optional[Callable[[int, list], None]] = None,
     retry_errors: bool = False,
     allow_outside_root: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Translate every input not yet in ``output``; returns a summary dict:
     ``inputs``, ``already_done``, ``translated``, ``failed``, ``failed_ids``,
@@ -416,7 +417,8 @@ def translate(
     if model is None and mine:
         from slt_llm.models.slt_model import SLTModel
 
-        model = SLTModel.from_pretrained(str(model_dir), llm_path=llm_path, device=device)
+        model = SLTModel.from_pretrained(str(model_dir), llm_path=llm_path, device=device,
+                                         trust_remote_code=trust_remote_code)
     if model is not None:
         model.eval()
 
@@ -623,6 +625,9 @@ def cli(argv: list[str]) -> int:
                     help="translate again the inputs whose row in OUTPUT is an error row (e.g. a transient out-of-memory); the new row replaces it")
     ap.add_argument("--allow-outside-root", action="store_true",
                     help="manifest input: paths may lie outside the manifest's folder (absolute, '..', symlinks)")
+    ap.add_argument("--trust-remote-code", action="store_true",
+                    help="allow the base LLM's own Python code (auto_map) to run; off by default, never taken "
+                         "from the model folder: only for LLMs whose code you have read")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     s = translate(a.model, a.input, a.output, batch_size=a.batch_size, num_beams=a.num_beams,
@@ -630,7 +635,7 @@ def cli(argv: list[str]) -> int:
                   num_workers=a.num_workers, extractor_model=a.extractor_model,
                   extractor_backend=a.extractor_backend, llm_path=a.llm_path,
                   clip_overrides=a.clip, progress=not a.no_progress, retry_errors=a.retry_errors,
-                  allow_outside_root=a.allow_outside_root)
+                  allow_outside_root=a.allow_outside_root, trust_remote_code=a.trust_remote_code)
     from slt_llm import distributed as dist_
 
     failed = s["failed"] + len(s["manifest_errors"])

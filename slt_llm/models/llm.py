@@ -65,7 +65,8 @@ def check_llm_dir(path, *, trust_remote_code: bool = False):
     except json.JSONDecodeError as e:
         raise ConfigError(f"{p / 'config.json'}: not valid JSON ({e})") from None
     if raw.get("auto_map") and not trust_remote_code:
-        raise ConfigError(f"{p}: the model needs custom code (auto_map in config.json); set llm.trust_remote_code=true if you trust it")
+        raise ConfigError(f"{p}: the model needs custom code (auto_map in config.json); it is not run unless you "
+                          f"allow it (llm.trust_remote_code=true in your config, or --trust-remote-code)")
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -224,7 +225,7 @@ def load_llm(cfg: LLMConfig, *, for_training: bool = True, device=None, adapter_
 
     check_llm_dir(cfg.path, trust_remote_code=cfg.trust_remote_code)
     tokenizer = load_tokenizer(tokenizer_dir or cfg.path, trust_remote_code=cfg.trust_remote_code)
-    kwargs = {"trust_remote_code": cfg.trust_remote_code}
+    kwargs = {"trust_remote_code": cfg.trust_remote_code, "use_safetensors": True}  # never unpickle weights
     if cfg.load_in_4bit:
         kwargs["quantization_config"] = bnb_config(cfg)
         kwargs["dtype"] = to_dtype(cfg.bnb_4bit_compute_dtype, "llm.bnb_4bit_compute_dtype")

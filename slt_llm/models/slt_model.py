@@ -302,15 +302,20 @@ class SLTModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder, llm_path=None, device="cpu", load_in_4bit: Optional[bool] = None,
-                        for_training: bool = False) -> "SLTModel":
+                        for_training: bool = False, trust_remote_code: bool = False) -> "SLTModel":
         """Rebuild a saved model. Base LLM from ``llm_path`` or the recorded
         path (merged exports carry their own ``llm/``). ``load_in_4bit``
         overrides the recorded choice (None keeps it). Folder checks run
-        before anything heavy (:func:`check_model_dir`)."""
+        before anything heavy (:func:`check_model_dir`).
+
+        ``trust_remote_code`` is the caller's choice only (the user's
+        ``--trust-remote-code``): whatever the folder's ``slt_config.yaml``
+        says is ignored, so a downloaded model folder can never make us run
+        its code (an LLM that needs custom code is refused in one line)."""
         folder = Path(folder)
         info = check_model_dir(folder, llm_path=llm_path)
         enc_cfg, proj_cfg, llm_cfg, meta = info["encoder"], info["projector"], info["llm"], info["meta"]
-        llm_cfg = dataclasses.replace(llm_cfg, path=str(info["llm_path"]))
+        llm_cfg = dataclasses.replace(llm_cfg, path=str(info["llm_path"]), trust_remote_code=bool(trust_remote_code))
         if meta["adapter"] == "merged":
             llm_cfg = dataclasses.replace(llm_cfg, use_lora=False)
         if load_in_4bit is not None:
@@ -362,6 +367,7 @@ def check_model_dir(folder, llm_path=None) -> dict:
     enc = from_dict(EncoderConfig, raw.get("encoder") or {}, "encoder")
     proj = from_dict(ProjectorConfig, raw.get("projector") or {}, "projector")
     llm = from_dict(LLMConfig, raw.get("llm") or {}, "llm")
+    llm = dataclasses.replace(llm, trust_remote_code=False)  # data from the folder, never a licence to run code
     kind = meta["adapter"]
     if kind in ("lora", "qlora"):
         ad = folder / "adapter"

@@ -240,7 +240,7 @@ class TextEmbedder:
         try:
             tok = AutoTokenizer.from_pretrained(self.llm_path, trust_remote_code=self.trust_remote_code)
             with _whole_model():
-                model = AutoModel.from_pretrained(self.llm_path, dtype=_DTYPES[self.dtype],
+                model = AutoModel.from_pretrained(self.llm_path, dtype=_DTYPES[self.dtype], use_safetensors=True,
                                                   trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError, KeyError) as e:
             raise InputError(self.llm_path, f"cannot load the LLM for text embeddings ({str(e).splitlines()[0]})") \
