@@ -218,6 +218,15 @@ class VLPConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How translations are scored. tokenize: sacrebleu's tokenizer for dev BLEU (checkpoint
+    selection), its signature and ROUGE-L: 13a (default; space-separated languages), zh (Chinese:
+    every CJK character a token, as CSL-Daily is scored), char, intl, none."""
+
+    tokenize: str = "13a"
+
+
+@dataclass
 class SLTConfig:
     """Stage 2 (translation)."""
 
@@ -227,6 +236,7 @@ class SLTConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 @dataclass

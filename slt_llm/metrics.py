@@ -14,7 +14,9 @@
 Costs: BLEU/chrF are linear in the corpus size; ROUGE-L is an O(|hyp| * |ref|)
 dynamic programme per sentence (O(min) memory).
 
-``slt-llm eval --hyp FILE --ref MANIFEST [--tokenize 13a|zh|intl] [--json OUT]``
+``slt-llm eval --hyp FILE --ref MANIFEST [--tokenize 13a|zh|char|intl|none] [--json OUT]``
+(without ``--tokenize``: zh when most references are CJK, else 13a; 13a asked on CJK
+references is kept with a warning)
 matches hypotheses (the JSONL/CSV written by ``slt-llm translate``) to the
 manifest's references by ``id`` and refuses to score when the ids do not line
 up (rows with an ``error`` count as missing).
@@ -213,9 +215,40 @@ def read_references(path: str | Path) -> dict:
     return refs
 
 
-def evaluate_files(hyp_path: str | Path, ref_path: str | Path, tokenize: str = "13a") -> dict:
+def is_cjk_char(c: str) -> bool:
+    """A Chinese/Japanese/Korean character (the ranges sacrebleu's zh tokenizer splits, roughly)."""
+    o = ord(c)
+    return (0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0x20000 <= o <= 0x2A6DF or 0xF900 <= o <= 0xFAFF
+            or 0x3040 <= o <= 0x30FF or 0xAC00 <= o <= 0xD7AF or 0x3000 <= o <= 0x303F or 0xFF00 <= o <= 0xFFEF)
+
+
+def cjk_share(texts: list[str]) -> float:
+    """Share of the texts whose non-space characters are mostly CJK."""
+    def mostly(t):
+        chars = [c for c in t if not c.isspace()]
+        return bool(chars) and sum(map(is_cjk_char, chars)) > len(chars) / 2
+    return sum(map(mostly, texts)) / max(len(texts), 1)
+
+
+def choose_tokenize(refs: list[str], asked: str | None) -> tuple[str, str | None]:
+    """(tokenizer, note for the user). Nothing asked: zh when most references are CJK (13a
+    would see one token per sentence and score about 0), else 13a. 13a asked on CJK
+    references: kept, with a warning."""
+    cjk = cjk_share(refs) > 0.5
+    if asked is None:
+        return ("zh", "most references are Chinese/Japanese/Korean: scored with --tokenize zh "
+                      "(characters); pass --tokenize to choose") if cjk else ("13a", None)
+    if cjk and asked in ("13a", "intl", "none"):
+        return asked, (f"warning: most references are Chinese/Japanese/Korean and --tokenize {asked} splits "
+                       f"on spaces only: BLEU will be near 0; use --tokenize zh")
+    return asked, None
+
+
+def evaluate_files(hyp_path: str | Path, ref_path: str | Path, tokenize: str | None = "13a") -> dict:
     """Match by id and score. Raises InputError (naming the hypothesis file)
-    when ids do not line up: how many are missing (incl. error rows) / extra."""
+    when ids do not line up: how many are missing (incl. error rows) / extra.
+    ``tokenize=None`` chooses from the references (:func:`choose_tokenize`); the choice and
+    any warning are in the result (``tokenize``, ``tokenize_note``)."""
     from slt_llm.errors import InputError
 
     hyps, errors = read_hypotheses(hyp_path)
@@ -235,8 +268,11 @@ def evaluate_files(hyp_path: str | Path, ref_path: str | Path, tokenize: str = "
             parts.append(f"{len(extra)} ids not in {Path(ref_path).name}, e.g. {extra[0]!r}")
         raise InputError(hyp_path, "; ".join(parts) + "; refusing to score a partial set")
     ids = list(refs)
+    tokenize, note = choose_tokenize([refs[i] for i in ids], tokenize)
     m = compute_metrics([hyps[i] for i in ids], [refs[i] for i in ids], tokenize)
     m["tokenize"] = tokenize
+    if note:
+        m["tokenize_note"] = note
     return m
 
 
@@ -244,10 +280,14 @@ def cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="slt-llm eval", description="BLEU-1..4, ROUGE-L and chrF of translations against a manifest, matched by id.")
     ap.add_argument("--hyp", required=True, help="translate output (JSONL, or CSV by extension)")
     ap.add_argument("--ref", required=True, help="JSONL manifest with id and text")
-    ap.add_argument("--tokenize", default="13a", choices=TOKENIZERS, help="sacrebleu tokenizer: 13a (default), zh (Chinese, character-level), intl")
+    ap.add_argument("--tokenize", default=None, choices=TOKENIZERS,
+                    help="sacrebleu tokenizer: 13a, zh (Chinese, character-level), char, intl, none; default: zh when "
+                         "most references are Chinese/Japanese/Korean, else 13a")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the scores as JSON here")
     args = ap.parse_args(argv)
     m = evaluate_files(args.hyp, args.ref, args.tokenize)
+    if m.get("tokenize_note"):
+        print(m["tokenize_note"], file=sys.stderr)
     print(format_table(m))
     if args.json_out:
         out = Path(args.json_out)

@@ -195,3 +195,47 @@ def test_dataset_recipes_parse_and_validate_on_dev(dataset):
         if stage == "stage2":
             assert cfg.train.init_encoder == f"runs/{dataset}/stage1/model"
             assert cfg.llm.use_lora and cfg.llm.load_in_4bit
+
+
+# CSL-Daily-style daily-life Chinese, unsegmented, as CSL-Daily's references are written
+ZH_REFS = ["今天天气很好我们去公园散步吧", "请问附近有没有医院", "他每天早上七点起床",
+           "我的朋友下个月要结婚了", "这个周末你有时间吗", "我想买一张去北京的火车票"]
+ZH_HYPS = ["今天天气很好我们去公园吧", "请问这里有医院吗", "他每天七点起床",
+           "我朋友下个月结婚", "周末你有时间吗", "我要买去北京的火车票"]
+
+
+def test_chinese_is_scored_by_characters_by_default_and_13a_warns(tmp_path, capsys):
+    hyp, ref = _write(tmp_path, ZH_HYPS, ZH_REFS)
+    want = sacrebleu.corpus_bleu(ZH_HYPS, [ZH_REFS], tokenize="zh").score
+    assert want > 20  # the hypotheses share most characters with the references
+    assert main(["eval", "--hyp", str(hyp), "--ref", str(ref), "--json", str(tmp_path / "m.json")]) == 0
+    cap = capsys.readouterr()
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["tokenize"] == "zh" and m["bleu4"] == pytest.approx(want) and "tok:zh" in cap.out
+    assert "--tokenize zh" in cap.err and len(cap.err.strip().splitlines()) == 1
+    # 13a forced on Chinese: kept as asked, with a one-line warning (it scores ~0)
+    assert main(["eval", "--hyp", str(hyp), "--ref", str(ref), "--tokenize", "13a", "--json", str(tmp_path / "a.json")]) == 0
+    cap = capsys.readouterr()
+    m13 = json.loads((tmp_path / "a.json").read_text())
+    assert m13["tokenize"] == "13a" and m13["bleu4"] < 1.0 and "warning" in cap.err and "tok:13a" in cap.out
+    # English references: 13a by default, no note
+    hyp, ref = _write(tmp_path, HYPS, REFS)
+    assert main(["eval", "--hyp", str(hyp), "--ref", str(ref)]) == 0
+    cap = capsys.readouterr()
+    assert "tok:13a" in cap.out and cap.err == ""
+
+
+def test_stage2_dev_bleu_uses_the_configured_tokenizer(tmp_path):
+    from slt_llm.config import SLTConfig, load_config
+    from slt_llm.errors import ConfigError
+    from slt_llm.training.stage2 import _bleu4, train_slt
+
+    bleu, sig = _bleu4(ZH_HYPS, ZH_REFS, "zh")
+    assert bleu == pytest.approx(sacrebleu.corpus_bleu(ZH_HYPS, [ZH_REFS], tokenize="zh").score) and "tok:zh" in sig
+    assert _bleu4(ZH_HYPS, ZH_REFS)[0] < 1.0  # what stage 2 selected checkpoints by before
+    recipe = Path(__file__).resolve().parents[1] / "slt_llm" / "configs" / "csl_daily_stage2.yaml"
+    assert load_config(SLTConfig, str(recipe)).eval.tokenize == "zh"
+    assert load_config(SLTConfig, None).eval.tokenize == "13a"
+    bad = load_config(SLTConfig, None, ["data.train_manifest=x.jsonl", "llm.path=x", "eval.tokenize=jieba"])
+    with pytest.raises(ConfigError, match="eval.tokenize must be one of"):
+        train_slt(bad)

@@ -49,9 +49,9 @@ from slt_llm.metrics import compute_metrics
 from slt_llm.training import accelerator as accel, checkpoint, data_order, metrics_log, optim, run_folder, token_loss
 
 
-def _bleu4(hyps: list[str], refs: list[str]) -> tuple[float, str]:
-    """Corpus BLEU-4 (sacrebleu, 13a) and its signature."""
-    m = compute_metrics(hyps, refs)
+def _bleu4(hyps: list[str], refs: list[str], tokenize: str = "13a") -> tuple[float, str]:
+    """Corpus BLEU-4 (sacrebleu with ``tokenize``: ``eval.tokenize``) and its signature."""
+    m = compute_metrics(hyps, refs, tokenize)
     return float(m["bleu4"]), str(m["signature"]["bleu"])
 
 
@@ -152,7 +152,7 @@ def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optiona
     if accelerator.is_main_process:
         preds = [p for part in gathered for p in part]
         if preds:
-            bleu, sig = _bleu4([p["hyp"] for p in preds], [p["ref"] for p in preds])
+            bleu, sig = _bleu4([p["hyp"] for p in preds], [p["ref"] for p in preds], cfg.eval.tokenize)
         else:
             bleu, sig = 0.0, "no dev sample"
         result = {"bleu4": bleu, "signature": sig, "n": len(preds),
@@ -203,6 +203,10 @@ def train_slt(cfg: SLTConfig, *, resume: bool = False, stop_at_step: Optional[in
         raise ConfigError("data.train_manifest is not set")
     if not cfg.llm.path:
         raise ConfigError("llm.path is not set (a local AutoModelForCausalLM directory)")
+    from slt_llm.metrics import TOKENIZERS
+
+    if cfg.eval.tokenize not in TOKENIZERS:
+        raise ConfigError(f"eval.tokenize must be one of {', '.join(TOKENIZERS)} (got {cfg.eval.tokenize!r})")
     accelerator = accel.setup_accelerator(cfg.train, cfg.optim)  # checks the DeepSpeed JSON first
     try:
         return Stage2Trainer(cfg, accelerator, resume=resume, stop_at_step=stop_at_step, overwrite=overwrite).run()
