@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -94,6 +95,8 @@ class TrainerState:
         """Record ``key`` (larger is better, compared element by element) at the
         current step when it beats the best so far; True when it did."""
         key = [float(x) for x in key]
+        if not all(math.isfinite(x) for x in key):  # a NaN score never becomes "best"
+            return False
         if self.best_key is not None and key <= self.best_key:
             return False
         self.best_key, self.best_metric, self.best_step = key, key[0], self.step

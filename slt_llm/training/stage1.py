@@ -114,6 +114,7 @@ from slt_llm.errors import ConfigError, InputError
 from slt_llm.models.vlp import SIMILARITIES
 from slt_llm.training import accelerator as accel
 from slt_llm.training import checkpoint, metrics_log, optim, run_folder
+from slt_llm.training.divergence import stop_if_not_finite
 
 ARMS = ("ps", "random", "random_fn")
 PROTOCOLS = ("separate", "continuation")
@@ -502,6 +503,10 @@ class Stage1Trainer:
             self.throughput.add(self.global_batch)
             self.bar.update(1)
             self.last_loss = float(dist_utils.all_reduce_sum(loss.detach().float().reshape(1)).item()) / self.world
+            if not math.isfinite(self.last_loss):  # the same on every rank: all stop together
+                lrs = dict(zip([g.get("name", str(i)) for i, g in enumerate(self.optimizer.param_groups)],
+                               self.scheduler.get_last_lr()))
+                stop_if_not_finite("stage 1", state.step, {"loss": self.last_loss, **self.loss_log_values()}, lrs)
             if state.step % tc.log_every == 0 or state.step == 1 or state.step == self.total:
                 lrs = self.scheduler.get_last_lr()
                 self.logger.log(state.step, loss=self.last_loss, lr=float(lrs[0]), lr_head=float(lrs[-1]),

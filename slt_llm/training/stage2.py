@@ -47,6 +47,7 @@ from slt_llm.data.dataset import SLTDataset, batch_to_device, collate_clips
 from slt_llm.errors import ConfigError
 from slt_llm.metrics import compute_metrics
 from slt_llm.training import accelerator as accel, checkpoint, data_order, metrics_log, optim, run_folder, token_loss
+from slt_llm.training.divergence import stop_if_not_finite
 
 
 def _bleu4(hyps: list[str], refs: list[str], tokenize: str = "13a") -> tuple[float, str]:
@@ -361,6 +362,7 @@ class Stage2Trainer:
         state = self.state
         state.step += 1
         state.batch_in_epoch += ga
+        stop_if_not_finite("stage 2", state.step, {"loss": out["loss"]}, lrs)  # global: every rank stops
         faults.point("step")
         self.window_losses.append(out["loss"])
         self.window_tokens += out["tokens"]
