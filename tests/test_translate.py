@@ -427,3 +427,63 @@ def test_llm_weights_are_never_unpickled(tmp_path, tiny_llama):
         load_llm(LLMConfig(path=str(llm), use_lora=False), for_training=False)
     assert str(llm) in str(e.value) and "\n" not in str(e.value)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("case", ["metrics_json", "other_manifest", "input_manifest", "device", "folder",
+                                  "csv_other_header"])
+def test_translate_never_writes_into_a_file_it_did_not_make(case, tmp_path, tiny_model, tiny_corpus, capsys):
+    """Each refused before anything is touched: exit 2, one line naming the file, and the file
+    byte-identical afterwards (issue 21: a metrics.json lost its last line, a manifest got
+    translation rows appended, /dev/full was read until memory ran out)."""
+    manifest = tmp_path / "test.jsonl"
+    rows = [json.loads(x) for x in (tiny_corpus / "test.jsonl").read_text().splitlines()][:2]
+    for r in rows:
+        for k in ("video", "pose"):
+            r[k] = str((tiny_corpus / r[k]).resolve())
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    inp = manifest
+    if case == "metrics_json":
+        out = tmp_path / "metrics.json"
+        out.write_text(json.dumps({"bleu4": 12.5, "n": 2}, indent=1))  # no newline at the end
+    elif case == "other_manifest":
+        out = tmp_path / "dev.jsonl"
+        out.write_text((tiny_corpus / "dev.jsonl").read_text())
+    elif case == "input_manifest":
+        out = manifest
+    elif case == "device":
+        out = Path("/dev/full")
+    elif case == "folder":
+        out = tmp_path / "outdir"
+        out.mkdir()
+    else:
+        out = tmp_path / "o.csv"
+        out.write_text("id,text\nx,hello\n")
+    before = out.read_bytes() if out.is_file() else None
+    code = main(["translate", "--model", str(tiny_model), "--input", str(inp), "--output", str(out),
+                 "--no-progress", "--num-workers", "0", "--allow-outside-root"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(out) in err[0], err
+    if before is not None:
+        assert out.read_bytes() == before
+    assert manifest.read_text().count("\n") == 2
+
+
+def test_a_killed_runs_partial_row_is_cut_and_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    from slt_llm.errors import InputError
+
+    f = tr.RowFile(tmp_path / "o.jsonl")
+    f.append([{"id": "a", "path": "a.mp4", "translation": "hello"}])
+    with open(f.path, "a") as h:
+        h.write('{"id": "b", "path": "b.mp4", "transl')  # killed mid-write
+    f.check_writable()
+    assert [r["id"] for r in f.load()] == ["a"] and f.path.read_text().endswith("}\n")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tr.os, "fsync", full)
+    with pytest.raises(InputError) as e:
+        f.append([{"id": "c", "path": "c.mp4", "translation": "x"}])
+    assert "no space left" in str(e.value) and "\n" not in str(e.value)

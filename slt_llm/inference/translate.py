@@ -165,41 +165,77 @@ class RowFile:
         name = self.path.name.lower()
         self.csv = name.endswith(".csv") or ".csv.part-" in name
 
+    def check_writable(self, input_path: Optional[str | Path] = None) -> None:
+        """Refuse, before anything is touched, an output we must not write into: the input itself,
+        a folder, a device or other non-regular file, or an existing file that is not a translate
+        output (any complete line that is not one of our rows: a manifest, metrics.json, ...).
+        A missing or empty file is fine."""
+        p = self.path
+        if input_path is not None and p.exists() and Path(input_path).exists():
+            if os.path.samefile(p, input_path):
+                raise InputError(p, "is the input; give another output file")
+        if not p.exists():
+            if p.is_symlink():
+                raise InputError(p, "is a dangling symbolic link; give a .jsonl or .csv file name")
+            return
+        if p.is_dir():
+            raise InputError(p, "output is a folder; give a .jsonl or .csv file name")
+        if not p.is_file():
+            raise InputError(p, "is not a regular file (a device, a pipe, ...); give a .jsonl or .csv file name")
+        self._parse(p.read_bytes())
+
+    def _parse(self, data: bytes) -> tuple[list, int]:
+        """(rows of the complete lines, byte length of those lines). InputError naming the file
+        when a line is not a translate row; a partial last line must look like the start of one
+        of our rows (a run killed mid-write), else the file is not ours either."""
+        p = self.path
+        cut = len(data) if not data or data.endswith(b"\n") else data.rfind(b"\n") + 1
+        text = data[:cut].decode("utf-8", errors="replace")
+        partial = data[cut:]
+        rows: list = []
+        if self.csv:
+            if text.strip():
+                reader = csv.DictReader(io.StringIO(text))
+                if reader.fieldnames is None or list(reader.fieldnames) != list(FIELDS):
+                    raise InputError(p, f"existing file is not a translate output (its CSV header is "
+                                        f"{reader.fieldnames}, expected {list(FIELDS)}); refusing to write into it")
+                for r in reader:
+                    rows.append({k: (r.get(k) or None) for k in FIELDS})
+            elif partial and not b"id,path,translation,error".startswith(partial[:26]):
+                raise InputError(p, "existing file is not a translate output; refusing to write into it")
+            return rows, cut
+        for n, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                raise InputError(p, f"line {n} of the existing file is not JSON: not a translate output; "
+                                    f"refusing to write into it (move it away)") from None
+            if not isinstance(r, dict) or "id" not in r or "translation" not in r or set(r) - set(FIELDS):
+                keys = ", ".join(sorted(r)) if isinstance(r, dict) else type(r).__name__
+                raise InputError(p, f"line {n} of the existing file is not a translate row ({keys}); refusing "
+                                    f"to write into a file translate did not make")
+            rows.append(r)
+        if partial.strip() and not partial.lstrip().startswith(b'{"id"'):
+            raise InputError(p, "the last line of the existing file is not a translate row; refusing to write into it")
+        return rows, cut
+
     def load(self) -> list:
+        """The rows already there; a partial last row (a killed run) is cut off, only after the
+        whole file was checked to be ours (:meth:`_parse`)."""
         p = self.path
         if not p.exists():
             return []
         if p.is_dir():
             raise InputError(p, "output is a folder; give a .jsonl or .csv file name")
         data = p.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
+        rows, cut = self._parse(data)
+        if cut < len(data):
             with open(p, "r+b") as f:  # a partial row from a killed run: redo that input
                 f.truncate(cut)
                 f.flush()
                 os.fsync(f.fileno())
-            data = data[:cut]
-        text = data.decode("utf-8", errors="replace")
-        rows: list = []
-        if self.csv:
-            if not text.strip():
-                return []
-            reader = csv.DictReader(io.StringIO(text))
-            if reader.fieldnames is None or "id" not in reader.fieldnames:
-                raise InputError(p, "existing output has no 'id' column; not a translate output (move it away)")
-            for r in reader:
-                rows.append({k: (r.get(k) or None) for k in FIELDS})
-        else:
-            for n, line in enumerate(text.split("\n"), 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:
-                    raise InputError(p, f"line {n} of the existing output is not JSON; not a translate output (move it away)") from None
-                if not isinstance(r, dict) or "id" not in r:
-                    raise InputError(p, f"line {n} of the existing output has no 'id'")
-                rows.append(r)
         return rows
 
     def _encode(self, rows: list, header: bool) -> str:
@@ -225,10 +261,18 @@ class RowFile:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
         text = self._encode(rows, header=new)
-        with open(self.path, "a", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.path, "a", encoding="utf-8", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            import errno
+
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise InputError(self.path, "no space left on the device; the rows finished so far are kept: "
+                                            "free space and run the same command again") from None
+            raise
 
     def rewrite(self, rows: list) -> None:
         """Replace the whole file by ``rows`` atomically (a unique temp file in
@@ -399,6 +443,7 @@ def translate(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda but no CUDA device is available")
 
+    RowFile(output).check_writable(input)  # before anything is written (or cut) anywhere
     inputs = list_inputs(input, allow_outside_root)
     if rank == 0:
         merge_shards(output)  # leftovers of an interrupted multi-process run
