@@ -432,3 +432,24 @@ def test_dev_retrieval_counts_an_unreadable_dev_clip(tiny_corpus, tiny_llama, tm
     m = {"v2t": {"r1": 50.0}, "t2v": {"r1": 100.0}, "num_videos": 4, "num_sentences": 2}
     assert with_misses(m, 8, 4)["v2t"] == {"r1": 25.0} and with_misses(m, 8, 4)["t2v"] == {"r1": 50.0}
     assert with_misses(m, 4, 2) == dict(m, unreadable=0) and with_misses(m, 8, 4)["unreadable"] == 4
+
+
+def test_a_refused_run_folder_is_refused_before_any_work(tiny_corpus, tiny_llama, tmp_path):
+    """`vlp` into a folder holding another run (here a stage-2 run's run.json and metrics): refused
+    in one line before the reference run trains or any cache is written there (issue 21)."""
+    from slt_llm.training.stage1 import train_vlp
+
+    run = tmp_path / "taken"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"run_id": "abc", "stage": "stage2", "started": "earlier"}))
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    before = sorted(p.name for p in run.iterdir())
+    cfg = _cfg(tiny_corpus, tiny_llama, run, "selection.selection=ps", "selection.protocol=separate")
+    cfg.vlp.text_cache_dir = None  # the default cache would live in the run folder
+    with pytest.raises(ConfigError, match="holds run abc .stage2") as e:
+        train_vlp(cfg)
+    assert "\n" not in str(e.value)
+    assert sorted(p.name for p in run.iterdir()) == before  # no reference_run/, no text_cache/
+    with pytest.raises(ConfigError, match="not a stage1 run"):
+        train_vlp(cfg, resume=True)
+    assert sorted(p.name for p in run.iterdir()) == before

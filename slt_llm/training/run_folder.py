@@ -69,19 +69,40 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def check_claim(run_dir, stage: str, *, resume: bool = False, overwrite: bool = False) -> None:
+    """The refusals of :func:`claim_run_dir`, read-only (no folder is created or changed): for a
+    check before any work, so that a run that would be refused never trains, caches or writes
+    anything first (stage 1's reference run, text cache). Raises ConfigError."""
+    run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other (continue the run, or replace it)")
+    if not run_dir.is_dir():
+        return
+    held = read_run(run_dir)
+    present = [n for n in RUN_ARTIFACTS if (run_dir / n).exists()]
+    if not present:
+        return
+    if resume:
+        if held is not None and held.get("stage") != stage:
+            raise ConfigError(f"{run_dir} holds a {held.get('stage')} run ({held.get('run_id')}), not a {stage} run; "
+                              "use another train.run_dir")
+    elif not overwrite:
+        who = f"run {held['run_id']} ({held.get('stage')}, started {held.get('started')})" if held else \
+            f"another run ({', '.join(present)})"
+        raise ConfigError(f"{run_dir} holds {who}; pass --resume to continue it or --overwrite to replace it")
+
+
 def _claim(run_dir: Path, cfg, stage: str, resume: bool, overwrite: bool) -> tuple[str, str]:
     """(run_id, message) on rank 0; raises ConfigError when refused."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other (continue the run, or replace it)")
     run_dir.mkdir(parents=True, exist_ok=True)
     recover_swaps(run_dir)
+    check_claim(run_dir, stage, resume=resume, overwrite=overwrite)
     held = read_run(run_dir)
     present = [n for n in RUN_ARTIFACTS if (run_dir / n).exists()]
     chash = config_hash(cfg)
     if resume and not overwrite and present:
-        if held is not None and held.get("stage") != stage:
-            raise ConfigError(f"{run_dir} holds a {held.get('stage')} run ({held.get('run_id')}), not a {stage} run; "
-                              "use another train.run_dir")
         if held is None:  # an older run without run.json: adopt it (its checkpoints carry no run id)
             held = {"run_id": uuid.uuid4().hex, "stage": stage, "config_hash": chash, "adopted": True,
                     "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
@@ -89,10 +110,6 @@ def _claim(run_dir: Path, cfg, stage: str, resume: bool, overwrite: bool) -> tup
         msg = "" if held.get("config_hash") == chash else \
             f"{stage}: --resume with a changed config (run {held['run_id']} started with config {held.get('config_hash')})"
         return held["run_id"], msg
-    if present and not overwrite:
-        who = f"run {held['run_id']} ({held.get('stage')}, started {held.get('started')})" if held else \
-            f"another run ({', '.join(present)})"
-        raise ConfigError(f"{run_dir} holds {who}; pass --resume to continue it or --overwrite to replace it")
     msg = ""
     if present:  # --overwrite
         for n in present:

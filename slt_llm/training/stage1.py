@@ -186,6 +186,8 @@ def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False) 
     validate_config(cfg)
     if not Path(cfg.llm.path).is_dir():
         raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
+    # a run that would be refused its folder is refused now, before the reference run or any cache
+    run_folder.check_claim(cfg.train.run_dir, "stage1", resume=resume, overwrite=overwrite)
     source, reference_s = reference_source(cfg, resume)
     accelerator = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
     try:
