@@ -7,7 +7,6 @@ non-zero exit status and no traceback.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 COMMANDS = {
@@ -46,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"slt-llm: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from slt_llm.errors import SLTError
 
     try:

@@ -148,3 +148,56 @@ def test_pad_falls_back_to_eos(tmp_path, tiny_llama, capsys):
     _, tok = load_llm(LLMConfig(path=str(nopad)), for_training=False)
     assert tok.pad_token_id == tok.eos_token_id
     assert "no pad token" in capsys.readouterr().out
+
+
+def _fake_hub_cache(root, repo: str, src) -> Path:
+    """A Hugging Face cache holding ``repo`` (as huggingface_hub lays it out after a download):
+    models--org--name/refs/main -> a commit, snapshots/<commit>/ the files."""
+    import shutil
+    from pathlib import Path
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    base = Path(root) / ("models--" + repo.replace("/", "--"))
+    (base / "refs").mkdir(parents=True)
+    (base / "refs" / "main").write_text(sha)
+    snap = base / "snapshots" / sha
+    shutil.copytree(src, snap)
+    return snap
+
+
+def test_hub_ids_resolve_through_the_users_cache_and_an_offline_miss_says_so(tmp_path, tiny_llama, monkeypatch):
+    """llm.path may be a hub id: here served offline from a local Hugging Face cache (the same
+    weights as the folder give the same logits); an id missing from the cache while the user's
+    environment is offline is one line that says exactly that; offline is the user's setting."""
+    import torch
+
+    from slt_llm.cli import main
+    from slt_llm.models.llm import resolve_llm_path
+    from slt_llm.models.text_embed import TextEmbedder
+
+    hub = tmp_path / "hub"
+    snap = _fake_hub_cache(hub, "acme/tiny-llama", tiny_llama)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    assert resolve_llm_path("acme/tiny-llama") == snap
+    m_hub, tok = load_llm(LLMConfig(path="acme/tiny-llama", use_lora=False), for_training=False)
+    m_dir, _ = load_llm(LLMConfig(path=str(tiny_llama), use_lora=False), for_training=False)
+    ids = tok("the weather tomorrow", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(m_hub(ids).logits, m_dir(ids).logits)
+    e_hub = TextEmbedder("acme/tiny-llama").embed(["rain in the north"])
+    assert torch.equal(e_hub, TextEmbedder(tiny_llama).embed(["rain in the north"]))
+    with pytest.raises(ConfigError) as e:
+        resolve_llm_path("acme/absent-model")
+    msg = str(e.value)
+    assert "acme/absent-model" in msg and "HF_HUB_OFFLINE=1" in msg and "not in the local cache" in msg
+    assert "\n" not in msg
+    # a path that is neither a folder nor a hub id
+    with pytest.raises(ConfigError, match="LLM directory not found"):
+        resolve_llm_path(str(tmp_path / "no" / "such" / "dir"))
+    # the CLI never switches the hub off by itself
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert main(["eval", "--hyp", str(tmp_path / "h.jsonl"), "--ref", str(tmp_path / "r.jsonl")]) == 2
+    import os
+
+    assert "HF_HUB_OFFLINE" not in os.environ

@@ -27,6 +27,8 @@ folder name.
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -49,15 +51,50 @@ def to_dtype(name: str, what: str = "llm.dtype") -> torch.dtype:
     return DTYPES[name]
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# what a causal LM needs from a hub snapshot (weights as safetensors only: nothing is unpickled)
+_HUB_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.jinja"]
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_llm_path(path) -> Path:
+    """A local model folder as it is; a Hugging Face hub id (``org/name``) -> its local snapshot
+    folder through ``huggingface_hub.snapshot_download``: downloaded when needed, or, when the
+    user's environment says ``HF_HUB_OFFLINE=1``, taken from the local cache only (the cache is
+    ``HF_HUB_CACHE`` / ``HF_HOME`` as huggingface_hub reads them). ConfigError, one line: a
+    folder that does not exist and is no hub id, an offline miss (said as such), a failed
+    download."""
+    if path is None or str(path) == "":
+        raise ConfigError("llm.path is not set (a local AutoModelForCausalLM folder or a Hugging Face hub id)")
+    p = Path(path)
+    if p.is_dir():
+        return p
+    s = str(path)
+    if p.exists() or not _HUB_ID.match(s):
+        raise ConfigError(f"{p}: LLM directory not found (llm.path takes a local folder or a hub id like org/name)")
+    from huggingface_hub import snapshot_download
+
+    offline = _offline()
+    try:
+        return Path(snapshot_download(s, allow_patterns=_HUB_FILES, local_files_only=offline,
+                                      cache_dir=os.environ.get("HF_HUB_CACHE") or None))
+    except Exception as e:  # noqa: BLE001  (huggingface_hub raises many kinds)
+        if offline:
+            raise ConfigError(f"{s}: no such folder, and as a Hugging Face hub id it is not in the local cache while "
+                              f"HF_HUB_OFFLINE=1 (offline): download it once with network access, or give a "
+                              f"local folder") from None
+        raise ConfigError(f"{s}: no such folder, and the Hugging Face hub did not give it "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+
+
 def check_llm_dir(path, *, trust_remote_code: bool = False):
     """Cheap checks on an LLM directory (reads config.json only); returns the
     ``AutoConfig``. ConfigError: missing dir / config, remote code not allowed,
     not a decoder-only causal LM."""
-    if path is None:
-        raise ConfigError("llm.path is not set (a local AutoModelForCausalLM directory)")
-    p = Path(path)
-    if not p.is_dir():
-        raise ConfigError(f"{p}: LLM directory not found")
+    p = resolve_llm_path(path)
     if not (p / "config.json").is_file():
         raise ConfigError(f"{p}: not a Hugging Face model directory (no config.json)")
     try:
@@ -223,8 +260,9 @@ def load_llm(cfg: LLMConfig, *, for_training: bool = True, device=None, adapter_
     ~0.5 byte/param + ~0.5% quantization state)."""
     from transformers import AutoModelForCausalLM
 
-    check_llm_dir(cfg.path, trust_remote_code=cfg.trust_remote_code)
-    tokenizer = load_tokenizer(tokenizer_dir or cfg.path, trust_remote_code=cfg.trust_remote_code)
+    path = resolve_llm_path(cfg.path)  # a hub id -> its local snapshot
+    check_llm_dir(path, trust_remote_code=cfg.trust_remote_code)
+    tokenizer = load_tokenizer(tokenizer_dir or path, trust_remote_code=cfg.trust_remote_code)
     kwargs = {"trust_remote_code": cfg.trust_remote_code, "use_safetensors": True}  # never unpickle weights
     if cfg.load_in_4bit:
         kwargs["quantization_config"] = bnb_config(cfg)
@@ -233,7 +271,7 @@ def load_llm(cfg: LLMConfig, *, for_training: bool = True, device=None, adapter_
     else:
         kwargs["dtype"] = to_dtype(cfg.dtype)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(cfg.path), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as e:
         raise ConfigError(f"{cfg.path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if device is not None and not cfg.load_in_4bit:

@@ -378,7 +378,14 @@ def check_model_dir(folder, llm_path=None) -> dict:
         if not (path / "config.json").is_file():
             raise ConfigError(f"{folder}: incomplete model folder (merged export without llm/config.json)")
     else:
-        path = Path(llm_path) if llm_path else (Path(llm.path) if llm.path else None)
-        if path is None or not path.is_dir():
-            raise ConfigError(f"{folder}: base LLM {str(path)!r} not found; pass the base model directory (llm_path / --llm-path)")
+        from slt_llm.models.llm import resolve_llm_path
+
+        given = llm_path or llm.path
+        if not given:
+            raise ConfigError(f"{folder}: the model records no base LLM; pass the base model (llm_path / --llm-path)")
+        try:
+            path = resolve_llm_path(given)  # a folder, or a hub id (its local snapshot)
+        except ConfigError as e:
+            raise ConfigError(f"{folder}: base LLM not usable ({e}); pass the base model directory "
+                              f"(llm_path / --llm-path)") from None
     return {"encoder": enc, "projector": proj, "llm": llm, "meta": meta, "llm_path": path}

@@ -166,7 +166,9 @@ class TextEmbedder:
             raise ConfigError(f"llm.dtype={dtype!r}: expected one of {', '.join(_DTYPES)}")
         if batch_size < 1:
             raise ConfigError(f"text embedding batch_size must be >= 1, got {batch_size}")
-        self.llm_path = str(Path(llm_path).resolve())
+        from slt_llm.models.llm import resolve_llm_path
+
+        self.llm_path = str(resolve_llm_path(llm_path).resolve())  # a hub id -> its local snapshot
         self.pooling = pooling
         self.dtype = dtype
         self.batch_size = int(batch_size)

@@ -184,8 +184,9 @@ def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False) 
     folder holding another run is refused otherwise). Returns ``{"best_dev_r1", "best_step", "steps",
     "model_dir", "selection_s", "skipped", "final_loss", "run_dir", "selection"}``."""
     validate_config(cfg)
-    if not Path(cfg.llm.path).is_dir():
-        raise InputError(cfg.llm.path, "LLM directory not found (llm.path)")
+    from slt_llm.models.llm import resolve_llm_path
+
+    resolve_llm_path(cfg.llm.path)  # a folder, or a hub id in the cache / downloadable: checked before any work
     # a run that would be refused its folder is refused now, before the reference run or any cache
     run_folder.check_claim(cfg.train.run_dir, "stage1", resume=resume, overwrite=overwrite)
     source, reference_s = reference_source(cfg, resume)
@@ -204,7 +205,10 @@ def build_stage1_model(cfg: Stage1Config, text_dim: int, *, desc_head: bool = Fa
     ``desc_head`` when descriptions are aligned."""
     from slt_llm.models.vlp import TranslatingVLPModel, VLPModel
 
-    kw = dict(llm_path=str(Path(cfg.llm.path).resolve()), llm_dtype=cfg.llm.dtype, desc_head=desc_head)
+    local = Path(cfg.llm.path)
+    # recorded in the model folder: an absolute folder, or the hub id as given (so it travels)
+    kw = dict(llm_path=str(local.resolve()) if local.is_dir() else str(cfg.llm.path), llm_dtype=cfg.llm.dtype,
+              desc_head=desc_head)
     if cfg.vlp.translation_weight > 0:
         return TranslatingVLPModel(cfg.encoder, cfg.vlp, text_dim, llm_cfg=cfg.llm, projector_cfg=cfg.projector, **kw)
     return VLPModel(cfg.encoder, cfg.vlp, text_dim, **kw)
