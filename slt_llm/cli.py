@@ -31,7 +31,8 @@ COMMANDS = {
 
 
 def _usage() -> str:
-    lines = ["usage: slt-llm COMMAND [options]   (slt-llm COMMAND --help for more)", "", "commands:"]
+    lines = ["usage: slt-llm COMMAND [options]   (slt-llm COMMAND --help for more; slt-llm --version)", "",
+             "commands:"]
     lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from slt_llm import __version__
+
+        print(f"slt-llm {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

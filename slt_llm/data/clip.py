@@ -171,8 +171,8 @@ def find_pose(video, pose=None, pose_dir=None) -> Path:
         if cand.is_file():
             return cand
     where = f"{beside}" + (f" or {Path(pose_dir) / (stem + '.pose')}" if pose_dir is not None else "")
-    raise InputError(video, f"no keypoints found (looked for {where}); pass --pose FILE, "
-                            f"or extract them with `slt-llm extract {video} --model FILE`")
+    raise InputError(video, f"no keypoints found (looked for {where}); put a {stem}.pose beside the video or "
+                            f"in --pose-dir, or extract them with `slt-llm extract {video} --model FILE`")
 
 
 def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECONDS):
