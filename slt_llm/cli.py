@@ -7,6 +7,7 @@ non-zero exit status and no traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -37,6 +38,21 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _quiet_progress_bars_when_not_a_terminal() -> None:
+    """Progress bars of transformers / huggingface_hub ("Loading weights", downloads) write
+    carriage returns into logs; when stderr is not a terminal they are off (the user's own
+    HF_HUB_DISABLE_PROGRESS_BARS wins). Our own progress lines (slt_llm.progress) stay."""
+    if sys.stderr.isatty():
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"].lower() not in ("1", "true", "yes", "on"):
+        return
+    if "huggingface_hub" in sys.modules:  # already imported: its setting was read at import
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -51,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"slt-llm: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    _quiet_progress_bars_when_not_a_terminal()
     from slt_llm.errors import SLTError
 
     try:

@@ -285,6 +285,10 @@ def cli(argv: list[str]) -> int:
                          "most references are Chinese/Japanese/Korean, else 13a")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the scores as JSON here")
     args = ap.parse_args(argv)
+    if args.json_out and Path(args.json_out).is_dir():
+        from slt_llm.errors import InputError
+
+        raise InputError(args.json_out, "--json is a folder; give a file name such as metrics.json")
     m = evaluate_files(args.hyp, args.ref, args.tokenize)
     if m.get("tokenize_note"):
         print(m["tokenize_note"], file=sys.stderr)

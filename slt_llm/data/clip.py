@@ -270,6 +270,9 @@ def load_clip(
     """
     from slt_llm.data.video import decode_video, load_frames
 
+    v = Path(video)
+    if not v.exists():  # said before any keypoint lookup: a missing video is not a missing pose
+        raise InputError(video, "video not found" + (" (a symbolic link to a missing file)" if v.is_symlink() else ""))
     if isinstance(pose, Keypoints):
         kp, pose_path = pose, pose.source or "<keypoints>"
     else:

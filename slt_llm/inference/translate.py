@@ -129,6 +129,11 @@ def list_inputs(path: str | Path, allow_outside_root: bool = False) -> Inputs:
         for f, r, s in zip(found, rel, stems):
             rid = (s if counts[s] == 1 else str(r)).replace(os.sep, "/")
             items.append(Item(rid, str(f), Sample(id=rid, video=str(f.resolve()), text="")))
+        if not items:
+            from slt_llm.data.video import VIDEO_EXTENSIONS
+
+            raise InputError(p, f"no videos or frame folders found here ({' '.join(VIDEO_EXTENSIONS)}, or "
+                                f"folders of images); nothing to translate")
         return Inputs(items)
     if not p.exists():
         raise InputError(p, "input not found (expected a folder of videos or a .jsonl manifest)")
@@ -136,6 +141,8 @@ def list_inputs(path: str | Path, allow_outside_root: bool = False) -> Inputs:
         raise InputError(p, "input is a file but not a .jsonl manifest (pass a folder of videos or a manifest)")
     man = read_manifest(p, require_text=False, on_error="skip", allow_outside_root=allow_outside_root)
     items = [Item(s.id, s.video, s) for s in man]
+    if not items and not getattr(man, "errors", []):
+        raise InputError(p, "the manifest has no rows; nothing to translate")
     return Inputs(items, list(getattr(man, "errors", [])))
 
 

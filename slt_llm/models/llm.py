@@ -272,7 +272,7 @@ def load_llm(cfg: LLMConfig, *, for_training: bool = True, device=None, adapter_
         kwargs["dtype"] = to_dtype(cfg.dtype)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  (OSError, ValueError, SafetensorError of a truncated file, ...)
         raise ConfigError(f"{cfg.path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if device is not None and not cfg.load_in_4bit:
         model = model.to(device)

@@ -70,7 +70,11 @@ def encoder_arch(cfg: EncoderConfig) -> dict:
 def _load_safetensors(module: nn.Module, path: Path, what: str) -> None:
     from safetensors.torch import load_file
 
-    sd = load_file(str(path))
+    try:
+        sd = load_file(str(path))
+    except Exception as e:  # noqa: BLE001  (SafetensorError, OSError: truncated, corrupt, not a file)
+        raise ConfigError(f"{path}: cannot read the {what} weights (corrupt or truncated safetensors file: "
+                          f"{str(e).splitlines()[0][:160]})") from None
     own = module.state_dict()
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
