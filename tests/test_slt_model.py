@@ -280,3 +280,33 @@ def test_export_qlora_adapter_merges_into_full_precision_base(tmp_path, tiny_lla
     ref = SLTModel.from_pretrained(tmp_path / "q", load_in_4bit=False)(batch, return_logits=True)["logits"]
     merged = SLTModel.from_pretrained(tmp_path / "merged")
     torch.testing.assert_close(merged(batch, return_logits=True)["logits"], ref, atol=1e-4, rtol=1e-4)
+
+
+def test_export_never_mixes_with_an_existing_folder_and_models_travel(tmp_path, tiny_llama, monkeypatch, capsys):
+    """export into a non-empty folder is refused before any work (its files untouched);
+    --overwrite replaces it with the complete export. A model saved with a RELATIVE base-LLM path
+    records it absolute, so the folder loads from any working folder (issues 20, 21)."""
+    import shutil
+
+    from slt_llm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_llama, tmp_path / "llm_rel")
+    torch.manual_seed(0)
+    model = SLTModel.build(small_cfg("llm_rel"))  # relative, as runs/demo/llm is
+    model.save_pretrained(tmp_path / "m")
+    raw = yaml.safe_load((tmp_path / "m" / "slt_config.yaml").read_text())
+    assert raw["llm"]["path"] == str((tmp_path / "llm_rel").resolve())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    SLTModel.from_pretrained(tmp_path / "m")  # found from another working folder
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert main(["export", "--model", str(tmp_path / "m"), "--out", str(busy)]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and str(busy) in err
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"] and (busy / "notes.txt").read_text() == "mine"
+    assert main(["export", "--model", str(tmp_path / "m"), "--out", str(busy), "--overwrite"]) == 0
+    assert (busy / "meta.json").is_file() and not (busy / "notes.txt").exists()
+    assert not [p for p in tmp_path.iterdir() if ".export-" in p.name]  # no leftovers

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import shutil
 from pathlib import Path
 from typing import Optional
 
 from slt_llm.errors import ConfigError
 
 
-def export_merged(model_dir, out, *, llm_path=None, dtype: Optional[str] = None) -> Path:
-    """Merge the adapter of ``model_dir`` into its base; write ``out``."""
+def export_merged(model_dir, out, *, llm_path=None, dtype: Optional[str] = None, overwrite: bool = False) -> Path:
+    """Merge the adapter of ``model_dir`` into its base; write ``out``. ``out`` must be new or
+    empty (checked before any work); with ``overwrite`` an existing one is replaced, only once
+    the new folder is complete (written beside it, then swapped in)."""
     from slt_llm.models.encoder import build_encoder
     from slt_llm.models.llm import load_llm
     from slt_llm.config import read_clip_settings
@@ -34,6 +38,9 @@ def export_merged(model_dir, out, *, llm_path=None, dtype: Optional[str] = None)
         raise ConfigError(f"{model_dir}: nothing to merge (adapter kind {meta['adapter']!r})")
     if out.resolve() == model_dir.resolve():
         raise ConfigError(f"{out}: export must go to a new folder")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise ConfigError(f"{out}: exists and is not empty; export writes a new folder (give another --out, or "
+                          f"--overwrite to replace it)")
     llm_cfg = dataclasses.replace(info["llm"], path=str(info["llm_path"]), load_in_4bit=False)
     if dtype:
         llm_cfg = dataclasses.replace(llm_cfg, dtype=dtype)
@@ -51,7 +58,17 @@ def export_merged(model_dir, out, *, llm_path=None, dtype: Optional[str] = None)
                         "merged_from": {"model": str(model_dir), "adapter": meta["adapter"],
                                         "base_model": str(info["llm_path"])}}
     model.clip_cfg = read_clip_settings(model_dir)
-    model.save_pretrained(out)
+    tmp = out.with_name(f".{out.name}.export-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        model.save_pretrained(tmp)
+        if out.exists():  # --overwrite (or an empty folder): replaced only now, by a complete one
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return out
 
 
@@ -61,7 +78,8 @@ def cli(argv: list) -> int:
     ap.add_argument("--out", required=True, help="new folder for the merged model")
     ap.add_argument("--llm-path", default=None, help="base LLM dir (default: the recorded path)")
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists (after the new one is complete)")
     args = ap.parse_args(argv)
-    out = export_merged(args.model, args.out, llm_path=args.llm_path, dtype=args.dtype)
+    out = export_merged(args.model, args.out, llm_path=args.llm_path, dtype=args.dtype, overwrite=args.overwrite)
     print(f"export: merged model -> {out}")
     return 0

@@ -286,8 +286,13 @@ class SLTModel(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        llm_cfg = self.llm_cfg
+        if llm_cfg.path and llm_cfg.path != "llm" and Path(llm_cfg.path).is_dir():
+            # a local base LLM is recorded absolute, so the folder works from any working folder
+            # (a hub id stays as given; a merged export's own "llm" stays relative to the folder)
+            llm_cfg = dataclasses.replace(llm_cfg, path=str(Path(llm_cfg.path).resolve()))
         (folder / "slt_config.yaml").write_text(yaml.safe_dump(
-            {"encoder": to_dict(self.encoder_cfg), "projector": to_dict(self.projector_cfg), "llm": to_dict(self.llm_cfg)},
+            {"encoder": to_dict(self.encoder_cfg), "projector": to_dict(self.projector_cfg), "llm": to_dict(llm_cfg)},
             sort_keys=False))
         _save_safetensors(self.encoder, folder / "encoder.safetensors")
         _save_safetensors(self.projector, folder / "projector.safetensors")
