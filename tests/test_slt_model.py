@@ -297,6 +297,8 @@ def test_export_never_mixes_with_an_existing_folder_and_models_travel(tmp_path, 
     model.save_pretrained(tmp_path / "m")
     raw = yaml.safe_load((tmp_path / "m" / "slt_config.yaml").read_text())
     assert raw["llm"]["path"] == str((tmp_path / "llm_rel").resolve())
+    adapter = json.loads((tmp_path / "m" / "adapter" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str((tmp_path / "llm_rel").resolve())  # plain peft finds it
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     SLTModel.from_pretrained(tmp_path / "m")  # found from another working folder

@@ -274,6 +274,9 @@ def load_llm(cfg: LLMConfig, *, for_training: bool = True, device=None, adapter_
         model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
     except Exception as e:  # noqa: BLE001  (OSError, ValueError, SafetensorError of a truncated file, ...)
         raise ConfigError(f"{cfg.path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    # what PEFT records as the adapter's base_model_name_or_path: the hub id as given, or the local
+    # folder ABSOLUTE, so AutoPeftModelForCausalLM finds it from any working folder
+    model.name_or_path = str(cfg.path) if not Path(str(cfg.path)).is_dir() else str(Path(cfg.path).resolve())
     if device is not None and not cfg.load_in_4bit:
         model = model.to(device)
     if model.config.pad_token_id is None:
