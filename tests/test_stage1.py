@@ -332,6 +332,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def launch_two_vlp(cfg: Stage1Config, yaml_path: Path) -> None:
+    """Run stage 1 as 2 gloo processes under accelerate + DeepSpeed ZeRO-2 (``scripts/train_vlp.py``,
+    one thread each) with ``cfg`` written to ``yaml_path``; asserts it succeeded."""
+    save_config(cfg, yaml_path)
+    env = dict(os.environ, DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "ds_configs" / "accelerate_zero2.yaml"), "--num_processes", "2",
+           "--main_process_port", str(_free_port()), str(ROOT / "scripts" / "train_vlp.py"),
+           "--config", str(yaml_path)]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("similarity", ["pooled", "fine"])
 def test_two_process_zero2_matches_one_process(tiny_corpus, tiny_llama, tmp_path, similarity):
@@ -344,16 +358,7 @@ def test_two_process_zero2_matches_one_process(tiny_corpus, tiny_llama, tmp_path
               f"vlp.similarity={similarity}"]
     single = tmp_path / "one"
     train_vlp(_cfg(tiny_corpus, tiny_llama, single, *common, "train.deepspeed=ds_configs/zero2.json"))
-    cfg2 = _cfg(tiny_corpus, tiny_llama, tmp_path / "two", *common, "train.batch_size=4")
-    save_config(cfg2, tmp_path / "two.yaml")
-    env = dict(os.environ, DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "ds_configs" / "accelerate_zero2.yaml"), "--num_processes", "2",
-           "--main_process_port", str(_free_port()), str(ROOT / "scripts" / "train_vlp.py"),
-           "--config", str(tmp_path / "two.yaml")]
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    launch_two_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "two", *common, "train.batch_size=4"), tmp_path / "two.yaml")
     one, two = _losses(single), _losses(tmp_path / "two")
     assert [x["step"] for x in two] == [1, 2, 3, 4]
     for a, b in zip(one, two):

@@ -5,18 +5,15 @@ counted), and a 2-process DeepSpeed ZeRO-2 run that matches one process."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from slt_llm.config import save_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_stage1 import ROOT, _cfg, _free_port  # noqa: E402
+from test_stage1 import _cfg, launch_two_vlp  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +79,7 @@ def test_two_process_zero2_with_auxiliaries_matches_one_process(tiny_corpus, tin
               "optim.max_grad_norm=0", "optim.warmup_steps=0", "optim.schedule=constant", *_aux(aux_inputs)]
     single = tmp_path / "one"
     train_vlp(_cfg(tiny_corpus, tiny_llama, single, *common, "train.deepspeed=ds_configs/zero2.json"))
-    cfg2 = _cfg(tiny_corpus, tiny_llama, tmp_path / "two", *common, "train.batch_size=4")
-    save_config(cfg2, tmp_path / "two.yaml")
-    env = dict(os.environ, DS_ACCELERATOR="cpu", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "ds_configs" / "accelerate_zero2.yaml"), "--num_processes", "2",
-           "--main_process_port", str(_free_port()), str(ROOT / "scripts" / "train_vlp.py"),
-           "--config", str(tmp_path / "two.yaml")]
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    launch_two_vlp(_cfg(tiny_corpus, tiny_llama, tmp_path / "two", *common, "train.batch_size=4"), tmp_path / "two.yaml")
     one, two = _rows(single), _rows(tmp_path / "two")
     assert [x["step"] for x in two] == [1, 2, 3]
     for a, b in zip(one, two):

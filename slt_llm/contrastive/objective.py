@@ -34,7 +34,9 @@ from typing import Optional
 
 import torch
 
+from slt_llm import distributed as dist_utils
 from slt_llm.errors import ConfigError
+from slt_llm.models.encoder import hand_distillation_loss
 
 TERMS = ("align", "translation", "desc", "hand")
 
@@ -94,8 +96,6 @@ class Stage1Objective:
     def __call__(self, out, batch: dict, false_negatives=None) -> tuple[torch.Tensor, dict]:
         """(weighted sum, {"loss_<term>": local detached value}) for one step; ``out`` is the
         model's ``VLPOutput``."""
-        from slt_llm.models.encoder import hand_distillation_loss
-
         w = self.weights
         parts: dict[str, torch.Tensor] = {}
         parts["align"] = self.loss_fn(out.video, out.text, out.scale, index=batch["index"],
@@ -104,8 +104,6 @@ class Stage1Objective:
         if w["translation"] > 0:
             if out.translation is None:
                 raise ConfigError("vlp.translation_weight > 0, but the model has no translation head")
-            from slt_llm import distributed as dist_utils
-
             n = dist_utils.all_reduce_sum(out.translation["num_tokens"].detach().double().reshape(1))
             parts["translation"] = out.translation["loss_sum"] * (self.world_size / n.clamp(min=1).item())
         if w["desc"] > 0:
