@@ -154,6 +154,9 @@ class OptimConfig:
 class TrainConfig:
     run_dir: str = "runs/slt"
     seed: int = 0
+    # the random batch order's seed (None = seed): two runs with the same seed (model init,
+    # dropout) and another data_seed differ only in their batches (a random-vs-random control)
+    data_seed: Optional[int] = None
     epochs: int = 10
     max_steps: Optional[int] = None  # overrides epochs when set
     batch_size: int = 8  # per process
@@ -183,7 +186,15 @@ class SelectionConfig:
     reference_run: Optional[str] = None  # separate: reuse this stage-1 run's reference checkpoints
     ref_epochs: int = 10  # epochs of the random-batch reference run (phase)
     ref_interval: int = 2  # save a reference checkpoint every N epochs
-    top_m: int = 64  # candidate negatives kept per anchor
+    top_m: int = 64  # candidate negatives kept per anchor (candidates=top_m)
+    # "top_m": each anchor's top_m candidates (+ random_share random ones) from the reference
+    # trajectories, O(N*M) memory; "all": every unused sample, from dense N x N similarity matrices
+    # of the first and last reference checkpoint (contrastive/dense.py; ~1 GB at N = 7,096)
+    candidates: str = "top_m"
+    # the pair score the curriculum orders by (candidates=all): "delta" (the trajectory, the
+    # method), "shuffled" (delta permuted across pairs: a control) or "last" (the last
+    # checkpoint's similarity: a static hard-negative control)
+    score: str = "delta"
     random_share: float = 0.25  # share of random candidates in greedy search
     schedule: str = "log"  # linear | sqrt | log | easy | hard
     text_fn: bool = True  # ps: mask text false negatives (identical / chrF near-duplicate sentences)

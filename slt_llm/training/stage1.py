@@ -154,6 +154,15 @@ def validate_config(cfg: Stage1Config) -> None:
         if k < 2:
             raise ConfigError(f"selection.reference_run={sel.reference_run} has {k} reference checkpoint(s) "
                               f"under {layout.REFERENCE_DIR}/; pair selection needs K >= 2")
+    if sel.candidates not in ("top_m", "all"):
+        raise ConfigError(f"selection.candidates must be top_m or all (got {sel.candidates!r})")
+    from slt_llm.contrastive.dense import SCORES
+
+    if sel.score not in SCORES:
+        raise ConfigError(f"selection.score must be one of {', '.join(SCORES)} (got {sel.score!r})")
+    if sel.score != "delta" and sel.candidates != "all":
+        raise ConfigError(f"selection.score={sel.score} is a control of the dense selector: it needs "
+                          f"selection.candidates=all")
     if sel.selection == "ps" and sel.protocol == "continuation":
         if cfg.train.max_steps is None and sel.ref_epochs >= cfg.train.epochs:
             raise ConfigError(f"selection.ref_epochs={sel.ref_epochs} leaves no pair-selection epoch "
@@ -178,10 +187,11 @@ def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator,
 
 
 # ----------------------------------------------------------------------- training
-def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False) -> dict:
+def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False, trainer_cls=None) -> dict:
     """Run stage 1 (see the module docstring). ``resume``: continue the run in
     ``train.run_dir``; ``overwrite``: replace the run there (a fresh run into a
-    folder holding another run is refused otherwise). Returns ``{"best_dev_r1", "best_step", "steps",
+    folder holding another run is refused otherwise); ``trainer_cls``: a ``Stage1Trainer``
+    subclass (an experiment's own end-of-run measurements). Returns ``{"best_dev_r1", "best_step", "steps",
     "model_dir", "selection_s", "skipped", "final_loss", "run_dir", "selection"}``."""
     validate_config(cfg)
     from slt_llm.models.llm import resolve_llm_path
@@ -192,8 +202,8 @@ def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False) 
     source, reference_s = reference_source(cfg, resume)
     accelerator = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
     try:
-        return Stage1Trainer(cfg, accelerator, resume=resume, overwrite=overwrite, reference_source=source,
-                             reference_s=reference_s).run()
+        return (trainer_cls or Stage1Trainer)(cfg, accelerator, resume=resume, overwrite=overwrite,
+                                              reference_source=source, reference_s=reference_s).run()
     finally:  # also on errors: another run may follow in this process (tests, the ablation)
         accel.teardown(accelerator)
 
@@ -436,8 +446,9 @@ class Stage1Trainer:
         if (sel.selection == "random_fn" and self.oracle_fn is None) or (sel.selection == "ps" and sel.text_fn):
             self.text_fn = sel_mod.text_false_negatives(self.train_texts, sel)
         self.random_fn_mask = self.oracle_fn if self.oracle_fn is not None else self.text_fn
+        data_seed = self.tc.seed if self.tc.data_seed is None else self.tc.data_seed
         self.random_sampler = sel_mod.RandomGlobalBatchSampler(self.n, self.global_batch, rank=self.rank,
-                                                               world_size=self.world, seed=self.tc.seed)
+                                                               world_size=self.world, seed=data_seed)
 
     # ------------------------------------------------------- pair selection
     def build_pair_selection(self) -> None:
@@ -450,9 +461,62 @@ class Stage1Trainer:
         from slt_llm.contrastive.trajectories import ids_hash
 
         t0 = time.perf_counter()
-        traj_path = layout.trajectories_path(self.run_dir)
         refs = layout.reference_dirs(self.reference_source)
         expect = ids_hash(self.train_ids)
+        if self.sel.candidates == "all":
+            selector = self.dense_selector(refs, expect)
+        else:
+            selector = self.topm_selector(refs, expect)
+        self.ps_fn = selector.false_negatives
+        self.ps_sampler = sel_mod.PairSelectionBatchSampler(selector, self.global_batch, rank=self.rank,
+                                                            world_size=self.world, seed=self.tc.seed,
+                                                            num_epochs=self.tc.epochs - self.n_ref)
+        self.selection_s = time.perf_counter() - t0
+        dist_utils.print0(f"stage 1: pair selection ready in {self.selection_s:.1f}s (K={len(refs)} reference "
+                          f"checkpoints of {self.reference_source}; {self.sel.protocol} protocol; candidates "
+                          f"{self.sel.candidates}, score {self.sel.score})")
+
+    def dense_selector(self, refs: list, expect: str):
+        """``DensePairSelector`` over every unused sample; the dense similarities of the first and
+        last reference checkpoint are kept in the REFERENCE run's folder (computed once, shared by
+        every run that selects from it; atomic write)."""
+        from slt_llm.contrastive import dense
+
+        path = layout.reference_root(self.reference_source) / "dense_similarity.npz"
+        if not path.is_file():
+            first, last = dense.reference_similarities(refs, self.ds, self.text_idx, self.text_llm,
+                                                       batch_size=self.tc.batch_size,
+                                                       num_workers=self.cfg.data.num_workers, device=self.device,
+                                                       rank=self.rank, world_size=self.world,
+                                                       text_tokens=self.text_tok)
+            if self.accelerator.is_main_process:
+                dense.save_similarities(path, first, last, expect)
+            self.accelerator.wait_for_everyone()
+        else:
+            first, last = dense.load_similarities(path, expect_ids_hash=expect)
+        return dense.DensePairSelector(first, last, self.sel, base_fn=self.dense_base_fn(), score=self.sel.score,
+                                       seed=self.tc.seed)
+
+    def dense_base_fn(self):
+        """The dense selector's given false negatives: the text ones (``selection.text_fn``; above
+        400 unique sentences only exact duplicates: chrF over every pair is too slow) and the
+        ``fn_file`` oracle."""
+        from slt_llm.contrastive import selection as sel_mod
+
+        base = None
+        if self.sel.text_fn:
+            cid, _ = sel_mod.sentence_clusters(self.train_texts)
+            base = self.text_fn if self.text_fn is not None else sel_mod.FalseNegatives(cid)
+        if self.oracle_fn is not None:
+            base = self.oracle_fn if base is None else sel_mod.combine_false_negatives(base, self.oracle_fn)
+        return base
+
+    def topm_selector(self, refs: list, expect: str):
+        from slt_llm.contrastive import selection as sel_mod
+        from slt_llm.contrastive.reference import trajectories_from_references
+        from slt_llm.contrastive.trajectories import Trajectories
+
+        traj_path = layout.trajectories_path(self.run_dir)
         if traj_path.is_file():
             traj = Trajectories.load(traj_path, expect_ids_hash=expect)
             if traj.similarity != self.cfg.vlp.similarity:
@@ -468,15 +532,8 @@ class Stage1Trainer:
                 traj_path.parent.mkdir(parents=True, exist_ok=True)
                 traj.save(traj_path)
             self.accelerator.wait_for_everyone()
-        selector = sel_mod.PairSelector(traj, self.train_texts if self.sel.text_fn else None, self.sel,
-                                        text_fn=self.text_fn, extra_fn=self.oracle_fn)
-        self.ps_fn = selector.false_negatives
-        self.ps_sampler = sel_mod.PairSelectionBatchSampler(selector, self.global_batch, rank=self.rank,
-                                                            world_size=self.world, seed=self.tc.seed,
-                                                            num_epochs=self.tc.epochs - self.n_ref)
-        self.selection_s = time.perf_counter() - t0
-        dist_utils.print0(f"stage 1: pair selection ready in {self.selection_s:.1f}s (K={len(refs)} reference "
-                          f"checkpoints of {self.reference_source}; {self.sel.protocol} protocol)")
+        return sel_mod.PairSelector(traj, self.train_texts if self.sel.text_fn else None, self.sel,
+                                    text_fn=self.text_fn, extra_fn=self.oracle_fn)
 
     def sampler_for_epoch(self, epoch: int):
         """``(batches of this rank, false-negative mask fn or None, phase name)`` of an epoch:
