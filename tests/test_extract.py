@@ -23,9 +23,14 @@ from slt_llm.data.extract import (
     make_extractor,
     register_extractor,
 )
-from slt_llm.data.extract import cli as extract_cli
 from slt_llm.data.pose import read_pose
 from slt_llm.errors import ConfigError, InputError
+
+
+def extract_cli(argv):
+    from slt_llm.cli import main
+
+    return main(["extract", *argv])
 
 
 class RecordedHolistic(KeypointExtractor):
@@ -90,10 +95,16 @@ def test_extract_cli_on_a_folder_with_out_dir(tmp_path, realdata, recorded, caps
         shutil.copy(realdata / "football.mp4", src / name)
     (src / "notes.txt").write_text("not a video")
     out_dir = tmp_path / "poses"
-    assert extract_cli([str(src), "--backend", "recorded", "--out-dir", str(out_dir)]) == 0
+    assert extract_cli([str(src), "--extractor-backend", "recorded", "--out", str(out_dir)]) == 0
     assert sorted(p.name for p in out_dir.iterdir()) == ["a.pose", "b.pose"]
     assert "2/2 videos have keypoints" in capsys.readouterr().out
-    assert extract_cli([str(src), "--backend", "recorded", "--out-dir", str(out_dir)]) == 0
+    # the old spellings (--backend, --out-dir, --model) still work for one release, each with a
+    # warning naming the new flag
+    assert extract_cli([str(src), "--backend", "recorded", "--out-dir", str(out_dir), "--model", "m.task"]) == 0
+    err = capsys.readouterr().err
+    assert "--model is deprecated" in err and "use --extractor-model" in err
+    assert "--backend is deprecated" in err and "use --extractor-backend" in err
+    assert "--out-dir is deprecated" in err and "use --out" in err
     assert len(RecordedHolistic.calls) == 2  # second run reused both
     clip = load_clip(src / "a.mp4", ClipConfig(max_frames=4, full_size=32, hand_size=16), pose_dir=out_dir)
     assert clip.num_frames == 4
@@ -116,7 +127,7 @@ def test_bad_extraction_and_missing_backend_requirements(tmp_path, realdata):
     with pytest.raises(ConfigError, match="unknown keypoint extractor 'nope'"):
         make_extractor("nope")
     # the MediaPipe backend: a model is required, must exist, and mediapipe must be installed
-    with pytest.raises(ConfigError, match="needs --model"):
+    with pytest.raises(ConfigError, match="needs --extractor-model"):
         make_extractor("mediapipe")
     with pytest.raises(InputError, match="holistic.task: MediaPipe model file not found"):
         make_extractor("mediapipe", model=str(tmp_path / "holistic.task"))

@@ -20,7 +20,8 @@ LAYERS = [
     {"contrastive"},
     {"training"},
     {"inference"},
-    {"cli", "demo", "__main__"},
+    {"demo"},
+    {"cli", "__main__"},  # the one command-line layer: nothing below imports it
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -109,3 +110,38 @@ def test_checker_catches_a_planted_violation(tmp_path, source, expect):
         assert found == []
     else:
         assert len(found) == 1 and found[0].startswith("slt_llm/data/bad.py:") and expect in found[0], found
+
+
+def _modules(root: Path):
+    for path in sorted(root.rglob("*.py")):
+        yield path, ast.parse(path.read_text(), str(path))
+
+
+def test_only_the_cli_layer_parses_arguments():
+    """argparse lives in slt_llm/cli/ alone: every other module takes typed arguments."""
+    found = []
+    for path, tree in _modules(ROOT):
+        if path.relative_to(ROOT).parts[0] == "cli":
+            continue
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] == "argparse" for n in names):
+                found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}")
+    assert found == []
+
+
+def test_nothing_but_main_imports_the_cli():
+    """slt_llm.cli is the top: within the package only ``python -m slt_llm`` (__main__) reaches it
+    (scripts/ and eval/ may too)."""
+    found = []
+    for path, tree in _modules(ROOT):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in ("cli", "__main__.py"):
+            continue
+        parts = list(rel.with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts = parts[:-1]
+        found += [f"{rel}:{line}" for line, room in _imported_rooms(tree, parts, is_package) if room == "cli"]
+    assert found == []

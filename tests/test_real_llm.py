@@ -180,5 +180,7 @@ def test_demo_smollm2_overrides_make_valid_configs(tmp_path):
     c2 = load_config(SLTConfig, demo._config_path("demo_stage2.yaml"), demo.SMOLLM2_STAGE2)
     assert c1.encoder == c2.encoder  # stage 2 starts from the stage-1 encoder: same architecture
     assert c2.llm.lora_targets == ["q_proj", "k_proj", "v_proj", "o_proj"] and c2.train.batch_size == 8
+    from slt_llm.cli import main
+
     with pytest.raises(SystemExit):
-        demo.cli(["--llm", "gpt5", "--out", str(tmp_path)])
+        main(["demo", "--llm", "gpt5", "--out", str(tmp_path)])

@@ -76,7 +76,7 @@ def video_folder(tmp_path_factory, tiny_corpus) -> Path:
 
 def test_folder_with_bad_files(tmp_path, tiny_model, video_folder, tiny_corpus, capsys):
     out = tmp_path / "out.jsonl"
-    code = main(["translate", "--model", str(tiny_model), "--input", str(video_folder), "--output", str(out),
+    code = main(["translate", "--model", str(tiny_model), "--input", str(video_folder), "--out", str(out),
                  "--batch-size", "3", "--num-workers", "1", "--max-new-tokens", "6", "--no-progress"])
     assert code == 1
     err = capsys.readouterr().err
@@ -174,7 +174,7 @@ def test_incomplete_model_folder_refused_before_reading_videos(tmp_path, tiny_mo
     monkeypatch.setattr(tr, "list_inputs", boom)
     with pytest.raises(ConfigError, match="encoder.safetensors"):
         tr.translate(broken, video_folder, tmp_path / "o.jsonl")
-    code = main(["translate", "--model", str(broken), "--input", str(video_folder), "--output", str(tmp_path / "o.jsonl")])
+    code = main(["translate", "--model", str(broken), "--input", str(video_folder), "--out", str(tmp_path / "o.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and "incomplete model folder" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o.jsonl").exists()
@@ -189,7 +189,7 @@ def test_two_processes_write_one_merged_output(tmp_path, tiny_model, tiny_corpus
     out = tmp_path / "out.jsonl"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 1000),
            "-m", "slt_llm.cli", "translate", "--model", str(tiny_model), "--input", str(tiny_corpus / "test.jsonl"),
-           "--output", str(out), "--batch-size", "2", "--num-workers", "0", "--max-new-tokens", "4", "--device", "cpu", "--no-progress"]
+           "--out", str(out), "--batch-size", "2", "--num-workers", "0", "--max-new-tokens", "4", "--device", "cpu", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -307,7 +307,7 @@ def test_retry_errors_replaces_error_rows(tmp_path, tiny_model, loaded, tiny_cor
         tr.translate(tiny_model, man, out, model=loaded, retry_errors=True, on_batch=stop, **kw)
     mid = _rows(out)
     assert len(mid) == 3 + 2 and len({r["id"] for r in mid}) == 5
-    code = main(["translate", "--model", str(tiny_model), "--input", str(man), "--output", str(out), "--retry-errors",
+    code = main(["translate", "--model", str(tiny_model), "--input", str(man), "--out", str(out), "--retry-errors",
                  "--batch-size", "2", "--num-workers", "0", "--max-new-tokens", "6", "--no-progress"])
     assert code == 0
     assert "1 translated, 0 failed" in capsys.readouterr().out
@@ -390,7 +390,7 @@ def test_a_model_folder_never_switches_on_remote_code(tmp_path, tiny_model, tiny
     row = json.loads((tiny_corpus / "test.jsonl").read_text().splitlines()[0])
     shutil.copy(tiny_corpus / row["video"], inputs / "a.mp4")
     shutil.copy((tiny_corpus / row["video"]).with_suffix(".pose"), inputs / "a.pose")
-    code = main(["translate", "--model", str(folder), "--input", str(inputs), "--output", str(tmp_path / "o.jsonl"),
+    code = main(["translate", "--model", str(folder), "--input", str(inputs), "--out", str(tmp_path / "o.jsonl"),
                  "--no-progress", "--num-workers", "0"])
     err = capsys.readouterr().err
     assert code == 2 and "needs custom code" in err and "--trust-remote-code" in err
@@ -459,7 +459,7 @@ def test_translate_never_writes_into_a_file_it_did_not_make(case, tmp_path, tiny
         out = tmp_path / "o.csv"
         out.write_text("id,text\nx,hello\n")
     before = out.read_bytes() if out.is_file() else None
-    code = main(["translate", "--model", str(tiny_model), "--input", str(inp), "--output", str(out),
+    code = main(["translate", "--model", str(tiny_model), "--input", str(inp), "--out", str(out),
                  "--no-progress", "--num-workers", "0", "--allow-outside-root"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(out) in err[0], err

@@ -39,7 +39,6 @@ once the trajectories exist.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -234,29 +233,23 @@ def load_run_trajectories(run_dir: str | os.PathLike):
     return traj, texts, epochs, cfg
 
 
-def cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="slt-llm analyze", description=__doc__.split("\n\n")[1])
-    p.add_argument("--run", required=True, help="stage-1 run directory (train.run_dir)")
-    p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--json", default=None, help="statistics JSON to write")
-    p.add_argument("--pairs", type=int, default=200, help="sampled pairs drawn in the trajectory panel")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--high-z", type=float, default=None, help="override selection.high_z of the run")
-    p.add_argument("--high-quantile", type=float, default=None,
-                   help="group by per-checkpoint quantiles of the candidates instead (e.g. 0.5)")
-    a = p.parse_args(argv)
-    traj, texts, epochs, cfg = load_run_trajectories(a.run)
-    hz = a.high_z if a.high_z is not None else cfg.selection.high_z
-    hq = a.high_quantile if a.high_quantile is not None else cfg.selection.high_quantile
+def analyze_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, json_path: Optional[str | os.PathLike] = None,
+                pairs: int = 200, seed: int = 0, high_z: Optional[float] = None,
+                high_quantile: Optional[float] = None) -> dict:
+    """``slt-llm analyze``: the analysis of a stage-1 run (:func:`load_run_trajectories`,
+    :func:`analyze`; ``high_z`` / ``high_quantile`` override the run's ``selection`` settings),
+    its plot written to ``out`` and, with ``json_path``, its statistics as JSON. Returns the
+    statistics (without the private ``_`` entries)."""
+    traj, texts, epochs, cfg = load_run_trajectories(run_dir)
+    hz = high_z if high_z is not None else cfg.selection.high_z
+    hq = high_quantile if high_quantile is not None else cfg.selection.high_quantile
     stats = analyze(traj, high_level=cfg.selection.high_level, high_z=hz,
-                    high_quantile=hq, texts=texts, pairs=a.pairs, seed=a.seed,
+                    high_quantile=hq, texts=texts, pairs=pairs, seed=seed,
                     epochs=epochs)
-    plot(stats, a.out, title=f"negative-pair similarity trajectories: {a.run}  "
-                             f"(K={stats['K']}, selection={cfg.selection.selection})")
+    plot(stats, out, title=f"negative-pair similarity trajectories: {run_dir}  "
+                           f"(K={stats['K']}, selection={cfg.selection.selection})")
     public = {k: v for k, v in stats.items() if not k.startswith("_")}
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(public, indent=1))
-    print("groups: " + "  ".join(f"{g}={100 * public['shares'][g]:.1f}%" for g in GROUPS)
-          + f"  ({public['num_pairs']} pairs, K={public['K']}, mean delta {public['delta']['mean']:+.3f})")
-    return 0
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(public, indent=1))
+    return public

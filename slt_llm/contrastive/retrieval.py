@@ -31,7 +31,6 @@ dev evaluation, the demo and the CLI).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -178,38 +177,35 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
     return out
 
 
-def cli(argv: list[str]) -> int:
+def score_model_folder(model_dir, manifest, *, json_path=None, batch_size: int = 16, device: str = "cpu",
+                       llm: Optional[str] = None, text_cache: Optional[str] = None, pose_dir: Optional[str] = None,
+                       clip_cache: Optional[str] = None, allow_outside_root: bool = False) -> dict:
+    """``slt-llm retrieval``: :func:`evaluate_retrieval` of the stage-1 model folder ``model_dir``
+    on a manifest, with the clip settings the model records; ``llm`` replaces the LLM folder it
+    records for the sentence embeddings. With ``json_path`` the result is also written there
+    (atomically). Returns the result."""
     from slt_llm.config import ClipConfig
     from slt_llm.models.vlp import VLPModel
 
-    p = argparse.ArgumentParser(prog="slt-llm retrieval", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="stage-1 model folder (RUN_DIR/model)")
-    p.add_argument("--manifest", required=True, help="JSONL manifest of the split to score")
-    p.add_argument("--json", default=None, help="write the metrics here")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--llm", default=None, help="LLM folder for sentence embeddings (default: the one recorded)")
-    p.add_argument("--text-cache", default=None, help="text-embedding cache folder (default: none)")
-    p.add_argument("--pose-dir", default=None)
-    p.add_argument("--clip-cache", default=None, help="decoded-clip cache folder")
-    p.add_argument("--allow-outside-root", action="store_true",
-                   help="manifest paths may lie outside the manifest's folder (absolute, '..', symlinks)")
-    a = p.parse_args(argv)
-    model = VLPModel.from_pretrained(a.model, device=a.device)
-    if a.llm:
-        model.llm_path = str(Path(a.llm).resolve())
+    model = VLPModel.from_pretrained(model_dir, device=device)
+    if llm:
+        model.llm_path = str(Path(llm).resolve())
     clip_cfg = model.clip_cfg or ClipConfig()
-    res = evaluate_retrieval(model, a.manifest, clip_cfg, batch_size=a.batch_size, device=a.device,
-                             pose_dir=a.pose_dir, cache_dir=a.clip_cache, text_cache_dir=a.text_cache,
-                             allow_outside_root=a.allow_outside_root)
-    for d in ("v2t", "t2v"):
-        print(f"{d}: " + "  ".join(f"R@{k[1:]}={v:.2f}" for k, v in res[d].items())
-              + f"  ({res['num_videos']} videos, {res['num_sentences']} unique sentences)")
-    if res["skipped"]:
-        print(f"skipped {res['skipped']} unreadable sample(s)")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(a.json).with_name(Path(a.json).name + ".tmp")
+    res = evaluate_retrieval(model, manifest, clip_cfg, batch_size=batch_size, device=device,
+                             pose_dir=pose_dir, cache_dir=clip_cache, text_cache_dir=text_cache,
+                             allow_outside_root=allow_outside_root)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(json_path).with_name(Path(json_path).name + ".tmp")
         tmp.write_text(json.dumps(res, indent=1))
-        os.replace(tmp, a.json)
-    return 0
+        os.replace(tmp, json_path)
+    return res
+
+
+def format_result(res: dict) -> str:
+    """The lines ``slt-llm retrieval`` prints: R@k per direction, and the skipped samples."""
+    lines = [f"{d}: " + "  ".join(f"R@{k[1:]}={v:.2f}" for k, v in res[d].items())
+             + f"  ({res['num_videos']} videos, {res['num_sentences']} unique sentences)" for d in ("v2t", "t2v")]
+    if res["skipped"]:
+        lines.append(f"skipped {res['skipped']} unreadable sample(s)")
+    return "\n".join(lines)

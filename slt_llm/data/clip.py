@@ -172,7 +172,7 @@ def find_pose(video, pose=None, pose_dir=None) -> Path:
             return cand
     where = f"{beside}" + (f" or {Path(pose_dir) / (stem + '.pose')}" if pose_dir is not None else "")
     raise InputError(video, f"no keypoints found (looked for {where}); put a {stem}.pose beside the video or "
-                            f"in --pose-dir, or extract them with `slt-llm extract {video} --model FILE`")
+                            f"in --pose-dir, or extract them with `slt-llm extract {video} --extractor-model FILE`")
 
 
 def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECONDS):

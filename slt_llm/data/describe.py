@@ -35,7 +35,6 @@ Deterministic (no randomness, no model). Cost: O(T) numpy per video; the
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections import Counter
@@ -45,12 +44,12 @@ from typing import Iterable, Optional
 import numpy as np
 
 from slt_llm.data.layout import LEFT_HAND, RIGHT_HAND
-from slt_llm.errors import InputError, SLTError
+from slt_llm.errors import InputError
 
 __all__ = [
     "HAND_SHAPES", "finger_states", "handshape_names", "hand_frames", "movement", "describe_window",
     "describe_keypoints", "describe_samples", "write_descriptions", "read_descriptions",
-    "Descriptions", "cli",
+    "Descriptions", "input_samples",
 ]
 
 SEGMENT = 16  # keypoint frames per segment (BeyondGloss: 16 video frames)
@@ -538,7 +537,7 @@ def read_descriptions(path) -> Descriptions:
     return out
 
 
-def _input_samples(path: Path, pose_dir=None) -> list:
+def input_samples(path: Path, pose_dir=None) -> list:
     """A manifest (.jsonl) -> its samples; a folder -> one sample per video file, frame
     folder or ``.pose`` file in it; a single video or ``.pose`` file -> one sample."""
     from slt_llm.data.manifest import Sample, read_manifest
@@ -568,24 +567,3 @@ def _input_samples(path: Path, pose_dir=None) -> list:
     if not out:
         raise InputError(path, "no videos, frame folders or .pose files in this folder")
     return out
-
-
-def cli(argv: list) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm describe",
-                                 description="Describe each video's hand movements (from its keypoints) into a JSONL file.")
-    ap.add_argument("input", help="manifest (.jsonl), folder of videos / .pose files, or one video")
-    ap.add_argument("--out", required=True, help="descriptions JSONL to write")
-    ap.add_argument("--pose-dir", default=None, help="where <video stem>.pose files are when not beside the videos")
-    ap.add_argument("--segment", type=int, default=SEGMENT, help="keypoint frames per segment (default 16)")
-    a = ap.parse_args(argv)
-    if a.segment < 2:
-        raise InputError("--segment", f"must be >= 2 frames, got {a.segment}")
-    samples = _input_samples(Path(a.input), a.pose_dir)
-    rows, errors = describe_samples(samples, segment=a.segment, pose_dir=a.pose_dir)
-    if len(samples) == 1 and errors:
-        raise SLTError(errors[0])  # one input: its error is the command's error (one line)
-    write_descriptions(a.out, rows)
-    for e in errors:
-        print(f"skipped: {e}")
-    print(f"wrote {a.out}: {len(rows)} description(s)" + (f", {len(errors)} skipped" if errors else ""))
-    return 1 if errors else 0

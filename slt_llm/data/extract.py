@@ -1,10 +1,10 @@
 """Keypoint extraction: a pluggable backend interface and a ``.pose`` sidecar cache.
 
-    slt-llm extract INPUT --model FILE [--backend mediapipe] [--out-dir DIR] [--overwrite]
+    slt-llm extract INPUT --extractor-model FILE [--extractor-backend mediapipe] [--out DIR] [--overwrite]
 
 INPUT is a video file, a frame folder, or a folder of videos (every video file
 in it, not recursive). Each video gets a ``<stem>.pose`` sidecar beside it (or
-in ``--out-dir``), in the MediaPipe Holistic layout written by
+in ``--out``), in the MediaPipe Holistic layout written by
 ``slt_llm.data.pose.write_pose_holistic``; ``load_clip`` finds it there.
 A sidecar newer than its video is reused, not re-extracted.
 
@@ -21,15 +21,14 @@ nothing is downloaded here.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
 from slt_llm.data.pose import NUM_HOLISTIC, read_pose, write_pose_holistic
-from slt_llm.errors import ConfigError, InputError, SLTError
+from slt_llm.errors import ConfigError, InputError
 
 __all__ = [
     "Extraction",
@@ -40,7 +39,7 @@ __all__ = [
     "EXTRACTORS",
     "sidecar_path",
     "ensure_pose",
-    "cli",
+    "video_inputs",
 ]
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -104,7 +103,7 @@ class MediaPipeExtractor(KeypointExtractor):
     def __init__(self, model=None, **kw):
         if model is None:
             raise ConfigError(
-                "the mediapipe extractor needs --model PATH to a MediaPipe holistic_landmarker.task file "
+                "the mediapipe extractor needs --extractor-model PATH to a MediaPipe holistic_landmarker.task file "
                 "(download it from https://ai.google.dev/edge/mediapipe/solutions/vision/holistic_landmarker)")
         if not Path(model).is_file():
             raise InputError(model, "MediaPipe model file not found (download holistic_landmarker.task from "
@@ -196,36 +195,10 @@ def ensure_pose(video, extractor: KeypointExtractor, cache=True, *, out_dir=None
     return write_pose_holistic(out, xy, conf, fps, width, height)
 
 
-def _inputs(path: Path) -> list[Path]:
+def video_inputs(path: Path) -> list[Path]:
+    """The videos of ``path``: a folder -> its video files (not recursive; none: the folder itself,
+    a frame folder); a file -> itself."""
     if path.is_dir():
         vids = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         return vids or [path]  # no video files: the folder is a frame folder
     return [path]
-
-
-def cli(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm extract", description="extract keypoints into .pose sidecars")
-    ap.add_argument("input", help="video file, frame folder, or folder of videos")
-    ap.add_argument("--model", help="backend model file (mediapipe: holistic_landmarker.task)")
-    ap.add_argument("--backend", default="mediapipe", help=f"extractor ({', '.join(sorted(EXTRACTORS))})")
-    ap.add_argument("--out-dir", help="write <stem>.pose here instead of beside each video")
-    ap.add_argument("--overwrite", action="store_true", help="extract even when a sidecar exists")
-    a = ap.parse_args(argv)
-    src = Path(a.input)
-    if not src.exists():
-        raise InputError(src, "input not found")
-    extractor = make_extractor(a.backend, model=a.model)
-    videos = _inputs(src)
-    failed = 0
-    for v in videos:
-        try:
-            out = ensure_pose(v, extractor, cache=not a.overwrite, out_dir=a.out_dir)
-            print(f"{v} -> {out}")
-        except SLTError as e:
-            if len(videos) == 1:
-                raise
-            failed += 1
-            print(f"skipped: {e}")
-    if len(videos) > 1:
-        print(f"{len(videos) - failed}/{len(videos)} videos have keypoints" + (f", {failed} failed" if failed else ""))
-    return 1 if failed else 0

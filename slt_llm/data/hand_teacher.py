@@ -3,7 +3,7 @@
 BeyondGloss regresses a per-frame head of its visual encoder to HaMeR's hand
 features (both hands' MANO pose). HaMeR does not run here, so the format is
 open: anything per frame and per hand can be written into a sidecar, and a
-built-in teacher (``slt-llm hand-teacher INPUT``) writes one from the
+built-in teacher (``slt-llm hand-teacher INPUT``: :func:`write_teacher_sidecars`) writes one from the
 keypoints, so distillation works offline.
 
 Sidecar format (``numpy.savez``; docs/hand_descriptions.md, "Teacher sidecars")::
@@ -36,7 +36,6 @@ frames at D = 63).
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +43,10 @@ from typing import Optional
 
 import numpy as np
 
-from slt_llm.errors import InputError, SLTError
+from slt_llm.errors import InputError
 
 __all__ = ["SUFFIX", "HandTeacher", "sidecar_path", "find_sidecar", "read_sidecar", "write_sidecar",
-           "keypoint_teacher", "align_teacher", "cli"]
+           "keypoint_teacher", "align_teacher", "write_teacher_sidecars"]
 
 SUFFIX = ".hands.npz"
 KEYS = ("left", "right", "left_mask", "right_mask", "fps")
@@ -232,41 +231,29 @@ def align_teacher(t: HandTeacher, times: np.ndarray, *, hold: float = HOLD_SECON
     return feats, mask
 
 
-# ------------------------------------------------------------------ CLI
-def cli(argv: list) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm hand-teacher",
-                                 description="Write built-in hand-teacher sidecars (<stem>.hands.npz) from the keypoints.")
-    ap.add_argument("input", help="manifest (.jsonl), folder of videos / .pose files, or one video")
-    ap.add_argument("--pose-dir", default=None, help="where <video stem>.pose files are when not beside the videos")
-    ap.add_argument("--out-dir", default=None, help="write the sidecars here instead of beside each video")
-    ap.add_argument("--overwrite", action="store_true", help="rewrite existing sidecars")
-    a = ap.parse_args(argv)
+def write_teacher_sidecars(samples, *, pose_dir=None, out_dir=None, overwrite: bool = False) -> tuple[int, int, list]:
+    """The built-in teacher's sidecar (:func:`keypoint_teacher`) of each sample's video, beside it
+    or in ``out_dir``; one per video (manifest rows that are segments of one video share it); an
+    existing sidecar is kept unless ``overwrite``. Returns (written, already there, the
+    ``InputError`` messages of the samples without readable keypoints)."""
     from slt_llm.data.clip import find_pose
-    from slt_llm.data.describe import _input_samples
     from slt_llm.data.pose import read_pose
 
-    samples = _input_samples(Path(a.input), a.pose_dir)
     done, skipped, errors = 0, 0, []
     seen = set()
     for s in samples:
-        out = sidecar_path(s.video, a.out_dir)
+        out = sidecar_path(s.video, out_dir)
         if out in seen:  # several manifest rows (segments) of one video share its sidecar
             continue
         seen.add(out)
-        if out.is_file() and not a.overwrite:
+        if out.is_file() and not overwrite:
             skipped += 1
             continue
         try:
-            pose = find_pose(s.video, s.pose, a.pose_dir)
+            pose = find_pose(s.video, s.pose, pose_dir)
             t = keypoint_teacher(read_pose(pose), pose)
             write_sidecar(out, t.left, t.right, t.left_mask, t.right_mask, t.fps)
             done += 1
         except InputError as e:
             errors.append(str(e))
-    if len(samples) == 1 and errors:
-        raise SLTError(errors[0])
-    for e in errors:
-        print(f"skipped: {e}")
-    print(f"hand-teacher: wrote {done} sidecar(s)" + (f", {skipped} already there" if skipped else "")
-          + (f", {len(errors)} failed" if errors else ""))
-    return 1 if errors else 0
+    return done, skipped, errors

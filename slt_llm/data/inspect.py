@@ -18,7 +18,6 @@ sampled frame.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -32,7 +31,7 @@ from slt_llm.data.layout import LEFT_HAND, RIGHT_HAND
 from slt_llm.data.pose import fill_gaps, read_pose
 from slt_llm.errors import InputError
 
-__all__ = ["inspect_video", "cli"]
+__all__ = ["inspect_video"]
 
 _BODY_C, _FACE_C, _LEFT_C, _RIGHT_C = (230, 40, 40), (240, 220, 40), (40, 220, 60), (60, 120, 255)
 _ROW_H = 240  # contact-sheet row height in pixels
@@ -120,26 +119,3 @@ def inspect_video(video, out_png, *, pose=None, pose_dir=None, json_path=None, f
         tmp.write_text(json.dumps(info, indent=1))
         os.replace(tmp, json_path)
     return info
-
-
-def cli(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm inspect", description=__doc__.split("\n\n")[0])
-    ap.add_argument("video", help="video file or frame folder")
-    ap.add_argument("--pose", help=".pose file (default: <stem>.pose beside the video, or in --pose-dir)")
-    ap.add_argument("--pose-dir", help="folder holding <stem>.pose files")
-    ap.add_argument("--out", required=True, help="contact sheet PNG to write")
-    ap.add_argument("--json", help="per-frame hand boxes JSON to write")
-    ap.add_argument("--frames", type=int, default=8, help="frames on the sheet (default 8)")
-    ap.add_argument("--max-frames", type=int, default=2000, help="decode at most this many frames")
-    a = ap.parse_args(argv)
-    info = inspect_video(a.video, a.out, pose=a.pose, pose_dir=a.pose_dir, json_path=a.json,
-                         frames=a.frames, max_frames=a.max_frames)
-    if info["pose"] is None:
-        print(f"{a.video}: {len(info['frames'])} frames at {info['fps']:.2f} fps, {info['width']}x{info['height']}; "
-              f"no keypoints found, frames only (hand boxes need keypoints: pass --pose FILE or run "
-              f"`slt-llm extract {a.video} --model FILE`); sheet -> {a.out}" + (f", frames -> {a.json}" if a.json else ""))
-        return 0
-    seen = [sum(f[s] is not None for f in info["frames"]) for s in ("left", "right")]
-    print(f"{a.video}: {len(info['frames'])} frames at {info['fps']:.2f} fps, {info['layout']} keypoints; "
-          f"hand boxes left {seen[0]}, right {seen[1]}; sheet -> {a.out}" + (f", boxes -> {a.json}" if a.json else ""))
-    return 0

@@ -48,7 +48,6 @@ Cost: one directory listing per frame folder (to check it is not empty).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -371,28 +370,3 @@ def prepare(dataset: str, root, out, *, video_dir=None, pose_dir=None, clip_dir=
     tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     os.replace(tmp, out / "prepare_report.json")
     return report
-
-
-def cli(argv: list) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm prepare",
-                                 description="Convert official annotations to JSONL manifests.")
-    ap.add_argument("dataset", choices=sorted(DATASETS))
-    ap.add_argument("--root", required=True, help="the dataset's top folder")
-    ap.add_argument("--out", required=True, help="folder for train/dev/test.jsonl")
-    ap.add_argument("--video-dir", default=None,
-                    help="frame-folder root (phoenix2014t, csl-daily) or raw video folder (how2sign)")
-    ap.add_argument("--clip-dir", default=None, help="how2sign: folder of pre-cut <SENTENCE_NAME>.mp4 clips")
-    ap.add_argument("--pose-dir", default=None, help="record <id>.pose files found here in the rows")
-    ap.add_argument("--keep-missing", action="store_true", help="keep rows whose video is not (yet) there")
-    a = ap.parse_args(argv)
-    rep = prepare(a.dataset, a.root, a.out, video_dir=a.video_dir, pose_dir=a.pose_dir,
-                  clip_dir=a.clip_dir, keep_missing=a.keep_missing)
-    for split in SPLITS:
-        r = rep[split]
-        print(f"{split}: wrote {r['written']} rows to {Path(a.out) / (split + '.jsonl')}; skipped "
-              f"{r['skipped_missing_video']} (missing video), {r['skipped_empty_text']} (empty sentence)")
-    if rep["rows_outside_out"]:
-        print(f"note: {rep['rows_outside_out']} rows point outside {a.out} (the dataset stays where it is); "
-              "readers refuse that unless told: data.allow_outside_root=true in the run config, "
-              "--allow-outside-root for translate/retrieval")
-    return 0

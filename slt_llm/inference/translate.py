@@ -1,9 +1,9 @@
 """``slt-llm translate``: resumable batch translation of a folder of videos or a manifest.
 
-    slt-llm translate --model DIR --input PATH --output FILE [--batch-size B]
+    slt-llm translate --model DIR --input PATH --out FILE [--batch-size B]
         [--num-beams N] [--max-new-tokens T] [--pose-dir DIR] [--device cpu|cuda]
         [--num-workers W] [--extractor-model FILE] [--extractor-backend NAME]
-        [--llm-path DIR] [--clip KEY=VALUE ...] [--retry-errors] [--allow-outside-root]
+        [--llm DIR] [--clip KEY=VALUE ...] [--retry-errors] [--allow-outside-root]
         [--no-progress]
 
 What happens, in order:
@@ -50,7 +50,6 @@ ordering; decoding is the DataLoader's; memory is up to two batches of clips in 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -657,37 +656,10 @@ def _select(batch: dict, j: int, n: int) -> dict:
     return out
 
 
-# --------------------------------------------------------------------- CLI
-def cli(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm translate", description="Translate a folder of sign videos (or a manifest) into a JSONL/CSV file; resumable.")
-    ap.add_argument("--model", required=True, help="model folder (SLTModel.save_pretrained, e.g. runs/demo/model)")
-    ap.add_argument("--input", required=True, help="folder of videos / frame folders (recursive) or a .jsonl manifest")
-    ap.add_argument("--output", required=True, help="output .jsonl (or .csv); existing rows are kept and skipped")
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--num-beams", type=int, default=1, help="1 = greedy")
-    ap.add_argument("--max-new-tokens", type=int, default=48)
-    ap.add_argument("--pose-dir", default=None, help="folder of <video stem>.pose files (else sidecars next to the videos)")
-    ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    ap.add_argument("--num-workers", type=int, default=None, help="DataLoader decode workers (default: min(4, cores-1))")
-    ap.add_argument("--extractor-model", default=None, help="keypoint extractor model file (MediaPipe holistic_landmarker.task), used for videos without .pose")
-    ap.add_argument("--extractor-backend", default=None, help="registered extractor backend (default mediapipe when --extractor-model is given)")
-    ap.add_argument("--llm-path", default=None, help="the base LLM folder, if it moved since training")
-    ap.add_argument("--clip", action="append", default=[], metavar="KEY=VALUE", help="override a clip option, e.g. --clip max_frames=128")
-    ap.add_argument("--retry-errors", action="store_true",
-                    help="translate again the inputs whose row in OUTPUT is an error row (e.g. a transient out-of-memory); the new row replaces it")
-    ap.add_argument("--allow-outside-root", action="store_true",
-                    help="manifest input: paths may lie outside the manifest's folder (absolute, '..', symlinks)")
-    ap.add_argument("--trust-remote-code", action="store_true",
-                    help="allow the base LLM's own Python code (auto_map) to run; off by default, never taken "
-                         "from the model folder: only for LLMs whose code you have read")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-    s = translate(a.model, a.input, a.output, batch_size=a.batch_size, num_beams=a.num_beams,
-                  max_new_tokens=a.max_new_tokens, pose_dir=a.pose_dir, device=a.device,
-                  num_workers=a.num_workers, extractor_model=a.extractor_model,
-                  extractor_backend=a.extractor_backend, llm_path=a.llm_path,
-                  clip_overrides=a.clip, progress=not a.no_progress, retry_errors=a.retry_errors,
-                  allow_outside_root=a.allow_outside_root, trust_remote_code=a.trust_remote_code)
+def print_summary(s: dict) -> int:
+    """What ``slt-llm translate`` says about a :func:`translate` summary ``s`` (rank 0 only): the
+    skipped manifest rows on stderr, then one line, on stderr when any input failed. Returns the
+    exit status: 1 when any input (or manifest row) failed, else 0."""
     from slt_llm import distributed as dist_
 
     failed = s["failed"] + len(s["manifest_errors"])
@@ -701,7 +673,3 @@ def cli(argv: list[str]) -> int:
             line += f"; {failed} failed: see the rows with 'error'" + (" and the skipped manifest rows above" if s["manifest_errors"] else "")
         print(line, file=sys.stderr if failed else sys.stdout, flush=True)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(cli(sys.argv[1:]))

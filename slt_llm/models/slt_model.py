@@ -391,10 +391,10 @@ def check_model_dir(folder, llm_path=None) -> dict:
 
         given = llm_path or llm.path
         if not given:
-            raise ConfigError(f"{folder}: the model records no base LLM; pass the base model (llm_path / --llm-path)")
+            raise ConfigError(f"{folder}: the model records no base LLM; pass the base model (llm_path / --llm)")
         try:
             path = resolve_llm_path(given)  # a folder, or a hub id (its local snapshot)
         except ConfigError as e:
             raise ConfigError(f"{folder}: base LLM not usable ({e}); pass the base model directory "
-                              f"(llm_path / --llm-path)") from None
+                              f"(llm_path / --llm)") from None
     return {"encoder": enc, "projector": proj, "llm": llm, "meta": meta, "llm_path": path}

@@ -23,7 +23,6 @@ slightly (held-out 4.55), so 600 is the default.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -252,24 +251,17 @@ def corpus_texts(corpus, *, extra: int = 4000, seed: int = 0) -> tuple[list, lis
     return train + more[n_held:], more[:n_held]
 
 
-def cli(argv: list) -> int:
-    ap = argparse.ArgumentParser(prog="slt-llm make-tiny-llm", description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", required=True, help="corpus dir with train.jsonl (dev/test are never read)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--family", default="llama", choices=["llama", "qwen2", "gemma"])
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--extra", type=int, default=4000, help="extra grammar sentences (synthetic corpus)")
-    ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    texts, held = corpus_texts(args.corpus, extra=args.extra, seed=args.seed)
-    stats = build_tiny_llm(args.out, family=args.family, texts=texts, heldout=held, steps=args.steps,
-                           seed=args.seed, hidden=args.hidden, layers=args.layers)
-    msg = f"make-tiny-llm: {args.family} {stats['params']:,} params, vocab {stats['vocab_size']}, {len(texts)} sentences"
+def make_tiny_llm(corpus, out, *, family: str = "llama", steps: int = 600, extra: int = 4000, hidden: int = 128,
+                  layers: int = 2, seed: int = 0) -> str:
+    """``slt-llm make-tiny-llm``: the stand-in LLM of a corpus folder (its ``train.jsonl``
+    sentences + ``extra`` grammar sentences, :func:`corpus_texts`) built and pre-trained into
+    ``out`` (:func:`build_tiny_llm`). Returns the one-line summary the command prints."""
+    texts, held = corpus_texts(corpus, extra=extra, seed=seed)
+    stats = build_tiny_llm(out, family=family, texts=texts, heldout=held, steps=steps,
+                           seed=seed, hidden=hidden, layers=layers)
+    msg = f"make-tiny-llm: {family} {stats['params']:,} params, vocab {stats['vocab_size']}, {len(texts)} sentences"
     if "final_loss" in stats:
         msg += f"; final LM loss {stats['final_loss']:.3f}, train ppl {stats['train_ppl']:.2f}"
         if "heldout_ppl" in stats:
             msg += f", held-out ppl {stats['heldout_ppl']:.2f}"
-    print(msg + f" -> {args.out}")
-    return 0
+    return msg + f" -> {out}"

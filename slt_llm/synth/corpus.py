@@ -217,37 +217,3 @@ def read_records(corpus_dir) -> dict:
                          **({"group": rec["group"]} if "group" in rec else {})})
         out[sp] = recs
     return out
-
-
-def cli(argv: list) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="slt-llm synth", description="Generate a synthetic sign corpus.")
-    ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--profile", default="toy", choices=PROFILES,
-                    help="toy: the small grammar (unit tests); phoenix: PHOENIX-2014T's statistics (docs/synth.md)")
-    ap.add_argument("--n-train", type=int, default=None,
-                    help="training sentences (toy: default 600; phoenix: keep the first N of 7,096)")
-    ap.add_argument("--n-dev", type=int, default=None, help="dev sentences (toy: 100; phoenix: first N of 519)")
-    ap.add_argument("--n-test", type=int, default=None, help="test sentences (toy: 100; phoenix: first N of 642)")
-    ap.add_argument("--seed", type=int, default=None,
-                    help=f"random seed (toy: 0; phoenix: the frozen profile seed {PHOENIX_SEED})")
-    ap.add_argument("--dup-rate", type=float, default=0.3, help="toy: share of repeated/near-repeated training sentences")
-    ap.add_argument("--size", type=int, default=128, help="frame width and height in pixels (even, >= 32)")
-    ap.add_argument("--vocab", type=int, default=None, help="toy: keep about this many content words")
-    ap.add_argument("--fps", type=int, default=12, help="frame rate; sign durations in seconds are kept")
-    ap.add_argument("--workers", type=int, default=1, help="processes rendering samples (same output)")
-    ap.add_argument("--text-only", action="store_true",
-                    help="write the manifests' text, gloss and signer fields only (no videos)")
-    a = ap.parse_args(argv)
-    s = generate(a.out, profile=a.profile, n_train=a.n_train, n_dev=a.n_dev, n_test=a.n_test, seed=a.seed,
-                 dup_rate=a.dup_rate, size=a.size, vocab=a.vocab, fps=a.fps, workers=a.workers,
-                 text_only=a.text_only)
-    msg = f"wrote {a.out} (profile {s['profile']}, seed {s['seed']}): " + ", ".join(f"{k} {v}" for k, v in s["counts"].items())
-    if "duplicates" in s:
-        msg += f"; duplicates exact {s['duplicates']['exact']} near {s['duplicates']['near']}; vocabulary {s['vocab_size']} signs"
-    if not a.text_only:
-        msg += f"; {s['frames']} frames"
-    print(msg)
-    print(f"text_hash={s['text_hash']}")
-    return 0

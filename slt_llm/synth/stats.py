@@ -147,25 +147,3 @@ def format_table(stats: dict) -> str:
         rows.append((k, fmt(v), "" if ref is None else fmt(ref), tol_s, "" if ok is None else ("yes" if ok else "NO")))
     w = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip() for r in rows)
-
-
-def cli(argv: list) -> int:
-    import argparse
-
-    from slt_llm.synth.corpus import read_records
-
-    ap = argparse.ArgumentParser(prog="slt-llm corpus-stats",
-                                 description="Statistics of a corpus folder (train/dev/test.jsonl) beside PHOENIX-2014T's.")
-    ap.add_argument("corpus", help="corpus folder (slt-llm synth output, or any folder of manifests)")
-    ap.add_argument("--json", default=None, help="also write the figures as JSON here")
-    a = ap.parse_args(argv)
-    st = corpus_stats(read_records(a.corpus))
-    print(format_table(st))
-    if a.json:
-        import json
-        from pathlib import Path
-
-        Path(a.json).write_text(json.dumps(st, indent=1))
-    missed = [k for k, v in st.items() if within(k, v) is False]
-    print("all figures within their tolerance" if not missed else f"outside tolerance: {', '.join(missed)}")
-    return 0

@@ -96,7 +96,6 @@ best-model export), and ``finish``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -108,7 +107,7 @@ import torch
 from slt_llm import distributed as dist_utils
 from slt_llm import faults
 from slt_llm import run_layout as layout
-from slt_llm.config import Stage1Config, load_config, save_config
+from slt_llm.config import Stage1Config, save_config
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
 from slt_llm.models.vlp import SIMILARITIES
@@ -699,17 +698,3 @@ class Stage1Trainer:
             layout.result_path(self.run_dir).write_text(json.dumps(result, indent=1))
         self.accelerator.wait_for_everyone()
         return result
-
-
-# --------------------------------------------------------------------------- CLI
-def cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="slt-llm vlp", description="stage 1: selective contrastive alignment")
-    p.add_argument("--config", default=None, help="YAML/JSON Stage1Config")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.run_dir")
-    p.add_argument("--overwrite", action="store_true", help="replace the run already in train.run_dir")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=4")
-    a = p.parse_args(argv)
-    cfg = load_config(Stage1Config, a.config, a.overrides)
-    res = train_vlp(cfg, resume=a.resume, overwrite=a.overwrite)
-    dist_utils.print0(json.dumps(res))
-    return 0

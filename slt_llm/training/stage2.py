@@ -32,7 +32,6 @@ when due, ``save_step``) and ``end_epoch``, and ``finish``.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Optional
@@ -42,7 +41,7 @@ import torch
 from slt_llm import distributed as dist_utils
 from slt_llm import faults
 from slt_llm import run_layout as layout
-from slt_llm.config import SLTConfig, load_config, save_config
+from slt_llm.config import SLTConfig, save_config
 from slt_llm.data.dataset import SLTDataset, batch_to_device, collate_clips
 from slt_llm.errors import ConfigError
 from slt_llm.metrics import compute_metrics
@@ -440,25 +439,3 @@ class Stage2Trainer:
                 "model_dir": str(self.model_dir) if self.model_dir.is_dir() else None, "steps": state.step,
                 "run_dir": str(self.run_dir), "skipped": state.skipped, "final_loss": self.final_loss,
                 "world_size": self.world}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="slt-llm train", description=(
-        "Stage 2: translation training (LoRA/QLoRA). One process here; for several "
-        "GPUs run scripts/train_slt.py under `accelerate launch --config_file ds_configs/accelerate_zero3.yaml`."))
-    p.add_argument("--config", required=True, help="YAML/JSON run config (SLTConfig)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.run_dir")
-    p.add_argument("--overwrite", action="store_true", help="replace the run already in train.run_dir")
-    p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
-                   help="leave after optimizer step N (a checkpoint is saved; continue later with --resume)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=50 llm.load_in_4bit=true")
-    return p
-
-
-def cli(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    cfg = load_config(SLTConfig, args.config, args.overrides)
-    summary = train_slt(cfg, resume=args.resume, stop_at_step=args.stop_at_step, overwrite=args.overwrite)
-    if dist_utils.is_main():
-        print(json.dumps(summary))
-    return 0
