@@ -54,8 +54,8 @@ def dense_similarity(video, text, *, block_size: int = 64, bucket: int = 256) ->
     (the value of ``loss.fine_grained_similarity``, computed without autograd in less time:
     the columns are sorted by length and cut into buckets of ``bucket`` sentences padded to
     their own longest, and the masks enter the one matrix product as two extra coordinates,
-    v' = [v, 1, b_v], t' = [t, b_t, 1] with b = 0 on real tokens and -4 on padding (every
-    real product is in [-1, 1] after normalisation), so no masked copy of the
+    v' = [v, 1, b_v], t' = [t, b_t, 1] with b = 0 on real tokens and -(2 B + 1) on padding,
+    B = max |v| x max |t| bounding every real product, so no masked copy of the
     (rows, cols, Tv, L) product is made)."""
     if isinstance(video, torch.Tensor):
         return (video.float() @ text.float().T).numpy().astype(np.float32)
@@ -63,7 +63,8 @@ def dense_similarity(video, text, *, block_size: int = 64, bucket: int = 256) ->
     v, t, vm, tm = v.float(), t.float(), vm.bool(), tm.bool()
     n, nt = int(v.shape[0]), int(t.shape[0])
     vw = vm.float()
-    v_aug = torch.cat([v, torch.ones_like(v[..., :1]), (~vm).float().unsqueeze(-1) * -4.0], dim=-1)
+    pad = -(2.0 * float(v.norm(dim=-1).max()) * float(t.norm(dim=-1).max()) + 1.0)  # below any real product
+    v_aug = torch.cat([v, torch.ones_like(v[..., :1]), (~vm).float().unsqueeze(-1) * pad], dim=-1)
     t_len = tm.sum(1)
     order = torch.argsort(t_len, stable=True)
     out = np.empty((n, nt), np.float32)
@@ -71,13 +72,13 @@ def dense_similarity(video, text, *, block_size: int = 64, bucket: int = 256) ->
         cols = order[c0:c0 + bucket]
         lmax = max(1, int(t_len[cols].max()))
         tc, tmc = t[cols, :lmax], tm[cols, :lmax]
-        t_aug = torch.cat([tc, (~tmc).float().unsqueeze(-1) * -4.0, torch.ones_like(tc[..., :1])], dim=-1)
+        t_aug = torch.cat([tc, (~tmc).float().unsqueeze(-1) * pad, torch.ones_like(tc[..., :1])], dim=-1)
         twc = tmc.float()
         flat_t = t_aug.reshape(-1, t_aug.shape[-1]).T  # (d+2, c*L)
         for i0 in range(0, n, block_size):
             i1 = min(n, i0 + block_size)
             prod = (v_aug[i0:i1].reshape(-1, v_aug.shape[-1]) @ flat_t).view(i1 - i0, v.shape[1], len(cols), lmax)
-            v2t = prod.amax(3)  # (b, Tv, c): padded text tokens sit 4 below any real product
+            v2t = prod.amax(3)  # (b, Tv, c): padded text tokens sit below any real product
             v2t = (v2t * vw[i0:i1, :, None]).sum(1) / vw[i0:i1].sum(1).clamp(min=1)[:, None]
             t2v = prod.amax(1)  # (b, c, L): padded video tokens likewise
             t2v = (t2v * twc[None]).sum(2) / twc.sum(1).clamp(min=1)[None]
