@@ -91,7 +91,10 @@ The run is a :class:`Stage1Trainer`: ``setup`` (run folder, data, text side,
 model, resume, samplers), then per epoch ``sampler_for_epoch`` (building pair
 selection with ``build_pair_selection`` when the reference phase ends),
 ``train_epoch`` and ``end_epoch`` (reference checkpoint, dev evaluation,
-best-model export), and ``finish``.
+best-model export), and ``finish``. Its parts live beside this module: the config checks and
+the reference run's config in ``training.stage1_config``, the samplers and pair selection in
+``training.stage1_selection``, the sentence / description embeddings and hand-teacher targets
+in ``training.stage1_targets``.
 """
 
 from __future__ import annotations
@@ -110,79 +113,17 @@ from slt_llm import run_layout as layout
 from slt_llm.config import Stage1Config, save_config
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
-from slt_llm.models.vlp import SIMILARITIES
 from slt_llm.training import accelerator as accel
 from slt_llm.training import checkpoint, metrics_log, optim, run_folder
 from slt_llm.training.divergence import stop_if_not_finite
+from slt_llm.training.stage1_config import (ARMS, PROTOCOLS, num_reference_checkpoints, reference_run_config,  # noqa: F401
+                                            uses_separate_reference, validate_config)
+from slt_llm.training.stage1_selection import PairSelection
+from slt_llm.training.stage1_targets import AlignmentTargets
 
-ARMS = ("ps", "random", "random_fn")
-PROTOCOLS = ("separate", "continuation")
-
-
-def num_reference_checkpoints(cfg: Stage1Config) -> int:
-    return cfg.selection.ref_epochs // max(1, cfg.selection.ref_interval)
-
-
-def validate_config(cfg: Stage1Config) -> None:
-    """Config errors that must surface before any long work."""
-    sel = cfg.selection
-    if sel.selection not in ARMS:
-        raise ConfigError(f"selection.selection must be one of {', '.join(ARMS)} (got {sel.selection!r})")
-    if not cfg.llm.path:
-        raise ConfigError("llm.path is not set: stage 1 aligns to a frozen LLM's text space")
-    if cfg.vlp.similarity not in SIMILARITIES:
-        raise ConfigError(f"vlp.similarity must be one of {', '.join(SIMILARITIES)} (got {cfg.vlp.similarity!r})")
-    if cfg.vlp.translation_weight < 0:
-        raise ConfigError(f"vlp.translation_weight must be >= 0 (got {cfg.vlp.translation_weight})")
-    if not cfg.data.train_manifest:
-        raise ConfigError("data.train_manifest is not set")
-    if cfg.train.grad_accum != 1:
-        raise ConfigError("stage 1 needs train.grad_accum=1: contrastive negatives come from the batch; "
-                          "raise train.batch_size or the number of processes instead")
-    if sel.ref_interval < 1:
-        raise ConfigError(f"selection.ref_interval must be >= 1 (got {sel.ref_interval})")
-    if sel.protocol not in PROTOCOLS:
-        raise ConfigError(f"selection.protocol must be one of {', '.join(PROTOCOLS)} (got {sel.protocol!r})")
-    if sel.selection == "ps" and not (sel.protocol == "separate" and sel.reference_run):
-        k = num_reference_checkpoints(cfg)
-        if k < 2:
-            raise ConfigError(f"pair selection needs K >= 2 reference checkpoints; selection.ref_epochs="
-                              f"{sel.ref_epochs} with ref_interval={sel.ref_interval} gives K={k}")
-    if sel.selection == "ps" and sel.protocol == "separate" and sel.reference_run:
-        k = len(layout.reference_dirs(sel.reference_run))
-        if k < 2:
-            raise ConfigError(f"selection.reference_run={sel.reference_run} has {k} reference checkpoint(s) "
-                              f"under {layout.REFERENCE_DIR}/; pair selection needs K >= 2")
-    if sel.candidates not in ("top_m", "all"):
-        raise ConfigError(f"selection.candidates must be top_m or all (got {sel.candidates!r})")
-    from slt_llm.contrastive.dense import SCORES
-
-    if sel.score not in SCORES:
-        raise ConfigError(f"selection.score must be one of {', '.join(SCORES)} (got {sel.score!r})")
-    if sel.score != "delta" and sel.candidates != "all":
-        raise ConfigError(f"selection.score={sel.score} is a control of the dense selector: it needs "
-                          f"selection.candidates=all")
-    if sel.selection == "ps" and sel.protocol == "continuation":
-        if cfg.train.max_steps is None and sel.ref_epochs >= cfg.train.epochs:
-            raise ConfigError(f"selection.ref_epochs={sel.ref_epochs} leaves no pair-selection epoch "
-                              f"(train.epochs={cfg.train.epochs})")
-
-
-def _embed_texts_rank0_first(embedder_args: dict, texts: list[str], accelerator, tokens: bool = False):
-    """Rank 0 fills the text cache, the others then read it (no concurrent writers).
-    ``tokens``: per-token states (``TokenTextEmbedder``, its own cache) instead of pooled."""
-    from slt_llm.models.text_embed import TextEmbedder, TokenTextEmbedder
-
-    cls = TokenTextEmbedder if tokens else TextEmbedder
-    if accelerator.is_main_process:
-        emb = cls(**embedder_args)
-        out = emb.embed(texts)
-        emb.release()
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        emb = cls(**embedder_args)
-        out = emb.embed(texts)
-    return emb, out
+__all__ = ["train_vlp", "Stage1Trainer", "validate_config", "build_stage1_model", "reference_source",
+           "reference_run_config", "uses_separate_reference", "num_reference_checkpoints", "joint_param_group",
+           "ARMS", "PROTOCOLS"]
 
 
 # ----------------------------------------------------------------------- training
@@ -231,25 +172,6 @@ def joint_param_group(name: str) -> str:
 
 
 # ------------------------------------------------------- the reference protocol
-def uses_separate_reference(cfg: Stage1Config) -> bool:
-    return cfg.selection.selection == "ps" and cfg.selection.protocol == "separate"
-
-
-def reference_run_config(cfg: Stage1Config) -> Stage1Config:
-    """The reference run of ``cfg`` (protocol ``separate``): the ``random`` arm with the same
-    data, model, optimizer and seed, ``selection.ref_epochs`` epochs, a reference checkpoint
-    every ``ref_interval`` epochs, no dev evaluation (its checkpoints, not its best model, are
-    what pair selection uses), in ``RUN_DIR/reference_run``."""
-    import dataclasses
-
-    sel = dataclasses.replace(cfg.selection, selection="random", protocol="continuation", reference_run=None)
-    train = dataclasses.replace(cfg.train, epochs=cfg.selection.ref_epochs, max_steps=None,
-                                run_dir=str(layout.reference_run_dir(cfg.train.run_dir)), eval_every=0)
-    data = dataclasses.replace(cfg.data, dev_manifest=None)
-    vlp = cfg.vlp if cfg.vlp.text_cache_dir else dataclasses.replace(cfg.vlp, text_cache_dir=layout.text_cache_dir(cfg))
-    return dataclasses.replace(cfg, selection=sel, train=train, data=data, vlp=vlp)
-
-
 def reference_source(cfg: Stage1Config, resume: bool = False) -> tuple[Optional[Path], float]:
     """``(run folder whose reference/ref_KK checkpoints pair selection uses, seconds spent
     training the reference run here)``. Protocol ``separate``: ``selection.reference_run`` if
@@ -274,9 +196,13 @@ def reference_source(cfg: Stage1Config, resume: bool = False) -> tuple[Optional[
     return ref_dir, time.perf_counter() - t0
 
 
-class Stage1Trainer:
+class Stage1Trainer(AlignmentTargets, PairSelection):
     """One stage-1 run on a prepared ``Accelerator``: ``run()`` = ``setup()``, then
-    per epoch ``sampler_for_epoch`` -> ``train_epoch`` -> ``end_epoch``, then ``finish()``."""
+    per epoch ``sampler_for_epoch`` -> ``train_epoch`` -> ``end_epoch``, then ``finish()``.
+    The samplers and pair selection (``build_samplers``, ``sampler_for_epoch``,
+    ``build_pair_selection``, ...) are :class:`~slt_llm.training.stage1_selection.PairSelection`'s,
+    what the videos are aligned to (``embed_texts``, ``setup_hand_aux``)
+    :class:`~slt_llm.training.stage1_targets.AlignmentTargets`'."""
 
     def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False, overwrite: bool = False,
                  reference_source: Optional[Path] = None, reference_s: float = 0.0):
@@ -353,26 +279,6 @@ class Stage1Trainer:
         self.dev_ds = SLTDataset(self.dev_samples, dc.clip, on_error="skip", pose_dir=dc.pose_dir,
                                  cache_dir=dc.cache_dir) if self.dev_samples else None
 
-    def embed_texts(self) -> None:
-        """The text side: the frozen LLM's sentence embeddings of train + dev, once (cached)."""
-        from slt_llm.contrastive.retrieval import unique_sentences
-
-        cfg = self.cfg
-        ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype, device=self.device,
-                   cache_dir=layout.text_cache_dir(cfg), trust_remote_code=cfg.llm.trust_remote_code)
-        train_uniq, self.text_idx = unique_sentences(self.train_texts)
-        self.dev_uniq = list(dict.fromkeys(s.text for s in self.dev_samples))
-        _, all_text = _embed_texts_rank0_first(ekw, train_uniq + self.dev_uniq, self.accelerator)
-        self.text_llm = all_text[:len(train_uniq)]  # (U_train, H)
-        self.dev_text_llm = all_text[len(train_uniq):]  # (U_dev, H)
-        self.text_dim = int(all_text.shape[1])
-        self.text_tok = self.dev_text_tok = None
-        if cfg.vlp.similarity == "fine":  # the frozen LLM's token states (their own cache)
-            tkw = {k: v for k, v in ekw.items() if k != "pooling"}
-            _, tok = _embed_texts_rank0_first(tkw, train_uniq + self.dev_uniq, self.accelerator, tokens=True)
-            self.text_tok = tok.select(range(len(train_uniq)))  # U_train sentences, (L_u, H) each
-            self.dev_text_tok = tok.select(range(len(train_uniq), len(tok)))
-
     def build_model(self) -> None:
         """The stage-1 model, optimizer, schedule, the objective; model/optimizer/scheduler prepared."""
         from slt_llm.contrastive.objective import Stage1Objective
@@ -394,33 +300,6 @@ class Stage1Trainer:
                                                      world_size=self.world)
         dist_utils.print0(f"stage 1: loss = {self.objective.describe()}")
 
-    # ------------------------------------------- hand auxiliaries (BeyondGloss)
-    def setup_hand_aux(self) -> None:
-        """The auxiliary loss weights (``hand_aux.resolve_weights``); with descriptions, each
-        training sample's description (by id) embedded once by the frozen LLM (cached like the
-        sentences); with the hand teacher, the hand head's size from the first training sidecar
-        when ``encoder.hand_head_dim`` is 0 (docs/hand_descriptions.md)."""
-        from slt_llm.contrastive.hand_aux import DescriptionTargets, resolve_weights
-
-        cfg = self.cfg
-        self.desc_weight, self.hand_weight = resolve_weights(cfg.data, cfg.vlp)
-        self.desc_targets = None
-        if self.desc_weight > 0:
-            self.desc_targets = DescriptionTargets(cfg.data.descriptions, [s.id for s in self.train_samples])
-            ekw = dict(llm_path=cfg.llm.path, pooling=cfg.vlp.pooling, dtype=cfg.llm.dtype,
-                       cache_dir=layout.text_cache_dir(cfg), trust_remote_code=cfg.llm.trust_remote_code)
-            _, emb = _embed_texts_rank0_first(ekw, self.desc_targets.texts, self.accelerator)
-            self.desc_targets.set_embeddings(emb)  # (U_desc, H)
-        if self.hand_weight > 0:
-            from slt_llm.data.hand_teacher import find_sidecar, read_sidecar
-
-            dim = read_sidecar(find_sidecar(self.train_samples[0].video, cfg.data.hands_dir)).dim
-            if cfg.encoder.hand_head_dim == 0:
-                cfg.encoder.hand_head_dim = dim
-            elif cfg.encoder.hand_head_dim != dim:
-                raise ConfigError(f"encoder.hand_head_dim={cfg.encoder.hand_head_dim} but the hand-teacher "
-                                  f"sidecars have D={dim} (set it to {dim}, or 0 to take it from the sidecars)")
-
     def loss_log_values(self) -> dict:
         """Global means of the last step's per-term losses when the objective has more than one
         term (one all-reduce; every rank calls it), else nothing."""
@@ -430,122 +309,6 @@ class Stage1Trainer:
         local = torch.stack([self.loss_parts[k].float().reshape(()) for k in names])
         total = dist_utils.all_reduce_sum(local) / self.world
         return {k: float(x) for k, x in zip(names, total.tolist())}
-
-    def build_samplers(self) -> None:
-        """The random global-batch sampler and the text false negatives (``random_fn``, ``ps``)."""
-        from slt_llm.contrastive import selection as sel_mod
-
-        sel = self.sel
-        if sel.selection == "ps":
-            self.n_ref = 0 if sel.protocol == "separate" else sel.ref_epochs
-        else:
-            self.n_ref = min(sel.ref_epochs, self.tc.epochs)
-        self.oracle_fn = sel_mod.false_negatives_from_file(sel.fn_file, self.train_ids) if sel.fn_file else None
-        self.text_fn = None
-        if (sel.selection == "random_fn" and self.oracle_fn is None) or (sel.selection == "ps" and sel.text_fn):
-            self.text_fn = sel_mod.text_false_negatives(self.train_texts, sel)
-        self.random_fn_mask = self.oracle_fn if self.oracle_fn is not None else self.text_fn
-        data_seed = self.tc.seed if self.tc.data_seed is None else self.tc.data_seed
-        self.random_sampler = sel_mod.RandomGlobalBatchSampler(self.n, self.global_batch, rank=self.rank,
-                                                               world_size=self.world, seed=data_seed)
-
-    # ------------------------------------------------------- pair selection
-    def build_pair_selection(self) -> None:
-        """Trajectories over the reference checkpoints (read when saved, else computed and
-        saved), then the pair selector, its false negatives and its batch sampler."""
-        from slt_llm.contrastive import selection as sel_mod
-        from slt_llm.contrastive.reference import trajectories_from_references
-        from slt_llm.contrastive.trajectories import Trajectories
-
-        from slt_llm.contrastive.trajectories import ids_hash
-
-        t0 = time.perf_counter()
-        refs = layout.reference_dirs(self.reference_source)
-        expect = ids_hash(self.train_ids)
-        if self.sel.candidates == "all":
-            selector = self.dense_selector(refs, expect)
-        else:
-            selector = self.topm_selector(refs, expect)
-        self.ps_fn = selector.false_negatives
-        self.ps_sampler = sel_mod.PairSelectionBatchSampler(selector, self.global_batch, rank=self.rank,
-                                                            world_size=self.world, seed=self.tc.seed,
-                                                            num_epochs=self.tc.epochs - self.n_ref)
-        self.selection_s = time.perf_counter() - t0
-        dist_utils.print0(f"stage 1: pair selection ready in {self.selection_s:.1f}s (K={len(refs)} reference "
-                          f"checkpoints of {self.reference_source}; {self.sel.protocol} protocol; candidates "
-                          f"{self.sel.candidates}, score {self.sel.score})")
-
-    def dense_selector(self, refs: list, expect: str):
-        """``DensePairSelector`` over every unused sample; the dense similarities of the first and
-        last reference checkpoint are kept in the REFERENCE run's folder (computed once, shared by
-        every run that selects from it; atomic write)."""
-        from slt_llm.contrastive import dense
-
-        path = layout.reference_root(self.reference_source) / "dense_similarity.npz"
-        if not path.is_file():
-            first, last = dense.reference_similarities(refs, self.ds, self.text_idx, self.text_llm,
-                                                       batch_size=self.tc.batch_size,
-                                                       num_workers=self.cfg.data.num_workers, device=self.device,
-                                                       rank=self.rank, world_size=self.world,
-                                                       text_tokens=self.text_tok)
-            if self.accelerator.is_main_process:
-                dense.save_similarities(path, first, last, expect)
-            self.accelerator.wait_for_everyone()
-        else:
-            first, last = dense.load_similarities(path, expect_ids_hash=expect)
-        return dense.DensePairSelector(first, last, self.sel, base_fn=self.dense_base_fn(), score=self.sel.score,
-                                       seed=self.tc.seed)
-
-    def dense_base_fn(self):
-        """The dense selector's given false negatives: the text ones (``selection.text_fn``; above
-        400 unique sentences only exact duplicates: chrF over every pair is too slow) and the
-        ``fn_file`` oracle."""
-        from slt_llm.contrastive import selection as sel_mod
-
-        base = None
-        if self.sel.text_fn:
-            cid, _ = sel_mod.sentence_clusters(self.train_texts)
-            base = self.text_fn if self.text_fn is not None else sel_mod.FalseNegatives(cid)
-        if self.oracle_fn is not None:
-            base = self.oracle_fn if base is None else sel_mod.combine_false_negatives(base, self.oracle_fn)
-        return base
-
-    def topm_selector(self, refs: list, expect: str):
-        from slt_llm.contrastive import selection as sel_mod
-        from slt_llm.contrastive.reference import trajectories_from_references
-        from slt_llm.contrastive.trajectories import Trajectories
-
-        traj_path = layout.trajectories_path(self.run_dir)
-        if traj_path.is_file():
-            traj = Trajectories.load(traj_path, expect_ids_hash=expect)
-            if traj.similarity != self.cfg.vlp.similarity:
-                raise InputError(traj_path, f"trajectories of the {traj.similarity} similarity, this run uses "
-                                            f"vlp.similarity={self.cfg.vlp.similarity}; delete it to recompute")
-        else:
-            traj = trajectories_from_references(refs, self.ds, self.text_idx, self.text_llm, self.sel,
-                                                batch_size=self.tc.batch_size, num_workers=self.cfg.data.num_workers,
-                                                device=self.device, rank=self.rank, world_size=self.world,
-                                                text_tokens=self.text_tok)
-            traj.ids_hash = expect
-            if self.accelerator.is_main_process:
-                traj_path.parent.mkdir(parents=True, exist_ok=True)
-                traj.save(traj_path)
-            self.accelerator.wait_for_everyone()
-        return sel_mod.PairSelector(traj, self.train_texts if self.sel.text_fn else None, self.sel,
-                                    text_fn=self.text_fn, extra_fn=self.oracle_fn)
-
-    def sampler_for_epoch(self, epoch: int):
-        """``(batches of this rank, false-negative mask fn or None, phase name)`` of an epoch:
-        the random sampler in the reference phase and the baseline arms, pair selection after."""
-        sel = self.sel
-        if sel.selection == "ps" and epoch >= self.n_ref:
-            if self.ps_sampler is None:
-                self.build_pair_selection()
-            self.ps_sampler.set_epoch(epoch - self.n_ref)
-            return list(self.ps_sampler), self.ps_fn, sel.selection
-        self.random_sampler.set_epoch(epoch)
-        phase = "reference" if sel.selection == "ps" else sel.selection
-        return list(self.random_sampler), (self.random_fn_mask if sel.selection == "random_fn" else None), phase
 
     # --------------------------------------------------------------- training
     def train_epoch(self, batches: list, fn, phase: str) -> Optional[int]:
