@@ -362,13 +362,49 @@ def apply_overrides(cfg, overrides: Optional[list] = None, *, prefix: str = ""):
     return cfg
 
 
+# ------------------------------------------------------- the shipped recipes
+RECIPE_PREFIX = "recipe:"
+
+
+def recipes_dir() -> Path:
+    """The folder of the YAML recipes shipped with the package (``slt_llm/configs``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("slt_llm") / "configs"))
+
+
+def recipes() -> dict[str, str]:
+    """``{name: first line of its header comment}`` of every shipped recipe, by name
+    (``demo_stage1`` for ``slt_llm/configs/demo_stage1.yaml``)."""
+    out = {}
+    for p in sorted(recipes_dir().glob("*.yaml")):
+        first = next((line.lstrip("#").strip() for line in p.read_text().splitlines() if line.startswith("#")), "")
+        out[p.stem] = first
+    return out
+
+
+def recipe_path(name: str) -> Path:
+    """The file of the shipped recipe ``name`` (with or without ``recipe:`` and ``.yaml``);
+    ConfigError naming the shipped ones when there is no such recipe."""
+    stem = name[len(RECIPE_PREFIX):] if name.startswith(RECIPE_PREFIX) else name
+    stem = stem[:-len(".yaml")] if stem.endswith(".yaml") else stem
+    p = recipes_dir() / f"{stem}.yaml"
+    if "/" in stem or "\\" in stem or not p.is_file():
+        raise ConfigError(f"{RECIPE_PREFIX}{stem}: no such recipe (shipped: {', '.join(recipes())}; "
+                          f"`slt-llm recipes` lists them)")
+    return p
+
+
 def load_config(cls, path: Optional[str] = None, overrides: Optional[list] = None):
     """Load ``cls`` from a YAML/JSON file, then apply ``key.sub=value`` overrides.
+    ``path`` may name a shipped recipe, ``recipe:NAME`` (:func:`recipe_path`).
 
     Relative paths inside the file are kept as written (relative to the working
     directory, like every path on a command line).
     """
     data: dict = {}
+    if path is not None and str(path).startswith(RECIPE_PREFIX):
+        path = str(recipe_path(str(path)))
     if path is not None:
         p = Path(path)
         if not p.is_file():

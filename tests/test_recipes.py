@@ -98,11 +98,39 @@ def test_recipe_starts_in_one_process(recipe, tiny_corpus, tiny_llama, tmp_path)
 
     cmd = next(c for c in header_commands(recipe) if c[0] == "slt-llm")
     run = tmp_path / "run"
-    argv = [cmd[1], "--config", str(CONFIGS / recipe), *_after_config(cmd),
+    # the demo recipes by name (--config recipe:NAME), the others by path
+    config = f"recipe:{Path(recipe).stem}" if recipe.startswith("demo_") else str(CONFIGS / recipe)
+    argv = [cmd[1], "--config", config, *_after_config(cmd),
             *_tiny(recipe, tiny_corpus, tiny_llama, run, tmp_path / "text_cache")]
     assert main(argv) == 0
     assert _first_loss(run) > 0
     assert (run / "model").is_dir()
+
+
+def test_recipes_are_listed_and_load_by_name(capsys):
+    from slt_llm.cli import main
+    from slt_llm.config import SLTConfig, Stage1Config, load_config
+    from slt_llm.errors import ConfigError
+
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for recipe in RECIPES:
+        name = Path(recipe).stem
+        line = next(l for l in out.splitlines() if l.startswith(name + " "))
+        assert ("slt-llm vlp" if _stage(recipe) == "stage1" else "slt-llm train") in line, line
+        first = (CONFIGS / recipe).read_text().splitlines()[0].lstrip("#").strip()
+        assert line.endswith(first), line
+        cls = Stage1Config if _stage(recipe) == "stage1" else SLTConfig
+        by_name = load_config(cls, f"recipe:{name}", ["train.epochs=3"])
+        assert by_name == load_config(cls, str(CONFIGS / recipe), ["train.epochs=3"]), recipe
+    assert main(["recipes", "demo_stage2"]) == 0
+    assert capsys.readouterr().out.endswith((CONFIGS / "demo_stage2.yaml").read_text())
+    with pytest.raises(ConfigError, match="recipe:nope: no such recipe .*demo_stage1"):
+        load_config(Stage1Config, "recipe:nope")
+    with pytest.raises(ConfigError, match="no such recipe"):
+        load_config(Stage1Config, "recipe:../configs/demo_stage1")
+    assert main(["vlp", "--config", "recipe:nope"]) == 2
+    assert "slt-llm vlp: error: recipe:nope: no such recipe" in capsys.readouterr().err
 
 
 # one dataset recipe per stage under its multi-process launcher; the others share it

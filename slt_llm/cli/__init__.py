@@ -25,6 +25,7 @@ COMMANDS = {
     "hand-teacher": ("data", "built-in hand-teacher sidecars (<stem>.hands.npz) from the keypoints"),
     "make-tiny-llm": ("models", "build + pre-train the tiny stand-in LLM"),
     "import-llm": ("models", "a GGUF checkpoint (or the packaged SmolLM2) -> HF model folder"),
+    "recipes": ("train", "the run configs shipped with the package (--config recipe:NAME)"),
     "vlp": ("train", "stage 1: selective contrastive alignment (one process)"),
     "analyze": ("train", "similarity-trajectory analysis of a stage-1 run"),
     "retrieval": ("train", "video<->text retrieval R@1/5/10 of a stage-1 model"),

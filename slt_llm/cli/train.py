@@ -14,7 +14,8 @@ OVERWRITE_HELP = "replace the run already in train.run_dir"
 
 def vlp_parser() -> Parser:
     p = Parser(prog="slt-llm vlp", description="stage 1: selective contrastive alignment")
-    p.add_argument("--config", default=None, help="YAML/JSON Stage1Config")
+    p.add_argument("--config", default=None, help="YAML/JSON Stage1Config, or a shipped recipe: recipe:NAME "
+                   "(slt-llm recipes lists them)")
     p.add_argument("--resume", action="store_true", help=RESUME_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=4")
@@ -37,7 +38,8 @@ def train_parser() -> Parser:
     p = Parser(prog="slt-llm train", description=(
         "Stage 2: translation training (LoRA/QLoRA). One process here; for several "
         "GPUs run scripts/train_slt.py under `accelerate launch --config_file ds_configs/accelerate_zero3.yaml`."))
-    p.add_argument("--config", required=True, help="YAML/JSON run config (SLTConfig)")
+    p.add_argument("--config", required=True, help="YAML/JSON run config (SLTConfig), or a shipped recipe: "
+                   "recipe:NAME (slt-llm recipes lists them)")
     p.add_argument("--resume", action="store_true", help=RESUME_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
@@ -114,5 +116,32 @@ def retrieval(argv: list[str]) -> int:
     return 0
 
 
-PARSERS = {"vlp": vlp_parser, "train": train_parser, "analyze": analyze_parser, "retrieval": retrieval_parser}
-RUN = {"vlp": vlp, "train": train, "analyze": analyze, "retrieval": retrieval}
+def recipes_parser() -> Parser:
+    p = Parser(prog="slt-llm recipes", description="The run configs shipped with the package (slt_llm/configs): "
+               "use one with --config recipe:NAME.")
+    p.add_argument("name", nargs="?", default=None, help="print this recipe's file (its path, then its YAML)")
+    return p
+
+
+def recipes(argv: list[str]) -> int:
+    from slt_llm.config import recipe_path, recipes
+
+    a = recipes_parser().parse_args(argv)
+    if a.name:
+        path = recipe_path(a.name)
+        print(f"# {path}")
+        print(path.read_text(), end="")
+        return 0
+    found = recipes()
+    width = max(map(len, found), default=0)
+    for name, about in found.items():
+        command = "slt-llm vlp" if name.endswith("_stage1") else "slt-llm train"
+        print(f"{name:<{width}}  {command:<13}  {about}")
+    print(f"\nuse: slt-llm vlp --config recipe:NAME [KEY=VALUE ...] (stage 1), slt-llm train --config recipe:NAME "
+          f"(stage 2); slt-llm recipes NAME prints one")
+    return 0
+
+
+PARSERS = {"vlp": vlp_parser, "train": train_parser, "analyze": analyze_parser, "retrieval": retrieval_parser,
+           "recipes": recipes_parser}
+RUN = {"vlp": vlp, "train": train, "analyze": analyze, "retrieval": retrieval, "recipes": recipes}
