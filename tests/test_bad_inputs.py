@@ -63,6 +63,16 @@ def _case_corrupt_llm_weights(tmp, corpus, model):
             "--llm", str(llm), "--num-workers", "0", "--no-progress"], [str(llm), "cannot load the model"], 2
 
 
+def _case_another_base_llm(tmp, corpus, model):
+    from slt_llm.models.tiny_llm import build_tiny_llm
+
+    other = tmp / "other_llm"  # the same config as the model's base, other weights
+    build_tiny_llm(other, family="llama", seed=1, progress=False)
+    inp = _one_video(tmp, corpus)
+    return ["translate", "--model", model, "--input", str(inp), "--out", str(tmp / "o.jsonl"), "--llm", str(other),
+            "--num-workers", "0", "--no-progress"], [model, str(other), "trained on base LLM", "identity"], 2
+
+
 def _case_eval_json_is_a_folder(tmp, corpus, model):
     (tmp / "out").mkdir()
     hyp = tmp / "h.jsonl"
@@ -79,6 +89,7 @@ CASES = {name[len("_case_"):]: fn for name, fn in globals().items() if name.star
 def test_bad_input_is_one_line_and_touches_nothing(name, tmp_path, tiny_model, tiny_corpus, capsys):  # noqa: F811
     argv, must_say, code = CASES[name](tmp_path, tiny_corpus, str(tiny_model))
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    capsys.readouterr()  # what building the case printed
     got = main(argv)
     err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert got == code, err

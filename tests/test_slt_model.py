@@ -312,3 +312,53 @@ def test_export_never_mixes_with_an_existing_folder_and_models_travel(tmp_path, 
     assert main(["export", "--model", str(tmp_path / "m"), "--out", str(busy), "--overwrite"]) == 0
     assert (busy / "meta.json").is_file() and not (busy / "notes.txt").exists()
     assert not [p for p in tmp_path.iterdir() if ".export-" in p.name]  # no leftovers
+
+
+def test_a_model_folder_refuses_another_base_llm(tmp_path, tiny_llama, tiny_qwen2, capsys):
+    """A model folder records its base LLM's identity (config + embedding weights): a copy of the
+    same LLM anywhere is accepted, another LLM (other config, or the same config with other
+    weights) is refused in one line naming both, through the library and `slt-llm translate`;
+    a folder saved before the record loads with one warning (issue 21, identity)."""
+    from slt_llm.cli import main
+    from slt_llm.models.tiny_llm import build_tiny_llm
+
+    torch.manual_seed(0)
+    model = SLTModel.build(small_cfg(tiny_llama))
+    model.save_pretrained(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    rec = meta["base_llm"]
+    assert rec["path"] == str(tiny_llama.resolve()) and len(rec["identity"]) == 16
+    assert rec["embedding"]["tensor"] == "model.embed_tokens.weight" and rec["embedding"]["shape"][1] == 128
+    shutil.copytree(tiny_llama, tmp_path / "copy")  # the same LLM elsewhere: fine
+    check_model_dir(tmp_path / "m", llm_path=tmp_path / "copy")
+    reloaded = SLTModel.from_pretrained(tmp_path / "m", llm_path=tmp_path / "copy")
+    reloaded.save_pretrained(tmp_path / "m2")  # the record is computed afresh, never copied from meta_extra
+    assert json.loads((tmp_path / "m2" / "meta.json").read_text())["base_llm"]["path"] == str(tmp_path / "copy")
+    assert json.loads((tmp_path / "m2" / "meta.json").read_text())["base_llm"]["identity"] == rec["identity"]
+
+    with pytest.raises(ConfigError) as e:  # another family: another config.json
+        SLTModel.from_pretrained(tmp_path / "m", llm_path=tiny_qwen2)
+    msg = str(e.value)
+    assert str(tiny_llama.resolve()) in msg and str(tiny_qwen2) in msg and rec["identity"] in msg
+    assert "another config.json" in msg and "\n" not in msg
+    build_tiny_llm(tmp_path / "reseeded", family="llama", seed=1, progress=False)  # same config, other weights
+    with pytest.raises(ConfigError, match="other embedding weights"):
+        check_model_dir(tmp_path / "m", llm_path=tmp_path / "reseeded")
+
+    out = tmp_path / "o.jsonl"
+    capsys.readouterr()
+    code = main(["translate", "--model", str(tmp_path / "m"), "--llm", str(tmp_path / "reseeded"), "--input",
+                 str(tmp_path), "--out", str(out), "--num-workers", "0", "--no-progress"])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert code == 2 and len(err) == 1, err
+    assert "trained on base LLM" in err[0] and str(tmp_path / "reseeded") in err[0] and rec["identity"] in err[0]
+    assert not out.exists()
+
+    old = tmp_path / "old"  # saved before the record: loads, one warning per process
+    shutil.copytree(tmp_path / "m", old)
+    del meta["base_llm"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    check_model_dir(old, llm_path=tiny_qwen2)
+    check_model_dir(old)
+    err = capsys.readouterr().err
+    assert err.count("records no base-LLM identity") == 1 and str(old) in err

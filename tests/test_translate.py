@@ -374,6 +374,7 @@ def test_a_model_folder_never_switches_on_remote_code(tmp_path, tiny_model, tiny
     --trust-remote-code is the only switch."""
     import yaml
 
+    from slt_llm.models.llm import llm_identity
     from slt_llm.models.slt_model import SLTModel
 
     marker = tmp_path / "PWNED"
@@ -384,6 +385,9 @@ def test_a_model_folder_never_switches_on_remote_code(tmp_path, tiny_model, tiny
     raw["llm"]["trust_remote_code"] = True
     raw["llm"]["path"] = str(evil_llm)
     (folder / "slt_config.yaml").write_text(yaml.safe_dump(raw))
+    meta = json.loads((folder / "meta.json").read_text())  # the folder's author records the trapped LLM's identity
+    meta["base_llm"] = {"path": str(evil_llm), **llm_identity(evil_llm)}
+    (folder / "meta.json").write_text(json.dumps(meta))
     before = {p.name: p.read_bytes() for p in evil_llm.iterdir() if p.is_file()}
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -400,6 +404,7 @@ def test_a_model_folder_never_switches_on_remote_code(tmp_path, tiny_model, tiny
     # the folder's flag is ignored even when the LLM needs no code
     raw["llm"]["path"] = str(tiny_llama)
     (folder / "slt_config.yaml").write_text(yaml.safe_dump(raw))
+    shutil.copy(tiny_model / "meta.json", folder / "meta.json")
     m = SLTModel.from_pretrained(str(folder))
     assert m.llm_cfg.trust_remote_code is False
 

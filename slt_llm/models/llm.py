@@ -128,6 +128,136 @@ def check_llm_dir(path, *, trust_remote_code: bool = False):
     return config
 
 
+# ------------------------------------------------------------------ identity
+# config.json entries that say how a copy was saved, not what the model is
+_VOLATILE_CONFIG = {"transformers_version", "_name_or_path", "torch_dtype", "dtype", "use_cache"}
+_EMBED_SUFFIXES = ("embed_tokens.weight", "wte.weight", "word_embeddings.weight", "tok_embeddings.weight",
+                   "embed_in.weight", "embeddings.weight")
+_identity_memo: dict = {}
+
+
+def _safetensors_header(path: Path) -> tuple[dict, int]:
+    """(header dict, byte offset of the data) of a safetensors file; reads the header only."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise ValueError("shorter than a safetensors header")
+        n = struct.unpack("<Q", head)[0]
+        if n > 100_000_000:
+            raise ValueError("header length out of range")
+        raw = f.read(n)
+    if len(raw) < n:
+        raise ValueError("header cut short")
+    return json.loads(raw), 8 + n
+
+
+def _weight_files(root: Path) -> list:
+    """The safetensors files of an HF model folder: those of its index, or every *.safetensors at its top."""
+    index = root / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise ConfigError(f"{index}: unreadable weight index ({e})") from None
+        return [root / n for n in names]
+    return sorted(root.glob("*.safetensors"))
+
+
+def llm_identity(path) -> dict | None:
+    """What a base LLM IS, for a model folder to record and check (:func:`check_same_llm`):
+    ``{"identity": 16 hex, "config": 16 hex, "embedding": {"tensor", "shape", "dtype"}}`` where
+    ``identity`` hashes config.json (minus how it was saved: transformers version, dtype, name)
+    and the input-embedding tensor's bytes as stored (read from its safetensors file: header +
+    that tensor only; a 150k x 4096 bf16 embedding is 1.2 GB read once per process, memoised).
+    With no recognisable embedding tensor the hash covers every safetensors header (names,
+    dtypes, shapes) and file size instead (``embedding`` is then None). None when the folder
+    has no safetensors weights (the loader refuses those anyway). A weight file that cannot be
+    read is a ConfigError naming it. The same model saved in another dtype is another identity."""
+    import hashlib
+
+    root = resolve_llm_path(path).resolve()
+    cfg_path = root / "config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{root}: not a Hugging Face model directory (no config.json)")
+    files = _weight_files(root)
+    key = (str(root), *((str(p), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else (str(p),)
+                        for p in [cfg_path, *files]))
+    if key in _identity_memo:
+        return _identity_memo[key]
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{cfg_path}: not valid JSON ({e})") from None
+    canon = json.dumps({k: v for k, v in raw.items() if k not in _VOLATILE_CONFIG}, sort_keys=True)
+    cfg_hash = hashlib.sha256(canon.encode()).hexdigest()[:16]
+    if not files:
+        _identity_memo[key] = None
+        return None
+    headers = {}
+    for f in files:
+        try:
+            headers[f] = _safetensors_header(f)
+        except (OSError, ValueError) as e:  # json errors are ValueErrors
+            raise ConfigError(f"{root}: cannot load the model ({f.name}: corrupt or truncated safetensors file: "
+                              f"{str(e).splitlines()[0][:120]})") from None
+    vocab = raw.get("vocab_size") or (raw.get("text_config") or {}).get("vocab_size")
+    found = None
+    for suffix in _EMBED_SUFFIXES:
+        for f, (h, _) in headers.items():
+            for name, info in h.items():
+                if name != "__metadata__" and name.endswith(suffix) and len(info.get("shape", [])) == 2 \
+                        and (vocab is None or info["shape"][0] == vocab):
+                    found = found or (f, name, info)
+    h = hashlib.sha256(canon.encode())
+    embedding = None
+    if found is not None:
+        f, name, info = found
+        start, end = info["data_offsets"]
+        base = headers[f][1]
+        with open(f, "rb") as fh:
+            fh.seek(base + start)
+            left, chunk = end - start, 1 << 24
+            while left > 0:
+                data = fh.read(min(chunk, left))
+                if not data:
+                    raise ConfigError(f"{root}: cannot load the model ({f.name}: corrupt or truncated safetensors "
+                                      f"file: tensor {name} cut short)")
+                h.update(data)
+                left -= len(data)
+        embedding = {"tensor": name, "shape": list(info["shape"]), "dtype": info.get("dtype")}
+    else:
+        for f, (hd, base) in headers.items():
+            h.update(json.dumps({k: v for k, v in hd.items() if k != "__metadata__"}, sort_keys=True).encode())
+            h.update(f"{f.name}|{f.stat().st_size}".encode())
+    ident = {"identity": h.hexdigest()[:16], "config": cfg_hash, "embedding": embedding}
+    _identity_memo[key] = ident
+    return ident
+
+
+def check_same_llm(recorded: dict, given, *, folder) -> None:
+    """ConfigError (one line naming both) when the base LLM at ``given`` is not the one whose
+    :func:`llm_identity` a model folder recorded (``recorded``: its meta.json ``base_llm``)."""
+    ident = llm_identity(given)
+    want = recorded.get("identity")
+    if ident is None or not want or ident["identity"] == want:
+        return
+    why = []
+    if recorded.get("config") and recorded["config"] != ident["config"]:
+        why.append("another config.json")
+    a, b = recorded.get("embedding") or {}, ident.get("embedding") or {}
+    if a.get("shape") and b.get("shape") and a["shape"] != b["shape"]:
+        why.append(f"embedding {'x'.join(map(str, a['shape']))} vs {'x'.join(map(str, b['shape']))}")
+    elif a.get("dtype") and b.get("dtype") and a["dtype"] != b["dtype"]:
+        why.append(f"embedding dtype {a['dtype']} vs {b['dtype']}")
+    elif not why:
+        why.append("other embedding weights")
+    raise ConfigError(f"{folder}: trained on base LLM {recorded.get('path')} (identity {want}) but given {given} "
+                      f"(identity {ident['identity']}: {', '.join(why)}); pass the base model it was trained on "
+                      f"(--llm)")
+
+
 def load_tokenizer(path, *, trust_remote_code: bool = False):
     """AutoTokenizer from ``path``; needs an eos token; pad falls back to eos."""
     from transformers import AutoTokenizer

@@ -24,12 +24,22 @@ projector, llm sections), ``encoder.safetensors``, ``projector.safetensors``,
 ``meta.json`` (adapter kind, base model, versions, + ``meta_extra``),
 ``clip.yaml`` (the ClipConfig of training, ``clip_cfg``; the same file as in a
 stage-1 model folder). safetensors only.
+
+Base-LLM identity: a folder whose LLM lives outside it (an adapter, or none)
+records in meta.json ``base_llm`` = {path, identity, config, embedding}
+(:func:`slt_llm.models.llm.llm_identity`: a hash of config.json and the
+input-embedding weights). :func:`check_model_dir` refuses, in one line naming
+both, a base LLM (the recorded one, or ``llm_path`` / ``--llm``) with another
+identity: adapter and projector were trained against those embeddings, so
+another LLM gives garbage or an IndexError per row. A folder saved before the
+record loads with one warning per process and folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -42,7 +52,7 @@ from slt_llm.config import (EncoderConfig, LLMConfig, ProjectorConfig, SLTConfig
                             write_clip_settings)
 from slt_llm.errors import ConfigError
 from slt_llm.models.encoder import HandCentricEncoder, build_encoder
-from slt_llm.models.llm import adapter_metadata, load_llm
+from slt_llm.models.llm import adapter_metadata, check_same_llm, llm_identity, load_llm
 from slt_llm.models.projector import Projector
 
 MODEL_FORMAT = "slt_llm.model/1"
@@ -297,6 +307,14 @@ class SLTModel(nn.Module):
         _save_safetensors(self.encoder, folder / "encoder.safetensors")
         _save_safetensors(self.projector, folder / "projector.safetensors")
         meta = {"format": MODEL_FORMAT, **adapter_metadata(self.llm_cfg), "versions": _versions(), **self.meta_extra}
+        if meta["adapter"] != "merged" and llm_cfg.path:
+            ident = None
+            try:
+                ident = llm_identity(llm_cfg.path)
+            except ConfigError as e:  # the LLM is loaded already: only a file changed under us gets here
+                print(f"warning: {folder}: base-LLM identity not recorded ({e})", file=sys.stderr)
+            if ident is not None:
+                meta["base_llm"] = {"path": str(llm_cfg.path), **ident}
         if isinstance(self.llm, PeftModel):
             self.llm.save_pretrained(str(folder / "adapter"), safe_serialization=True)
         elif meta["adapter"] == "merged":
@@ -348,15 +366,19 @@ def meta_extra_of(meta: dict) -> dict:
     """The ``meta_extra`` part of a saved ``meta.json``: everything but the format,
     versions and adapter description that ``save_pretrained`` writes itself (the
     adapter kind is kept when it is ``merged``: that is what marks a merged export)."""
-    own = {"format", "versions", *adapter_metadata(LLMConfig()).keys()}
+    own = {"format", "versions", "base_llm", *adapter_metadata(LLMConfig()).keys()}
     extra = {k: v for k, v in meta.items() if k not in own}
     if meta.get("adapter") == "merged":
         extra["adapter"] = "merged"
     return extra
 
 
+_WARNED_NO_IDENTITY: set = set()
+
+
 def check_model_dir(folder, llm_path=None) -> dict:
-    """Cheap validation of a model folder (no weights loaded). Returns
+    """Cheap validation of a model folder (no model weights loaded; the base LLM's
+    embedding tensor is read once to check its identity, see the module doc). Returns
     {"encoder", "projector", "llm" (configs), "meta", "llm_path"}; ConfigError
     naming what is missing otherwise."""
     folder = Path(folder)
@@ -397,4 +419,10 @@ def check_model_dir(folder, llm_path=None) -> dict:
         except ConfigError as e:
             raise ConfigError(f"{folder}: base LLM not usable ({e}); pass the base model directory "
                               f"(llm_path / --llm)") from None
+        if isinstance(meta.get("base_llm"), dict):
+            check_same_llm(meta["base_llm"], given, folder=folder)
+        elif str(folder.resolve()) not in _WARNED_NO_IDENTITY:
+            _WARNED_NO_IDENTITY.add(str(folder.resolve()))
+            print(f"warning: {folder}: records no base-LLM identity (saved by an older slt_llm); {given} is not "
+                  f"checked to be the LLM it was trained on", file=sys.stderr)
     return {"encoder": enc, "projector": proj, "llm": llm, "meta": meta, "llm_path": path}
