@@ -80,8 +80,14 @@ def test_frame_count_mismatch_and_resolution_mismatch(tmp_path, realdata, footba
     cfg, ref = football_clip
     video = realdata / "football.mp4"
     src = realdata / "football_mediapipe_holistic.pose"
-    # keypoints end early (40 of 62 frames): later frames hold, then lose their keypoints
-    short = load_clip(video, cfg, pose=_cut_pose(src, tmp_path / "short.pose", n_frames=40))
+    # keypoints end early (40 of 62 frames): refused as another clip's by default (the counts named);
+    # with the check off (a deliberately cut track), later frames hold, then lose their keypoints
+    cut = _cut_pose(src, tmp_path / "short.pose", n_frames=40)
+    with pytest.raises(InputError) as e:
+        load_clip(video, cfg, pose=cut)
+    assert str(e.value).startswith(f"{cut}: keypoints do not match the video {video}: 40 frames at 29.97 fps vs "
+                                   f"64 frames at 29.97 fps")
+    short = load_clip(video, cfg, pose=cut, check_pose=False)
     assert short.num_frames == ref.num_frames
     fps = short.meta["pose_fps"]
     late = short.times.astype(np.float64) * fps > 39 + 0.5 * fps
@@ -90,9 +96,9 @@ def test_frame_count_mismatch_and_resolution_mismatch(tmp_path, realdata, footba
     assert (short.left[late] == 0).all()
     np.testing.assert_allclose(short.boxes[:35], ref.boxes[:35], atol=1e-3)  # covered frames unchanged
     np.testing.assert_array_equal(short.left[:35], ref.left[:35])
-    # keypoints covering far less than the video: refused, naming the pose file
+    # keypoints covering far less than the video: refused, naming the pose file, even with the check off
     with pytest.raises(InputError, match="tiny.pose.*does not match the video"):
-        load_clip(video, cfg, pose=_cut_pose(src, tmp_path / "tiny.pose", n_frames=10))
+        load_clip(video, cfg, pose=_cut_pose(src, tmp_path / "tiny.pose", n_frames=10), check_pose=False)
     # keypoints in a 2x larger pixel frame are rescaled to the video's
     big = load_clip(video, cfg, pose=_cut_pose(src, tmp_path / "big.pose", scale=2.0))
     np.testing.assert_allclose(big.boxes, ref.boxes, atol=0.05)
@@ -140,7 +146,8 @@ def test_frame_folder_with_pose_beside_it(tmp_path, realdata, football_clip):
     folder.mkdir()
     for i, f in enumerate(frames):
         Image.fromarray(f).save(folder / f"{i:04d}.png", compress_level=1)
-    shutil.copy(realdata / "football_mediapipe_holistic.pose", tmp_path / "sign01.pose")
+    # the folder holds the video's first 24 frames: its keypoints are the track's first 24 (a matching pair)
+    _cut_pose(realdata / "football_mediapipe_holistic.pose", tmp_path / "sign01.pose", n_frames=24)
     clip = load_clip(folder, cfg)
     assert clip.num_frames == 24 and abs(clip.fps - 29.97) < 0.01  # read at the track's rate
     # same boxes as the video (away from the folder's last frames, where the smoothing window ends)
@@ -241,3 +248,68 @@ def letterbox(frames: np.ndarray, size: int) -> np.ndarray:
             img = img.resize((nw, nh), Image.BILINEAR)
         out[t, y0 : y0 + nh, x0 : x0 + nw] = np.asarray(img)
     return out
+
+
+def test_sidecars_are_matched_by_the_full_video_name(tmp_path, realdata):
+    """x.mp4.pose belongs to x.mp4; x.pose to the one video with stem x, and to nobody when x.mp4
+    and x.mov both exist (issue 21: they shared it); extraction writes the name lookup reads."""
+    from slt_llm.data.clip import find_pose
+    from slt_llm.data.extract import sidecar_path
+
+    pose = realdata / "football_mediapipe_holistic.pose"
+    mp4, mov = tmp_path / "x.mp4", tmp_path / "x.mov"
+    shutil.copy(realdata / "football.mp4", mp4)
+    shutil.copy(pose, tmp_path / "x.pose")
+    assert find_pose(mp4) == tmp_path / "x.pose"  # one video with stem x: the old name still works
+    assert sidecar_path(mp4) == tmp_path / "x.pose"
+    shutil.copy(realdata / "football.mp4", mov)
+    for v, other in ((mp4, mov), (mov, mp4)):
+        with pytest.raises(InputError) as e:
+            find_pose(v)
+        assert str(e.value) == (f"{tmp_path / 'x.pose'}: keypoints of which video? {v.name} and {other.name} share "
+                                f"the stem 'x'; name the file {v.name}.pose (the video's full name + .pose)")
+        assert sidecar_path(v) == tmp_path / f"{v.name}.pose"
+    shutil.copy(pose, tmp_path / "x.mp4.pose")
+    assert find_pose(mp4) == tmp_path / "x.mp4.pose"  # the full name wins, beside or in --pose-dir
+    with pytest.raises(InputError, match="keypoints of which video"):
+        find_pose(mov)
+    poses = tmp_path / "poses"
+    poses.mkdir()
+    shutil.copy(pose, poses / "x.mov.pose")
+    assert find_pose(mov, pose_dir=poses) == poses / "x.mov.pose"
+    (tmp_path / "x.pose").unlink()
+    with pytest.raises(InputError) as e:
+        find_pose(mov)
+    assert "no keypoints found" in str(e.value) and "x.mov.pose" in str(e.value)
+
+
+def test_keypoints_of_another_clip_are_refused_naming_both_files(tmp_path, realdata):
+    """A pose file from a longer or shorter clip (frame count beyond max(2, 10%), or another fps)
+    is one InputError naming both files and both counts; a skipped sample under on_error=skip.
+    The real pair (64 video frames, 62 keypoint frames) passes."""
+    from slt_llm.data.clip import check_pose_agrees
+    from slt_llm.data.dataset import SLTDataset
+    from slt_llm.data.manifest import Sample
+
+    cfg = ClipConfig(max_frames=8, full_size=32, hand_size=16)
+    video = realdata / "football.mp4"
+    long = realdata / "mediapipe_holistic_long.pose"  # 170 frames at 24 fps: another recording
+    with pytest.raises(InputError) as e:
+        load_clip(video, cfg, pose=long)
+    assert str(e.value).startswith(f"{long}: keypoints do not match the video {video}: 170 frames at 24 fps vs "
+                                   f"64 frames at 29.97 fps")
+    kp = read_pose(realdata / "football_mediapipe_holistic.pose")
+    check_pose_agrees(kp, "p", "v", video_frames=64, video_fps=29.97)  # the real pair: 62 vs 64
+    check_pose_agrees(kp, "p", "v", video_frames=68, video_fps=29.97)  # 6 < 10% of 68
+    with pytest.raises(InputError, match="62 frames at 29.97 fps vs 70 frames at 29.97 fps"):
+        check_pose_agrees(kp, "p", "v", video_frames=70, video_fps=29.97)
+    short = Keypoints(xy=kp.xy[:20], conf=kp.conf[:20], fps=kp.fps, layout=kp.layout, width=640, height=360)
+    check_pose_agrees(short, "p", "v", video_frames=23, video_fps=29.97)  # 3 frames: the floor
+    with pytest.raises(InputError, match="20 frames at 29.97 fps vs 24 frames"):
+        check_pose_agrees(short, "p", "v", video_frames=24, video_fps=29.97)
+    with pytest.raises(InputError, match="frame rate differs"):
+        check_pose_agrees(kp, "p", "v", video_frames=62, video_fps=25.0)
+    check_pose_agrees(kp, "p", "v", video_frames=None, video_fps=None)  # nothing known: nothing checked
+    ds = SLTDataset([Sample(id="a", video=str(video), pose=str(long), text="t")], cfg, on_error="skip")
+    item = ds[0]
+    assert item["error"] == str(e.value) and ds.num_skipped == 1

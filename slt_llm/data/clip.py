@@ -2,10 +2,14 @@
 
 Steps and costs (T = sampled frames):
 
-1. Find the keypoints (``find_pose``): explicit ``pose``, else
-   ``<video stem>.pose`` beside the video, else ``pose_dir/<stem>.pose``,
-   else ``InputError`` telling the user to pass ``--pose`` or run
-   ``slt-llm extract``. Read them and fill gaps up to ``cfg.max_gap`` frames.
+1. Find the keypoints (``find_pose``): explicit ``pose``, else beside the
+   video, then in ``pose_dir``: ``<video file name>.pose`` (``x.mp4.pose``),
+   else ``<stem>.pose`` (``x.pose``, beside first) when no other video or
+   frame folder beside the video has the stem ``x`` (``x.mp4`` and ``x.mov``
+   never share one: ``x.pose`` is then an ``InputError`` asking for
+   ``x.mp4.pose``); else ``InputError`` telling the user to pass ``--pose`` or
+   run ``slt-llm extract``. A frame folder ``x/`` takes ``x.pose``. Read them and
+   fill gaps up to ``cfg.max_gap`` frames.
 2. Decode once (``slt_llm.data.video.decode_video`` for files: the working
    frames stay in the decoder's pixel format and each is converted to RGB
    only when its hands are cut, so no T x H x W x 3 stack is written;
@@ -35,6 +39,13 @@ Steps and costs (T = sampled frames):
    more or fewer than their video; this handles that.
    A frame folder has no rate of its own: it is read at the keypoint track's
    fps, so folder frame i meets keypoint frame i.
+   Before that, the keypoints must belong to the video (``check_pose_agrees``):
+   the keypoint frame count within max(3 frames, 10%) of the WHOLE video's
+   (``start``/``end`` cut a segment of a track that covers the whole file) and
+   the track's fps within 5% of the video's native rate (video files; a frame
+   folder has none); else an ``InputError`` naming both files and both counts
+   (a skipped sample under ``on_error=skip``). Real extractors drop a frame or
+   two at the ends (football.mp4: 64 frames, its keypoints 62).
 4. Keypoint pixels are in the pose file's width x height; they are rescaled to
    the video's (upright) source size when the two differ.
 5. Hand boxes (source pixels) from the aligned keypoints
@@ -60,7 +71,7 @@ from slt_llm.data.layout import Clip
 from slt_llm.data.pose import Keypoints, fill_gaps, normalize, read_pose
 from slt_llm.errors import InputError
 
-__all__ = ["load_clip", "find_pose", "align_keypoints", "frame_keypoints", "pad_square",
+__all__ = ["load_clip", "find_pose", "check_pose_agrees", "same_stem_inputs", "align_keypoints", "frame_keypoints", "pad_square",
            "working_side", "working_side_for", "clip_to_tensors", "HOLD_SECONDS"]
 
 HOLD_SECONDS = 0.5  # beyond the keypoint track's end, hold the last frame this long, then conf 0
@@ -154,25 +165,74 @@ def working_side_for(kp: Keypoints, cfg: ClipConfig, *, start: Optional[float] =
     return int(max(base, min(need, MAX_WORK_SIDE_FACTOR * cfg.hand_size)))
 
 
+def same_stem_inputs(video) -> list:
+    """Other videos / frame folders beside ``video`` with its stem (``x.mov`` for ``x.mp4``): those a
+    ``<stem>.pose`` could belong to as well. One directory glob."""
+    import glob
+
+    from slt_llm.data.video import is_video_file
+
+    v = Path(video)
+    if v.is_dir():
+        return []
+    out = [p for p in v.parent.glob(glob.escape(v.stem) + ".*")
+           if p.name != v.name and p.stem == v.stem and p.is_file() and is_video_file(p)]
+    if (v.parent / v.stem).is_dir():
+        out.append(v.parent / v.stem)
+    return sorted(out)
+
+
 def find_pose(video, pose=None, pose_dir=None) -> Path:
-    """The keypoint file of ``video`` per the lookup order (see module docstring)."""
+    """The keypoint file of ``video`` per the lookup order (see module docstring): ``<file name>.pose``
+    beside the video, then in ``pose_dir``; else ``<stem>.pose`` there, only when no other input
+    beside the video shares the stem (else an InputError naming both videos)."""
     if pose is not None:
         p = Path(pose)
         if not p.is_file():
             raise InputError(pose, "pose file not found")
         return p
     v = Path(video)
-    stem = v.name if v.is_dir() else v.stem
-    beside = v.parent / f"{stem}.pose"
-    if beside.is_file():
-        return beside
-    if pose_dir is not None:
-        cand = Path(pose_dir) / f"{stem}.pose"
-        if cand.is_file():
-            return cand
-    where = f"{beside}" + (f" or {Path(pose_dir) / (stem + '.pose')}" if pose_dir is not None else "")
-    raise InputError(video, f"no keypoints found (looked for {where}); put a {stem}.pose beside the video or "
+    full = f"{v.name}.pose"
+    stem = None if v.is_dir() else f"{v.stem}.pose"  # a frame folder x/: x.pose is its full name
+    folders = [v.parent] + ([Path(pose_dir)] if pose_dir is not None else [])
+    for d in folders:  # the full name anywhere first
+        if (d / full).is_file():
+            return d / full
+    for d in folders if stem is not None else []:
+        if (d / stem).is_file():
+            others = same_stem_inputs(v)
+            if others:
+                raise InputError(d / stem, f"keypoints of which video? {v.name} and {others[0].name} share the "
+                                           f"stem {v.stem!r}; name the file {full} (the video's full name + .pose)")
+            return d / stem
+    where = " or ".join(str(d / n) for d in folders for n in ([full] + ([stem] if stem else [])))
+    raise InputError(video, f"no keypoints found (looked for {where}); put a {full} beside the video or "
                             f"in --pose-dir, or extract them with `slt-llm extract {video} --extractor-model FILE`")
+
+
+# keypoint frames may differ from the video's by max(3, 10%): detectors drop a few frames at the ends
+# (football.mp4: 64 frames, its MediaPipe track 62; the synthetic PHOENIX profile drops up to 3)
+POSE_FRAME_TOLERANCE = (3, 0.10)
+POSE_FPS_TOLERANCE = 0.05  # relative
+
+
+def check_pose_agrees(kp: Keypoints, pose_path, video, *, video_frames: Optional[int],
+                      video_fps: Optional[float] = None) -> None:
+    """InputError (one line naming both files and both counts) when the keypoint track cannot be
+    this video's: its frame count off the video's (the whole file's) by more than
+    max(``POSE_FRAME_TOLERANCE``), or its fps off the video's native rate by more than 5%.
+    ``video_frames``/``video_fps`` None: not known, not checked (a frame folder has no rate)."""
+    n_p, f_p = int(kp.num_frames), float(kp.fps)
+    fps_bad = bool(video_fps) and f_p > 0 and abs(f_p - video_fps) > POSE_FPS_TOLERANCE * video_fps
+    tol = max(POSE_FRAME_TOLERANCE[0], POSE_FRAME_TOLERANCE[1] * video_frames) if video_frames else 0
+    frames_bad = bool(video_frames) and abs(n_p - video_frames) > tol
+    if not (fps_bad or frames_bad):
+        return
+    at_v = f" at {video_fps:.4g} fps" if video_fps else ""
+    what = "frame rate" if fps_bad and not frames_bad else "frame count"
+    raise InputError(pose_path, f"keypoints do not match the video {video}: {n_p} frames at {f_p:.4g} fps vs "
+                                f"{video_frames if video_frames else '?'} frames{at_v} (the {what} differs beyond "
+                                f"max(3 frames, 10%) / 5% fps); extract the keypoints of this video again")
 
 
 def align_keypoints(kp: Keypoints, times: np.ndarray, *, hold: float = HOLD_SECONDS):
@@ -259,6 +319,7 @@ def load_clip(
     pose_dir=None,
     start: Optional[float] = None,
     end: Optional[float] = None,
+    check_pose: bool = True,
 ) -> Clip:
     """Video + keypoints -> ``Clip`` (shapes in ``slt_llm.data.layout``).
 
@@ -266,7 +327,9 @@ def load_clip(
     (seconds) cut a segment of the video; the keypoint track is taken to
     start at the video's time 0, so frame times are offset by ``start``.
     Raises ``InputError`` for a missing/bad video or pose file, a pose file
-    that does not cover the video, or a clip where no hand can be placed.
+    that does not belong to the video (``check_pose_agrees``; ``check_pose=False``
+    skips that check, for code that cuts tracks on purpose) or does not cover
+    it, or a clip where no hand can be placed.
     """
     from slt_llm.data.video import decode_video, load_frames
 
@@ -296,6 +359,14 @@ def load_clip(
     T = frames.shape[0]
     if T == 0:
         raise InputError(video, "no frames decoded")
+    meta = getattr(fr, "meta", None) or {}
+    if not check_pose:
+        pass
+    elif Path(video).is_dir():
+        check_pose_agrees(kp, pose_path, video, video_frames=meta.get("num_images"))
+    else:
+        check_pose_agrees(kp, pose_path, video, video_frames=meta.get("num_frames"),
+                          video_fps=float(getattr(fr, "native_fps", 0.0) or 0.0) or None)
 
     akp, covered = frame_keypoints(kp, fr, start=start, pose_path=pose_path)
     boxes = hand_boxes(akp, cfg)  # (T,2,4) source pixels

@@ -557,7 +557,7 @@ def input_samples(path: Path, pose_dir=None) -> list:
     for p in entries:
         if p.is_file() and is_video_file(p):
             out.append(Sample(id=p.stem, video=str(p)))
-            stems.add(p.stem)
+            stems.update((p.stem, p.name))  # x.pose and x.mp4.pose belong to x.mp4
         elif p.is_dir():
             out.append(Sample(id=p.name, video=str(p)))
             stems.add(p.name)

@@ -153,10 +153,14 @@ register_extractor("mediapipe", MediaPipeExtractor)
 
 # -------------------------------------------------------------------- cache
 def sidecar_path(video, out_dir=None) -> Path:
-    """``<stem>.pose`` beside the video (or frame folder), or in ``out_dir``."""
+    """``<stem>.pose`` beside the video (or frame folder), or in ``out_dir``; ``<file name>.pose``
+    (``x.mp4.pose``) when another video beside it shares the stem (``x.mov``), as
+    ``slt_llm.data.clip.find_pose`` looks them up."""
+    from slt_llm.data.clip import same_stem_inputs
+
     v = Path(video)
-    stem = v.name if v.is_dir() else v.stem
-    return (Path(out_dir) if out_dir is not None else v.parent) / f"{stem}.pose"
+    name = v.name if v.is_dir() or same_stem_inputs(v) else v.stem
+    return (Path(out_dir) if out_dir is not None else v.parent) / f"{name}.pose"
 
 
 def _newest_mtime(video: Path) -> float:

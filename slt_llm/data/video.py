@@ -818,7 +818,10 @@ def _read_video(path, *, fps, max_fps, max_frames, max_side, start, end, threads
         cw, ch = stream.codec_context.width, stream.codec_context.height
         src_w, src_h = (ch, cw) if _swaps_axes(m) else (cw, ch)
         eff = _effective_fps(rate if capped else native, len(t_arr), n_sampled)
-        meta = {"codec": stream.codec_context.name}
+        total = int(stream.frames or 0) or (int(round(dur * native)) if dur else 0)
+        # the whole file's frame count (the container's, else duration x rate; None when unknown): what a
+        # keypoint file of this video must roughly have (clip.check_pose_agrees), whatever start/end cut
+        meta = {"codec": stream.codec_context.name, "num_frames": total or None}
         if lazy:
             ow, oh = (size[1], size[0]) if _swaps_axes(m) else size  # upright
             return LazyFrames(kept, (len(kept), oh, ow, 3), m, times=t_arr, fps=float(eff), src_width=int(src_w),

@@ -349,13 +349,13 @@ class _ExtractingDataset:
         return len(self.base)
 
     def _has_pose(self, s) -> bool:
-        v = Path(s.video)
-        stem = v.name if v.is_dir() else v.stem
-        cands = [Path(s.pose)] if s.pose else []
-        cands += [v.with_suffix(".pose") if not v.is_dir() else v.parent / (stem + ".pose")]
-        if self.pose_dir:
-            cands.append(Path(self.pose_dir) / (stem + ".pose"))
-        return any(c.is_file() for c in cands)
+        from slt_llm.data.clip import find_pose
+
+        try:
+            find_pose(s.video, s.pose, self.pose_dir)  # the same lookup as load_clip's
+            return True
+        except InputError:
+            return False
 
     def __getitem__(self, i):
         s = self.samples[i]
