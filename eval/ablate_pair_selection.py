@@ -341,6 +341,42 @@ def go_no_go_1(out: Path, seeds: list, pairs: int = 4_000_000):
     return spearman(ds[0], ds[1])
 
 
+def fn_diagnosis(out: Path, corpus: Path, seed: int, top_m: int = 32) -> dict:
+    """Where the oracle false negatives sit in one reference run's dense scores: ROC AUC of
+    delta, of z_last and of z_first for telling same-meaning pairs from the rest, among each
+    anchor's top-M pairs by max(z_first, z_last) (the pairs a curriculum actually moves)."""
+    import numpy as np
+
+    from slt_llm.contrastive.dense import load_similarities, standardize
+
+    p = out / f"random_seed{seed}" / "reference" / "dense_similarity.npz"
+    if not p.is_file():
+        return {}
+    f, l = load_similarities(p)
+    z0, zl = standardize(f), standardize(l)
+    del f, l
+    rows = [json.loads(x) for x in (corpus / "train.jsonl").read_text().splitlines() if x.strip()]
+    g = np.array([r["group"] for r in rows])
+    n = len(g)
+    key = np.maximum(z0, zl)
+    np.fill_diagonal(key, -np.inf)
+    cand = np.argpartition(-key, top_m, axis=1)[:, :top_m]
+    del key
+    r_, c_ = np.repeat(np.arange(n), top_m), cand.reshape(-1)
+    same = g[r_] == g[c_]
+
+    def auc(x, y):
+        order = np.argsort(x, kind="stable")
+        rank = np.empty(len(x))
+        rank[order] = np.arange(1, len(x) + 1)
+        n1, n0 = int(y.sum()), int((~y).sum())
+        return float((rank[y].sum() - n1 * (n1 + 1) / 2) / max(1, n1 * n0))
+
+    d = zl[r_, c_] - z0[r_, c_]
+    return {"seed": seed, "top_m": top_m, "fn_candidates": int(same.sum()), "fn_share": float(same.mean()),
+            "auc_delta": auc(d, same), "auc_zlast": auc(zl[r_, c_], same), "auc_zfirst": auc(z0[r_, c_], same)}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus", default="runs/phoenix_full/corpus", help="a render of the frozen phoenix profile")
@@ -427,10 +463,15 @@ def main(argv=None) -> int:
               f"seeds resolve 1.5 BLEU-4 (5% two-sided, 80% power)")
     rho = go_no_go_1(out, seeds)
     print(f"go/no-go 1 in this setting: Spearman of delta between the reference runs of two seeds {rho:.4f}")
+    diag = fn_diagnosis(out, Path(a.corpus), seeds[0]) if a.report else {}
+    if diag:
+        print(f"oracle false negatives among the top-{diag['top_m']} pairs of seed {diag['seed']}'s reference run: "
+              f"{diag['fn_candidates']} ({100 * diag['fn_share']:.1f}%); ROC AUC delta {diag['auc_delta']:.3f}, "
+              f"z_last {diag['auc_zlast']:.3f}, z_first {diag['auc_zfirst']:.3f}")
     minutes = (time.time() - t0) / 60
     trains = sum(r["train_s"] for r in by.values()) / 60
     print(f"sum of run walls {trains:.1f} min; this invocation {minutes:.1f} min")
-    (out / "summary.json").write_text(json.dumps({"summary": summary, "contrasts": contrasts, "seeds_needed": need, "delta_rank_corr": rho,
+    (out / "summary.json").write_text(json.dumps({"summary": summary, "contrasts": contrasts, "fn_diagnosis": diag, "seeds_needed": need, "delta_rank_corr": rho,
                                                   "run_minutes": trains}, indent=1))
     g = lambda arm, k: summary.get(arm, {}).get(k, float("nan"))  # noqa: E731
     n_seeds = min((g(x, "n") for x in CORE_ARMS if x in summary), default=0)
