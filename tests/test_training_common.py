@@ -262,6 +262,67 @@ def test_checkpoint_roundtrip_rotation_and_rng(tmp_path):
         accel.teardown(acc)
 
 
+def test_a_bad_file_in_the_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    """Truncate (or replace by a plain pickle) each file of the newest checkpoint in turn: resume
+    warns in one line naming that file and restores the checkpoint before, weights, optimizer,
+    scheduler and RNG included; with no usable checkpoint left it starts fresh, saying so (issue 21)."""
+    import pickle
+
+    tc = TrainConfig(run_dir=str(tmp_path / "run"), batch_size=2)
+    oc = OptimConfig(lr_encoder=0.1, lr_projector=0.1, lr_head=0.1, warmup_steps=0)
+    acc = accel.setup_accelerator(tc, oc)
+    try:
+        model = TokenModel()
+        opt = optim.build_optimizer(optim.make_param_groups(model, oc), oc)
+        sch = optim.build_scheduler(opt, oc, 10)
+        model, opt, sch = acc.prepare(model, opt, sch)
+        x, mask = _data()
+        step = lambda: token_loss.token_loss_step(acc, model, opt, sch, [_batch(x, mask, [0, 1])], lambda m, b: m(b),
+                                         max_grad_norm=1.0)
+        run = tmp_path / "run"
+        saved = {}
+        for k in (1, 2):
+            step()
+            checkpoint.save_checkpoint(acc, run, checkpoint.TrainerState(step=k, run_id="r"), keep=3)
+            saved[k] = ({n: v.clone() for n, v in acc.unwrap_model(model).state_dict().items()},
+                        opt.param_groups[0]["lr"], torch.rand(2))
+        newest = run / "checkpoints" / "step_2"
+        kinds = sorted(p.name for p in newest.iterdir())
+        assert {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl",
+                "trainer_state.json"} <= set(kinds), kinds
+        assert checkpoint.checkpoint_problem(newest) is None
+        pristine = {n: (newest / n).read_bytes() for n in kinds}
+        cases = [(n, pristine[n][: len(pristine[n]) // 2]) for n in kinds]  # every file cut in half
+        cases.append(("optimizer.bin", pickle.dumps({"state": {}, "param_groups": []})))  # a plain pickle
+        for name, data in cases:
+            (newest / name).write_bytes(data)
+            step()  # move away from step 1's state
+            capsys.readouterr()
+            st = checkpoint.resume_state(acc, run, what="stage 2", run_id="r")
+            err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+            assert st.step == 1, name
+            assert len(err) == 1 and err[0].startswith(f"stage 2: warning: {newest / name}: "), (name, err)
+            assert f"resuming from the previous checkpoint {run / 'checkpoints' / 'step_1'}" in err[0]
+            weights, lr, noise = saved[1]
+            for n, v in acc.unwrap_model(model).state_dict().items():
+                torch.testing.assert_close(v, weights[n], rtol=0, atol=0)
+            assert opt.param_groups[0]["lr"] == pytest.approx(lr)
+            assert torch.equal(torch.rand(2), noise)
+            with pytest.raises(ConfigError) as e:  # loaded directly: one line naming the file
+                checkpoint.load_checkpoint(acc, newest)
+            assert str(e.value).startswith(f"{newest / name}: ") and "\n" not in str(e.value)
+            (newest / name).write_bytes(pristine[name])
+        assert checkpoint.resume_state(acc, run, run_id="r").step == 2  # intact again: the newest is used
+        for k in (1, 2):  # nothing usable: a fresh start, said so
+            (run / "checkpoints" / f"step_{k}" / "model.safetensors").write_bytes(b"\0" * 5)
+        capsys.readouterr()
+        assert checkpoint.resume_state(acc, run, run_id="r").step == 0
+        out = capsys.readouterr()
+        assert out.err.count("warning:") == 2 and "no usable checkpoint" in out.out
+    finally:
+        accel.teardown(acc)
+
+
 def test_checkpoint_from_other_model_is_config_error(tmp_path):
     tc = TrainConfig(run_dir=str(tmp_path), batch_size=2)
     oc = OptimConfig()

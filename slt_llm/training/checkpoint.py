@@ -6,6 +6,15 @@ checkpoint without it is incomplete and ignored), rotation to the newest
 ``keep``, per-rank RNG states (python, numpy, torch) saved with the trainer
 state, and seeding. ``TrainerState`` also records the best model on dev
 (``best_metric``/``best_step``) for both stages.
+
+Resume falls back: before a checkpoint is loaded every file in it is checked
+(``checkpoint_problem``: the trainer state parses; a safetensors file's header
+parses and the file is as long as the header says; a torch/pickle file
+(optimizer, scheduler, RNG, ZeRO shards) is an intact torch zip archive, CRCs
+included, so a plain pickle is refused unread). The newest checkpoint with a
+bad file is passed over with one warning naming the file, and the one before
+is tried (``resume_state``); none usable: a fresh start, said so. Cost: every
+checkpoint file read once more at resume.
 """
 
 from __future__ import annotations
@@ -13,8 +22,12 @@ from __future__ import annotations
 import base64
 import json
 import math
+import pickle
 import random
 import shutil
+import struct
+import sys
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,7 +43,7 @@ from slt_llm.training.accelerator import unwrap_for_save, uses_deepspeed
 from slt_llm.run_layout import CHECKPOINT_DIR, TRAINER_STATE, checkpoint_dir, checkpoints_root
 
 __all__ = ["CHECKPOINT_DIR", "TRAINER_STATE", "TrainerState", "checkpoint_dir", "export_folder", "latest_checkpoint",
-           "list_checkpoints", "load_checkpoint", "resume_state", "rng_state", "save_checkpoint", "seed_everything",
+           "checkpoint_problem", "list_checkpoints", "load_checkpoint", "resume_state", "rng_state", "save_checkpoint", "seed_everything",
            "set_rng_state"]
 
 
@@ -134,6 +147,77 @@ def list_checkpoints(run_dir: str | Path, run_id: Optional[str] = None) -> list[
     return [d for _, d in sorted(found)]
 
 
+def _resume_candidates(run_dir, run_id: Optional[str]) -> list[Path]:
+    """Checkpoints a resume may use, NEWEST first: this run's (``list_checkpoints``) and those whose
+    trainer state cannot be read (whose run is unknown; they are then passed over with a warning)."""
+    root = checkpoints_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for d in root.iterdir():
+        if d.is_dir() and d.name.startswith("step_") and d.name[5:].isdigit() and (d / TRAINER_STATE).is_file():
+            if run_id is None or _run_id_of(d) in (run_id, None, "unreadable"):
+                found.append((int(d.name[5:]), d))
+    return [d for _, d in sorted(found, reverse=True)]
+
+
+def _safetensors_problem(path: Path) -> Optional[str]:
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"truncated ({size} bytes, not even a safetensors header)"
+        n = struct.unpack("<Q", head)[0]
+        if n > size:
+            return f"truncated or corrupt (header of {n} bytes in a file of {size})"
+        try:
+            header = json.loads(f.read(n))
+            end = max([int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"] or [0])
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+            return f"corrupt safetensors header ({type(e).__name__})"
+    if size < 8 + n + end:
+        return f"truncated ({size} of {8 + n + end} bytes)"
+    return None
+
+
+def _torch_file_problem(path: Path) -> Optional[str]:
+    """torch.save writes a zip archive: a cut file loses its central directory, a damaged one fails
+    a CRC; anything else (a plain pickle) is not what save_state wrote and is never unpickled."""
+    if not zipfile.is_zipfile(path):
+        return "corrupt or truncated (not a torch archive)"
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        return f"corrupt or truncated ({type(e).__name__}: {str(e)[:80]})"
+    return f"corrupt (bad CRC in {bad})" if bad else None
+
+
+def checkpoint_problem(ckpt: str | Path) -> Optional[str]:
+    """``"FILE: what is wrong"`` for the first unreadable file of a checkpoint folder (trainer state,
+    model weights, optimizer, scheduler, RNG states, ZeRO shards), None when all read back. Reads
+    every file once (CRCs of the torch archives); other files (DeepSpeed's ``latest``) are not judged."""
+    ckpt = Path(ckpt)
+    st = ckpt / TRAINER_STATE
+    try:
+        TrainerState.from_json(st.read_text())
+    except (OSError, ValueError, TypeError, AttributeError) as e:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        return f"{st}: unreadable trainer state ({type(e).__name__}: {str(e)[:80]})"
+    for f in sorted(p for p in ckpt.rglob("*") if p.is_file()):
+        try:
+            if f.suffix == ".safetensors":
+                why = _safetensors_problem(f)
+            elif f.suffix in (".bin", ".pkl", ".pt", ".pth"):
+                why = _torch_file_problem(f)
+            else:
+                continue
+        except OSError as e:
+            why = f"unreadable ({e.strerror or type(e).__name__})"
+        if why:
+            return f"{f}: {why}"
+    return None
+
+
 def latest_checkpoint(run_dir: str | Path, run_id: Optional[str] = None) -> Optional[Path]:
     ckpts = list_checkpoints(run_dir, run_id)
     return ckpts[-1] if ckpts else None
@@ -168,13 +252,17 @@ def save_checkpoint(accelerator, run_dir: str | Path, state: TrainerState, keep:
     return out
 
 
-def load_checkpoint(accelerator, ckpt: str | Path) -> TrainerState:
+def load_checkpoint(accelerator, ckpt: str | Path, *, checked: bool = False) -> TrainerState:
     """Restore a checkpoint saved by ``save_checkpoint`` (collective) and return its state.
 
-    ConfigError when the checkpoint does not match the prepared model (a
-    checkpoint from a different config) or its trainer state is unreadable.
+    ConfigError (one line) when the checkpoint does not match the prepared model
+    (a checkpoint from a different config) or one of its files is unreadable
+    (``checkpoint_problem``, skipped with ``checked``: the caller just ran it).
     """
     ckpt = Path(ckpt)
+    problem = None if checked else _agreed(checkpoint_problem(ckpt))
+    if problem:
+        raise ConfigError(problem)
     try:
         state = TrainerState.from_json((ckpt / TRAINER_STATE).read_text())
     except (OSError, json.JSONDecodeError, TypeError) as e:
@@ -187,10 +275,19 @@ def load_checkpoint(accelerator, ckpt: str | Path) -> TrainerState:
     except (RuntimeError, KeyError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{ckpt}: checkpoint does not match this model/config ({first[:300]})") from None
+    except (pickle.UnpicklingError, EOFError, OSError, zipfile.BadZipFile) as e:  # what the checks above let by
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{ckpt}: unreadable checkpoint ({type(e).__name__}: {first[:200]})") from None
     r = accelerator.process_index
     if state.rng and r < len(state.rng):
         set_rng_state(state.rng[r])
     return state
+
+
+def _agreed(problem: Optional[str]) -> Optional[str]:
+    """Every rank's verdict on one checkpoint, the first problem any rank saw (collective when
+    distributed): all ranks load the same checkpoint or fall back together."""
+    return next((p for p in dist_utils.all_gather_object(problem) if p), None)
 
 
 def resume_state(accelerator, run_dir: str | Path, logger=None, *, what: str = "training",
@@ -198,14 +295,26 @@ def resume_state(accelerator, run_dir: str | Path, logger=None, *, what: str = "
     """The state to continue from: the latest complete checkpoint of ``run_dir``
     (of run ``run_id`` when given) restored (collective; ``logger``'s metrics
     lines beyond it dropped), or a fresh ``TrainerState`` when there is none
-    (said in one line; the metrics of the interrupted attempt are dropped)."""
-    ckpt = latest_checkpoint(run_dir, run_id)
+    (said in one line; the metrics of the interrupted attempt are dropped).
+    A checkpoint with an unreadable file is passed over with one warning line
+    naming the file (stderr), newest first (see the module doc)."""
+    cands = _resume_candidates(run_dir, run_id)
+    ckpt = None
+    for i, cand in enumerate(cands):
+        problem = _agreed(checkpoint_problem(cand))
+        if problem is None:
+            ckpt = cand
+            break
+        nxt = f"the previous checkpoint {cands[i + 1]}" if i + 1 < len(cands) else "nothing (no older checkpoint)"
+        if dist_utils.is_main():
+            print(f"{what}: warning: {problem}; resuming from {nxt}", file=sys.stderr, flush=True)
     if ckpt is None:
-        dist_utils.print0(f"{what}: --resume: no checkpoint under {checkpoints_root(run_dir)}; starting fresh")
+        none = "no usable checkpoint" if cands else "no checkpoint"
+        dist_utils.print0(f"{what}: --resume: {none} under {checkpoints_root(run_dir)}; starting fresh")
         if logger is not None:
             logger.truncate_after(0)
         return TrainerState(run_id=run_id)
-    state = load_checkpoint(accelerator, ckpt)
+    state = load_checkpoint(accelerator, ckpt, checked=True)
     state.run_id = run_id if run_id is not None else state.run_id
     if logger is not None:
         logger.truncate_after(state.step)
