@@ -110,3 +110,89 @@ def test_a_dangling_symlink_video_is_said_to_be_missing(tmp_path, tiny_corpus):
     with pytest.raises(InputError) as e:
         load_clip(link, ClipConfig())
     assert str(e.value) == f"{link}: video not found (a symbolic link to a missing file)"
+
+
+def _training_manifest(tmp: Path, corpus: Path, bad_rows: int = 0, bad_json: bool = True) -> Path:
+    """The tiny corpus's train.jsonl (absolute paths) with one line that is not JSON (line 3) and
+    ``bad_rows`` unreadable clips (garbage bytes, ids broken0..)."""
+    rows = [json.loads(x) for x in (corpus / "train.jsonl").read_text().splitlines() if x.strip()]
+    for r in rows:
+        for k in ("video", "pose"):
+            r[k] = str((corpus / r[k]).resolve())
+    lines = [json.dumps(r) for r in rows]
+    for k in range(bad_rows):
+        junk = tmp / f"broken{k}.mp4"
+        junk.write_bytes(b"\x00\x01garbage" * 300)
+        lines.insert(1 + 2 * k, json.dumps(dict(rows[0], id=f"broken{k}", video=str(junk))))
+    if bad_json:
+        lines.insert(2, '{"id": "cut", "video": "v.mp4", "text": "half a ro')
+    m = tmp / "train.jsonl"
+    m.write_text("".join(x + "\n" for x in lines))
+    return m
+
+
+def test_a_bad_json_line_in_a_training_manifest_is_named(tmp_path, tiny_corpus, capsys):
+    """Stage 2 reads its manifests through SLTDataset (data.on_error=skip): the line left out is named
+    (file:line and the JSON error), once; under on_error=raise (and in stage 1) it stops the run, named."""
+    from slt_llm.config import ClipConfig, DataConfig
+    from slt_llm.data.dataset import SLTDataset, readable_training_set
+    from slt_llm.errors import InputError
+
+    m = _training_manifest(tmp_path, tiny_corpus)
+    capsys.readouterr()
+    ds = SLTDataset(m, ClipConfig(), allow_outside_root=True)
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(ds) == 24 and len(ds.manifest_errors) == 1
+    assert len(err) == 1 and err[0].startswith(f"warning: {m}:3: invalid JSON (Unterminated string")
+    assert err[0].endswith("(row left out)")
+    with pytest.raises(InputError, match=f"^{m}:3: invalid JSON"):
+        SLTDataset(m, ClipConfig(), allow_outside_root=True, on_error="raise")
+    with pytest.raises(InputError, match=f"^{m}:3: invalid JSON"):  # stage 1's reader
+        readable_training_set(DataConfig(train_manifest=str(m), allow_outside_root=True))
+    SLTDataset(read_manifest_skip(m), ClipConfig())  # a list of samples: the caller reports (translate's rows)
+    assert capsys.readouterr().err == ""
+
+
+def read_manifest_skip(m):
+    from slt_llm.data.manifest import read_manifest
+
+    return read_manifest(m, on_error="skip", allow_outside_root=True)
+
+
+def test_unreadable_training_samples_are_named_not_only_counted(tmp_path, tiny_corpus, capfd):
+    """Stage 1's pre-scan names the first REPORT_FIRST bad samples (id, file and problem) and says how
+    many more; stage 2's dataset names each of the first REPORT_FIRST when it fails, once across worker
+    processes and epochs, then says the rest are only counted."""
+    import torch
+
+    from slt_llm.config import ClipConfig, DataConfig
+    from slt_llm.data.dataset import REPORT_FIRST, SLTDataset, collate_clips, readable_training_set
+    from slt_llm.errors import InputError
+
+    m = _training_manifest(tmp_path, tiny_corpus, bad_rows=REPORT_FIRST + 2, bad_json=False)
+    clip = ClipConfig(fps=6, max_frames=8, full_size=32, hand_size=16)
+    capfd.readouterr()
+    ds, samples, bad = readable_training_set(DataConfig(train_manifest=str(m), allow_outside_root=True, clip=clip))
+    err = [x for x in capfd.readouterr().err.splitlines() if x.strip()]
+    assert len(bad) == REPORT_FIRST + 2 and len(samples) == 24
+    assert len(err) == REPORT_FIRST + 1, err
+    for k, line in enumerate(err[:-1]):
+        assert line.startswith(f"warning: {m}: unreadable training sample 'broken{k}' left out: "
+                               f"{tmp_path / f'broken{k}.mp4'}: "), line
+    assert err[-1] == f"warning: {m}: ... and 2 more unreadable training samples left out"
+    with pytest.raises(InputError) as e:  # data.on_error=raise: the first one stops the run, named
+        readable_training_set(DataConfig(train_manifest=str(m), allow_outside_root=True, clip=clip, on_error="raise"))
+    assert str(e.value).startswith(f"{m}: unreadable training sample 'broken0' (data.on_error=raise): "
+                                   f"{tmp_path / 'broken0.mp4'}: ")
+
+    ds = SLTDataset(m, clip, allow_outside_root=True)  # as stage 2 builds it
+    for epoch in range(2):  # two epochs of two worker processes: each bad sample named once in all
+        dl = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate_clips, num_workers=2)
+        skipped = [i for b in dl for i, _ in b["skipped"]]
+        assert len(skipped) == REPORT_FIRST + 2
+    err = [x for x in capfd.readouterr().err.splitlines() if x.startswith("warning:")]
+    named = [x for x in err if "unreadable sample '" in x]
+    assert len(named) == REPORT_FIRST and len(set(named)) == REPORT_FIRST, err
+    assert all(f"{tmp_path}/broken" in x and x.startswith(f"warning: {m}: unreadable sample 'broken") for x in named)
+    assert err.count(f"warning: {m}: more unreadable samples are skipped; they are counted, not named") == 1
+    assert len(err) == REPORT_FIRST + 1

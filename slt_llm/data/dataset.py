@@ -35,6 +35,14 @@ processes count ``batch["skipped"]`` in the main process instead (the
 collated batch always carries them). A sample that failed once in a process
 is not decoded again there.
 
+Saying which (``report``, on by default when the dataset reads its manifest
+itself, as stage 2 does): the bad manifest rows left out are named on stderr
+when the dataset is built (``manifest:line: problem``, the first
+``REPORT_FIRST``, then how many more), and the first ``REPORT_FIRST``
+unreadable samples once each when they fail (id + the file and problem),
+then one line saying the rest are counted only. Once per dataset across
+DataLoader worker processes and epochs (a shared-memory flag per sample).
+
 Cache (``cache_dir``): a decoded clip is stored as an uncompressed ``.npz``
 named by the SHA-256 of (absolute video path, its mtime and size, the pose
 file's path/mtime/size, start, end, the clip config). A changed file or
@@ -50,6 +58,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -75,6 +84,27 @@ def _stat_key(path: Path) -> list:
     return [str(path), st.st_mtime_ns, st.st_size]
 
 
+REPORT_FIRST = 5  # bad rows / unreadable samples named one by one before the rest are only counted
+
+
+def _is_main() -> bool:
+    from slt_llm import distributed as dist_utils
+
+    return dist_utils.is_main()
+
+
+def name_unreadable(ds: "SLTDataset", bad: Sequence[int], what: str = "training sample") -> list:
+    """One line per bad sample for the first ``REPORT_FIRST`` of ``bad`` (``id``: the file and problem,
+    each re-loaded once for its message), then how many more: what a caller prints, not only a count."""
+    lines = []
+    for i in list(bad)[:REPORT_FIRST]:
+        item = ds[i]
+        lines.append(f"unreadable {what} {ds.samples[i].id!r} left out: {item.get('error', 'unreadable')}")
+    if len(bad) > REPORT_FIRST:
+        lines.append(f"... and {len(bad) - REPORT_FIRST} more unreadable {what}s left out")
+    return lines
+
+
 class SLTDataset(torch.utils.data.Dataset):
     """Clips of a manifest (or a list of ``Sample``), skip-and-count or raise.
 
@@ -90,6 +120,8 @@ class SLTDataset(torch.utils.data.Dataset):
             (False for translation input).
         hand_teacher: also load each sample's hand-teacher sidecar (see module doc),
             looked up in ``hands_dir`` and beside the video.
+        report: name bad manifest rows and unreadable samples on stderr (module
+            doc); None: when ``samples_or_manifest`` is a manifest path.
 
     Bad manifest rows: under "skip" they are left out and listed in
     ``manifest_errors``; under "raise" reading the manifest raises.
@@ -108,6 +140,7 @@ class SLTDataset(torch.utils.data.Dataset):
         hand_teacher: bool = False,
         hands_dir=None,
         memory: bool = False,
+        report: Optional[bool] = None,
     ):
         if on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
@@ -133,6 +166,17 @@ class SLTDataset(torch.utils.data.Dataset):
         self.errors: dict[int, str] = {}  # index -> message, in this process
         self.cache_hits = 0
         self.cache_misses = 0
+        if report is None:
+            report = self.source is not None
+        # one flag per sample + a counter, shared with forked/spawned DataLoader workers
+        self._reported = torch.zeros(len(self.samples) + 1, dtype=torch.int32).share_memory_() if report else None
+        if report and self.manifest_errors and _is_main():
+            say = [str(e) for e in self.manifest_errors[:REPORT_FIRST]]
+            for line in say:
+                print(f"warning: {line} (row left out)", file=sys.stderr, flush=True)
+            if len(self.manifest_errors) > len(say):
+                print(f"warning: {self.source}: {len(self.manifest_errors) - len(say)} more bad row(s) left out",
+                      file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -236,12 +280,30 @@ class SLTDataset(torch.utils.data.Dataset):
             if self.on_error == "raise":
                 raise
             self.errors[i] = str(err)
+            self._report_skip(i, str(err))
             return {"error": str(err), "id": s.id, "index": i}
         item = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in CLIP_ARRAYS + self._extra_keys()}
         item.update(fps=arrays["fps"], id=s.id, text=s.text, index=i)
         if self._memory is not None:
             self._memory[i] = item
         return item
+
+    def _report_skip(self, i: int, message: str) -> None:
+        """Name sample i's failure on stderr the first time any process of this dataset meets it,
+        for the first ``REPORT_FIRST`` failures; then one line that the rest are counted only."""
+        flags = self._reported
+        if flags is None or int(flags[i]):
+            return
+        flags[i] = 1
+        n = int(flags[-1])
+        flags[-1] = n + 1
+        where = f"{self.source}: " if self.source else ""
+        if n < REPORT_FIRST:
+            print(f"warning: {where}unreadable sample {self.samples[i].id!r} skipped: {message}", file=sys.stderr,
+                  flush=True)
+        elif n == REPORT_FIRST:
+            print(f"warning: {where}more unreadable samples are skipped; they are counted, not named",
+                  file=sys.stderr, flush=True)
 
     def _extra_keys(self) -> tuple:
         return TEACHER_ARRAYS if self.hand_teacher else ()
@@ -404,7 +466,11 @@ def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
     mine = scan_unreadable(ds, range(rank, len(ds), world_size), scan_workers(world_size))
     bad = sorted(i for part in dist_utils.all_gather_object(mine) for i in part)
     if bad and data_cfg.on_error == "raise":
-        raise InputError(samples[bad[0]].video, ds[bad[0]].get("error", "unreadable sample"))
+        raise InputError(data_cfg.train_manifest, f"unreadable training sample {samples[bad[0]].id!r} "
+                                                  f"(data.on_error=raise): {ds[bad[0]].get('error', 'unreadable')}")
+    if bad and rank == 0:
+        for line in name_unreadable(ds, bad):
+            print(f"warning: {data_cfg.train_manifest}: {line}", file=sys.stderr, flush=True)
     if bad:
         bad_set = set(bad)
         samples = [s for i, s in enumerate(samples) if i not in bad_set]
