@@ -111,18 +111,15 @@ def tost(diffs: list, margin: float) -> tuple[float, float, bool]:
     return m - half, m + half, (m - half > -margin and m + half < margin)
 
 
-def seeds_needed(sd: float, effect: float) -> int:
-    """Paired seeds for a two-sided 5% test with 80% power to detect ``effect`` given the
-    paired-difference SD ``sd`` (t quantiles, iterated)."""
+def seeds_needed(sd: float, effect: float, limit: int = 1000) -> int:
+    """The smallest number n of paired seeds with ((t_{0.975, n-1} + z_{0.80}) sd / effect)^2 <= n:
+    a two-sided 5% test with about 80% power for ``effect`` given the paired-difference SD ``sd``."""
     if not sd or not math.isfinite(sd):
         return 2
-    n = 2
-    for _ in range(50):
-        need = math.ceil(((_t(T975, n - 1) + 0.86) * sd / effect) ** 2)  # 0.86 ~ t_0.80
-        if need <= n:
-            return max(n, 2)
-        n = need
-    return n
+    for n in range(2, limit + 1):
+        if ((_t(T975, n - 1) + 0.8416) * sd / effect) ** 2 <= n:
+            return n
+    return limit
 
 
 def spearman(a, b) -> float:
