@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,12 +396,45 @@ def recipe_path(name: str) -> Path:
     return p
 
 
+# ------------------------------------------------------- the shipped DeepSpeed JSONs
+def ds_configs_dir() -> Path:
+    """The folder of the DeepSpeed JSONs and ``accelerate launch`` configs shipped with the
+    package (``slt_llm/ds_configs``; ``ds_configs/`` in a checkout points at it)."""
+    from importlib import resources
+
+    return Path(str(resources.files("slt_llm") / "ds_configs"))
+
+
+def resolve_deepspeed_path(path: str | os.PathLike, config_dir: Optional[str | os.PathLike] = None) -> str:
+    """Where a DeepSpeed JSON named ``path`` is, so launches work from any folder.
+
+    An absolute path is kept. A relative one is looked up, in order: in the working
+    folder (kept as written), beside the config file that named it (``config_dir``),
+    then among the shipped copies (``ds_configs/zero3.json`` or ``zero3.json`` ->
+    :func:`ds_configs_dir` ``/zero3.json``). When none has it, ``path`` comes back as
+    written (the check then says "not found" naming it)."""
+    p = Path(path)
+    if p.is_absolute() or p.is_file():
+        return str(path)
+    if config_dir is not None and (Path(config_dir) / p).is_file():
+        return str((Path(config_dir) / p).resolve())
+    shipped = ds_configs_dir()
+    parts = p.parts[1:] if p.parts and p.parts[0] == "ds_configs" else p.parts
+    for cand in (shipped.joinpath(*parts) if parts else None, shipped / p.name):
+        if cand is not None and cand.is_file():
+            return str(cand.resolve())
+    return str(path)
+
+
 def load_config(cls, path: Optional[str] = None, overrides: Optional[list] = None):
     """Load ``cls`` from a YAML/JSON file, then apply ``key.sub=value`` overrides.
     ``path`` may name a shipped recipe, ``recipe:NAME`` (:func:`recipe_path`).
 
     Relative paths inside the file are kept as written (relative to the working
-    directory, like every path on a command line).
+    directory, like every path on a command line), except ``train.deepspeed``: a
+    DeepSpeed JSON the working folder lacks is taken from beside the file when it
+    is there (:func:`resolve_deepspeed_path`; the shipped copies are the last
+    resort, looked up where the JSON is read).
     """
     data: dict = {}
     if path is not None and str(path).startswith(RECIPE_PREFIX):
@@ -415,7 +449,13 @@ def load_config(cls, path: Optional[str] = None, overrides: Optional[list] = Non
         except (yaml.YAMLError, json.JSONDecodeError) as e:
             raise ConfigError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from None
         data = data or {}
-    return apply_overrides(from_dict(cls, data, ""), overrides)
+    cfg = from_dict(cls, data, "")
+    named = ((data.get("train") or {}) if isinstance(data, dict) else {}).get("deepspeed")
+    if path is not None and isinstance(named, str) and getattr(getattr(cfg, "train", None), "deepspeed", None):
+        if not Path(named).is_absolute() and not Path(named).is_file() \
+                and (Path(path).parent / named).is_file():
+            cfg.train.deepspeed = str((Path(path).parent / named).resolve())
+    return apply_overrides(cfg, overrides)
 
 
 def save_config(cfg, path: str | Path) -> None:

@@ -26,7 +26,7 @@ from typing import Iterable, Optional
 import torch
 
 from slt_llm import distributed as dist_utils
-from slt_llm.config import OptimConfig, TrainConfig
+from slt_llm.config import OptimConfig, TrainConfig, resolve_deepspeed_path
 from slt_llm.errors import ConfigError
 from slt_llm.run_layout import tensorboard_dir
 
@@ -57,13 +57,18 @@ def check_deepspeed_config(path: str | os.PathLike) -> dict:
 
 
 def _deepspeed_config_path(train_cfg: TrainConfig) -> Optional[str]:
-    """``train.deepspeed`` if set, else the file an ``accelerate launch`` DeepSpeed config named."""
+    """``train.deepspeed`` if set, else the file an ``accelerate launch`` DeepSpeed config named;
+    a relative path found in the working folder, else among the shipped copies
+    (``config.resolve_deepspeed_path``; ``load_config`` already tried the run config's folder),
+    so a launch works from any folder."""
     if train_cfg.deepspeed:
-        return train_cfg.deepspeed
+        return resolve_deepspeed_path(train_cfg.deepspeed)
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
         env = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
         if env and env != "none":
-            return env
+            found = resolve_deepspeed_path(env)
+            os.environ["ACCELERATE_DEEPSPEED_CONFIG_FILE"] = found  # what Accelerate itself may read
+            return found
         raise ConfigError(
             "accelerate launch asked for DeepSpeed without a deepspeed_config_file; "
             "use one of ds_configs/accelerate_*.yaml or set train.deepspeed=ds_configs/zero3.json"
