@@ -227,3 +227,35 @@ def test_backbone_weights_reach_the_stage1_encoder(tmp_path):
     m.save_pretrained(tmp_path / "s1")
     again = VLPModel.from_pretrained(tmp_path / "s1")
     assert torch.equal(again.encoder.hand_backbone.conv1.weight, m.encoder.hand_backbone.conv1.weight)
+
+
+def test_backbones_come_from_one_registry():
+    """encoder.*_backbone names a registered builder; an unknown name is one ConfigError listing
+    the registered ones; a new backbone registers once and is built, checked and loaded from there."""
+    from slt_llm.models import encoder as E
+
+    assert {"cnn", "resnet18"} <= set(E.BACKBONES)
+    with pytest.raises(ConfigError, match=r"encoder.full_backbone: unknown backbone 'vit' \(registered: cnn, resnet18"):
+        HandCentricEncoder(EncoderConfig(full_backbone="vit"))
+    with pytest.raises(ConfigError, match="unknown backbone 'vit'"):
+        E.check_data_parallel(EncoderConfig(hand_backbone="vit"), 2)
+
+    seen = []
+
+    def build(channels, norm):
+        seen.append(norm)
+        net = E.SmallCNN(channels)
+        net.extra_bn = norm(4)
+        return net
+
+    E.register_backbone("test_bn", E.BackboneSpec(build=build, uses_batchnorm=True))
+    try:
+        enc = HandCentricEncoder(EncoderConfig(hand_backbone="test_bn", full_backbone="cnn", batchnorm="frozen",
+                                               hand_channels=[8, 8], full_channels=[8, 8]))
+        assert seen == [E.FrozenStatsBatchNorm2d] and enc.hand_backbone.out_dim == 8
+        with pytest.raises(ConfigError, match="batchnorm=batch with a test_bn hand backbone on 2 processes"):
+            E.check_data_parallel(EncoderConfig(hand_backbone="test_bn"), 2)
+        with pytest.raises(ConfigError, match="no resnet18 backbone"):
+            enc.load_backbone_weights("/nonexistent.pth")
+    finally:
+        del E.BACKBONES["test_bn"]

@@ -25,15 +25,19 @@ out of attention. Token i of a clip of L frames is valid iff i < ceil(L/stride).
 Cost (default config, 64 px hands, 112 px full frame): ~2.3 M parameters;
 about 3 x 6 MFLOP of CNN per frame, so a 64-frame clip is ~1.2 GFLOP forward.
 
-Backbones: "cnn" (small, random init, GroupNorm so a sample never depends on
-the rest of its batch) or "resnet18" (torchvision key names; load weights as a
-separate step with :func:`load_backbone_weights`).
+Backbones come from one registry (``BACKBONES``, :func:`register_backbone`; each a
+``BackboneSpec``: its builder, whether it has BatchNorm, its weight loader): "cnn"
+(small, random init, GroupNorm so a sample never depends on the rest of its batch)
+or "resnet18" (torchvision key names; load weights as a separate step with
+:func:`load_backbone_weights`). An unknown name is one ConfigError listing them.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -142,14 +146,50 @@ class ResNet18(nn.Module):
         return x.mean(dim=(2, 3))
 
 
+# ------------------------------------------------------------- backbone registry
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How a backbone named in ``encoder.hand_backbone`` / ``full_backbone`` is built.
+
+    ``build(channels, norm)`` -> an ``nn.Module`` with ``out_dim`` mapping (N,3,S,S) to
+    (N, out_dim); ``norm`` is the BatchNorm class ``encoder.batchnorm`` picked, or None for
+    a backbone without BatchNorm (``uses_batchnorm`` False: no ``encoder.batchnorm``
+    check, safe under data parallelism as it is). ``load_weights(module, state_dict,
+    path)`` loads pretrained weights strictly (``encoder.backbone_weights``), None when the
+    backbone takes none."""
+
+    build: Callable[[list, Optional[type]], nn.Module]
+    uses_batchnorm: bool = False
+    load_weights: Optional[Callable[[nn.Module, dict, Path], None]] = None
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, spec: BackboneSpec) -> BackboneSpec:
+    """Make ``name`` a backbone ``encoder.*_backbone`` may name (one place per backbone)."""
+    BACKBONES[name] = spec
+    return spec
+
+
+def backbone_spec(kind: str, what: str = "hand") -> BackboneSpec:
+    """The registered ``BackboneSpec`` of ``kind``; one ConfigError listing the registered ones otherwise."""
+    spec = BACKBONES.get(kind)
+    if spec is None:
+        raise ConfigError(f"encoder.{what}_backbone: unknown backbone {kind!r} "
+                          f"(registered: {', '.join(sorted(BACKBONES))})")
+    return spec
+
+
 def build_backbone(kind: str, channels: list, what: str, batchnorm: str = "batch") -> nn.Module:
-    if kind == "cnn":
-        return SmallCNN(channels)
-    if kind == "resnet18":
+    """Build the backbone registered as ``kind`` (``what``: "hand" or "full", for messages)."""
+    spec = backbone_spec(kind, what)
+    norm = None
+    if spec.uses_batchnorm:
         if batchnorm not in BATCHNORM:
             raise ConfigError(f"encoder.batchnorm must be {' or '.join(BATCHNORM)} (got {batchnorm!r})")
-        return ResNet18(BATCHNORM[batchnorm])
-    raise ConfigError(f"encoder.{what}_backbone: unknown backbone {kind!r} (choose cnn or resnet18)")
+        norm = BATCHNORM[batchnorm]
+    return spec.build(list(channels), norm)
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -192,6 +232,11 @@ def load_resnet18_state_dict(module: ResNet18, sd: dict, path) -> None:
         k = bad[0]
         raise InputError(path, f"shape mismatch for {k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
+
+
+register_backbone("cnn", BackboneSpec(build=lambda channels, norm: SmallCNN(channels)))
+register_backbone("resnet18", BackboneSpec(build=lambda channels, norm: ResNet18(norm), uses_batchnorm=True,
+                                           load_weights=load_resnet18_state_dict))
 
 
 # ----------------------------------------------------------------------- encoder
@@ -350,26 +395,29 @@ class HandCentricEncoder(nn.Module):
         check; raises InputError naming the file. Returns the names loaded."""
         path = Path(path)
         targets = []
-        if which in ("hand", "both") and self.cfg.use_hands and isinstance(getattr(self, "hand_backbone", None), ResNet18):
-            targets.append(("hand", self.hand_backbone))
-        if which in ("full", "both") and self.cfg.use_full and isinstance(getattr(self, "full_backbone", None), ResNet18):
-            targets.append(("full", self.full_backbone))
+        for name, kind, used in (("hand", self.cfg.hand_backbone, self.cfg.use_hands),
+                                 ("full", self.cfg.full_backbone, self.cfg.use_full)):
+            if which in (name, "both") and used and backbone_spec(kind, name).load_weights is not None:
+                targets.append((name, kind, getattr(self, f"{name}_backbone")))
         if not targets:
-            raise ConfigError(f"{path}: no resnet18 backbone to load into (set encoder.hand_backbone/full_backbone=resnet18)")
+            loadable = [k for k, s in sorted(BACKBONES.items()) if s.load_weights is not None]
+            raise ConfigError(f"{path}: no {'/'.join(loadable)} backbone to load into "
+                              f"(set encoder.hand_backbone/full_backbone={'|'.join(loadable)})")
         sd = _read_state_dict(path)
-        for _, m in targets:
-            load_resnet18_state_dict(m, sd, path)
-        return [n for n, _ in targets]
+        for name, kind, m in targets:
+            BACKBONES[kind].load_weights(m, sd, path)
+        return [n for n, _, _ in targets]
 
 
 def check_data_parallel(cfg: EncoderConfig, world_size: int) -> None:
     """Refuse (one-line ConfigError) a resnet18 backbone with batch-statistics BatchNorm
     under data parallelism: each process would normalise by its own slice of the global
     batch, so W x b would not train like 1 x W*b (and SyncBatchNorm needs CUDA)."""
-    resnet = [w for w, k in (("hand", cfg.hand_backbone), ("full", cfg.full_backbone)) if k == "resnet18"
-              and (cfg.use_hands if w == "hand" else cfg.use_full)]
-    if world_size > 1 and resnet and cfg.batchnorm == "batch":
-        raise ConfigError(f"encoder.batchnorm=batch with a resnet18 {'/'.join(resnet)} backbone on {world_size} "
+    used = [(w, k) for w, k in (("hand", cfg.hand_backbone), ("full", cfg.full_backbone))
+            if (cfg.use_hands if w == "hand" else cfg.use_full) and backbone_spec(k, w).uses_batchnorm]
+    if world_size > 1 and used and cfg.batchnorm == "batch":
+        kinds = "/".join(dict.fromkeys(k for _, k in used))
+        raise ConfigError(f"encoder.batchnorm=batch with a {kinds} {'/'.join(w for w, _ in used)} backbone on {world_size} "
                           "processes: BatchNorm statistics would be per process; set encoder.batchnorm=frozen "
                           "(running statistics, e.g. those of encoder.backbone_weights)")
 
