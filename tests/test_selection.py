@@ -18,7 +18,6 @@ from slt_llm.contrastive.selection import (
     PairChrF,
     PairSelectionBatchSampler,
     PairSelector,
-    RandomGlobalBatchSampler,
     alpha_schedule,
     neutral_delta,
     normalize_sentence,
@@ -29,6 +28,7 @@ from slt_llm.contrastive.selection import (
 )
 from slt_llm.contrastive.trajectories import Trajectories, compute_trajectories
 from slt_llm.errors import ConfigError
+from slt_llm.training.data_order import RandomGlobalBatchSampler
 
 
 def _traj_from(cand, traj, mean=None, std=None, positive=None):

@@ -110,6 +110,23 @@ def test_token_normalisation_is_not_mean_of_means(tmp_path):
     assert token_loss.token_loss_scale(100, world_size=2, grad_accum=4) == pytest.approx(0.08)
 
 
+def test_one_random_global_batch_order():
+    """Stage 2's batches and stage 1's random batches come from one definition
+    (data_order.random_global_batches), on their own streams; the orders are the ones they always had."""
+    import numpy as np
+
+    rgb = data_order.random_global_batches
+    assert data_order.global_batches(50, 8, 3, 2, multiple_of=2) == rgb(50, 8, 3, 2, multiple_of=2).tolist()
+    sampler = data_order.RandomGlobalBatchSampler(50, 8, seed=3)
+    assert np.array_equal(sampler.global_batches(2), rgb(50, 8, 3, 2, stream=(11,), drop_last=False))
+    assert data_order.global_batches(10, 4, 0, 0) == [[4, 6, 2, 7], [3, 5, 9, 0]]
+    topped = data_order.RandomGlobalBatchSampler(10, 4, seed=0).global_batches(0).tolist()
+    assert topped == [[4, 0, 2, 6], [8, 1, 7, 5], [3, 9, 0, 5]]  # the last batch topped up from the full ones
+    assert rgb(3, 4, 0, 0).shape == (0, 4)
+    with pytest.raises(ValueError, match="multiple_of=1"):
+        rgb(10, 4, 0, 0, drop_last=False, multiple_of=2)
+
+
 def test_data_order_deterministic_and_sharded():
     a = data_order.global_batches(50, 8, seed=3, epoch=2)
     b = data_order.global_batches(50, 8, seed=3, epoch=2)

@@ -556,7 +556,7 @@ class _EpochState:
 
 
 # ---------------------------------------------------------------- samplers
-class _GlobalBatchSampler(torch.utils.data.Sampler):
+class GlobalBatchSampler(torch.utils.data.Sampler):
     """Yields this rank's slice (a list of B/W dataset indices) of each global batch.
 
     All ranks compute the same global batches (deterministic in seed and epoch),
@@ -602,25 +602,7 @@ class _GlobalBatchSampler(torch.utils.data.Sampler):
             yield batch[lo : lo + self.local_batch_size].tolist()
 
 
-class RandomGlobalBatchSampler(_GlobalBatchSampler):
-    """Random global batches (the GFSLT-VLP baseline, ``selection=random``): a
-    permutation per epoch; same slicing, last-batch rule and interface as
-    ``PairSelectionBatchSampler``."""
-
-    def _build(self, epoch: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, epoch, 11])
-        n, b = self.num_samples, self.global_batch_size
-        perm = rng.permutation(n)
-        full = n // b
-        batches = [perm[i * b : (i + 1) * b] for i in range(full)]
-        if n % b and not self.drop_last:
-            left = perm[full * b :]
-            filler = rng.choice(perm[: full * b], size=b - len(left), replace=False)
-            batches.append(np.concatenate([left, filler]))
-        return np.stack(batches).astype(np.int64) if batches else np.zeros((0, b), np.int64)
-
-
-class PairSelectionBatchSampler(_GlobalBatchSampler):
+class PairSelectionBatchSampler(GlobalBatchSampler):
     """Greedy curriculum global batches from a ``PairSelector``; ``num_epochs`` is
     E of the alpha schedule (the pair-selection epochs), epoch e set by set_epoch."""
 

@@ -20,6 +20,7 @@ import time
 from slt_llm import distributed as dist_utils
 from slt_llm import run_layout as layout
 from slt_llm.errors import InputError
+from slt_llm.training import data_order
 
 
 class PairSelection:
@@ -44,8 +45,8 @@ class PairSelection:
             self.text_fn = sel_mod.text_false_negatives(self.train_texts, sel)
         self.random_fn_mask = self.oracle_fn if self.oracle_fn is not None else self.text_fn
         data_seed = self.tc.seed if self.tc.data_seed is None else self.tc.data_seed
-        self.random_sampler = sel_mod.RandomGlobalBatchSampler(self.n, self.global_batch, rank=self.rank,
-                                                               world_size=self.world, seed=data_seed)
+        self.random_sampler = data_order.RandomGlobalBatchSampler(self.n, self.global_batch, rank=self.rank,
+                                                                  world_size=self.world, seed=data_seed)
 
     def build_pair_selection(self) -> None:
         """Trajectories over the reference checkpoints (read when saved, else computed and
