@@ -56,3 +56,34 @@ def test_random_case_matches_brute_force():
     for k in (1, 5):
         assert r["v2t"][f"r{k}"] == pytest.approx(100 * sum(x <= k for x in v2t) / 40)
         assert r["t2v"][f"r{k}"] == pytest.approx(100 * sum(x <= k for x in t2v) / len(uniq))
+
+
+def test_embed_and_score_is_the_one_evaluation():
+    """embed_and_score (used by stage-1 dev evaluation and evaluate_retrieval): the readable videos'
+    unique sentences, in first-seen order, embedded through the model; None when nothing is readable."""
+    from slt_llm.contrastive.retrieval import embed_and_score
+
+    v = torch.nn.functional.normalize(torch.randn(4, 6, generator=torch.Generator().manual_seed(0)), dim=-1)
+
+    class Stub:
+        def __init__(self, index):
+            self.index = torch.tensor(index, dtype=torch.long)
+
+        def embed_videos(self, loader, device="cpu"):
+            return v[self.index], self.index
+
+        def embed_texts(self, states):
+            return states * 2.0  # any map of the LLM states
+
+    texts = ["a", "b", "a", "c", "d"]
+    asked = []
+
+    def states(uniq):
+        asked.append(list(uniq))
+        return torch.stack([v[{"a": 0, "c": 3, "b": 1}[t]] for t in uniq])
+
+    got = embed_and_score(Stub([0, 2, 3]), None, texts, states, fine=False)  # sample 1 ("b") and 4 unreadable
+    assert asked == [["a", "c"]]
+    want = retrieval_metrics(v[[0, 2, 3]], 2.0 * v[[0, 3]], torch.tensor([0, 0, 1]))
+    assert got == want and got["num_videos"] == 3
+    assert embed_and_score(Stub([]), None, texts, states, fine=False) is None

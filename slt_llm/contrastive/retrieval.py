@@ -24,9 +24,10 @@ the frozen LLM's token states, ``contrastive.loss.fine_grained_similarity``):
 O(N*U*T*L*E) compute, the (N, U) score matrix kept, the token tensors
 (N, T, E) and (U, L, E) as float16.
 
-:func:`retrieval_metrics` is the maths on embeddings, :func:`evaluate_retrieval`
-embeds a dataset with a :class:`~slt_llm.models.vlp.VLPModel` (used by stage-1
-dev evaluation, the demo and the CLI).
+:func:`retrieval_metrics` is the maths on embeddings, :func:`embed_and_score` the one
+evaluation of a :class:`~slt_llm.models.vlp.VLPModel` (videos embedded, their unique
+sentences, the metrics; stage-1 dev evaluation passes its cached sentence states),
+:func:`evaluate_retrieval` runs it on a dataset (the demo and the CLI).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -116,6 +117,29 @@ def with_misses(metrics: dict, num_videos: int, num_sentences: int) -> dict:
 
 
 @torch.no_grad()
+def embed_and_score(model, loader, texts: Sequence[str], sentence_states: Callable[[list], object], *,
+                    fine: bool, device: str | torch.device = "cpu") -> Optional[dict]:
+    """The one retrieval evaluation of a stage-1 ``model`` (stage-1 dev evaluation and
+    :func:`evaluate_retrieval`): embed the videos of ``loader`` (pooled, or token states
+    when ``fine``), the unique sentences of the readable ones (``texts[i]`` is sample i's;
+    ``sentence_states(unique)`` gives the frozen LLM's states of those sentences, in that
+    order: pooled (U, H) or a token batch), and score with :func:`retrieval_metrics`.
+    ``num_videos`` in the result counts the readable videos; None when none was readable."""
+    if fine:
+        video_emb, video_mask, index = model.embed_video_tokens(loader, device=device)
+    else:
+        video_emb, index = model.embed_videos(loader, device=device)
+    if video_emb.shape[0] == 0:
+        return None
+    uniq, video_text = unique_sentences([texts[i] for i in index.tolist()])
+    if fine:
+        text_emb, text_mask = model.embed_text_tokens(sentence_states(uniq))
+        return retrieval_metrics(video_emb, text_emb, video_text, video_mask=video_mask, text_mask=text_mask)
+    text_emb = model.embed_texts(sentence_states(uniq).to(device))
+    return retrieval_metrics(video_emb, text_emb, video_text)
+
+
+@torch.no_grad()
 def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=None, batch_size: int = 16,
                        device: str | torch.device = "cpu", num_workers: int = 0, pose_dir: Optional[str] = None,
                        cache_dir: Optional[str] = None, text_cache_dir: Optional[str] = None,
@@ -145,35 +169,29 @@ def evaluate_retrieval(model, samples_or_manifest, clip_cfg, *, text_embedder=No
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_clips)
     fine = getattr(model, "fine", False)
-    if fine:
-        video_emb, video_mask, index = model.embed_video_tokens(loader, device=device)
-    else:
-        video_emb, index = model.embed_videos(loader, device=device)
     where = samples_or_manifest if isinstance(samples_or_manifest, (str, os.PathLike)) else "split"
-    if video_emb.shape[0] == 0:
+
+    def sentence_states(uniq: list):
+        embedder = text_embedder
+        if fine and not isinstance(embedder, TokenTextEmbedder):
+            # the model compares token states: a pooled embedder given by the caller names the LLM to use
+            llm = embedder.llm_path if embedder is not None else model.llm_path
+            if not llm:
+                raise InputError(where, "the stage-1 model records no LLM path to embed sentences with")
+            cache = embedder.cache_dir if embedder is not None else text_cache_dir
+            dtype = embedder.dtype if embedder is not None else model.llm_dtype
+            embedder = TokenTextEmbedder(llm, dtype=dtype, cache_dir=cache)
+        if embedder is None:
+            if not model.llm_path:
+                raise InputError(where, "the stage-1 model records no LLM path to embed sentences with")
+            embedder = TextEmbedder(model.llm_path, pooling=model.vlp_cfg.pooling, dtype=model.llm_dtype,
+                                    cache_dir=text_cache_dir)
+        return embedder.embed(uniq)
+
+    out = embed_and_score(model, loader, texts_all, sentence_states, fine=fine, device=device)
+    if out is None:
         raise InputError(where, "no readable video in this split")
-    if fine and not isinstance(text_embedder, TokenTextEmbedder):
-        # the model compares token states: a pooled embedder given by the caller names the LLM to use
-        llm = text_embedder.llm_path if text_embedder is not None else model.llm_path
-        if not llm:
-            raise InputError(where, "the stage-1 model records no LLM path to embed sentences with")
-        cache = text_embedder.cache_dir if text_embedder is not None else text_cache_dir
-        dtype = text_embedder.dtype if text_embedder is not None else model.llm_dtype
-        text_embedder = TokenTextEmbedder(llm, dtype=dtype, cache_dir=cache)
-    if text_embedder is None:
-        if not model.llm_path:
-            raise InputError(where, "the stage-1 model records no LLM path to embed sentences with")
-        text_embedder = TextEmbedder(model.llm_path, pooling=model.vlp_cfg.pooling, dtype=model.llm_dtype,
-                                     cache_dir=text_cache_dir)
-    texts = [texts_all[i] for i in index.tolist()]
-    uniq, video_text = unique_sentences(texts)
-    if fine:
-        text_emb, text_mask = model.embed_text_tokens(text_embedder.embed(uniq))
-        out = retrieval_metrics(video_emb, text_emb, video_text, video_mask=video_mask, text_mask=text_mask)
-    else:
-        text_emb = model.embed_texts(text_embedder.embed(uniq).to(device))
-        out = retrieval_metrics(video_emb, text_emb, video_text)
-    out["skipped"] = len(texts_all) - int(video_emb.shape[0])
+    out["skipped"] = len(texts_all) - out["num_videos"]
     return out
 
 

@@ -391,7 +391,7 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
         the result, said once in the output), never silently dropped. None without dev, or
         when no dev clip is readable."""
         from slt_llm.contrastive.reference import clip_loader
-        from slt_llm.contrastive.retrieval import retrieval_metrics, unique_sentences, with_misses
+        from slt_llm.contrastive.retrieval import embed_and_score, with_misses
 
         if self.dev_ds is None:
             return None
@@ -399,28 +399,22 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
         bs, n = self.tc.batch_size, len(self.dev_ds)
         # every rank embeds the whole (small) dev set: same forward count on all ranks (ZeRO-3 safe)
         batches = [list(range(s, min(s + bs, n))) for s in range(0, n, bs)]
-        use_fine, fine = self.dev_text_tok is not None, {}  # vlp.similarity=fine: fine retrieval too
+        use_fine = self.dev_text_tok is not None  # vlp.similarity=fine: fine retrieval too
+
+        def sentence_states(uniq: list):  # the dev sentences' LLM states, embedded once at the start
+            rows = torch.tensor([self.dev_uniq.index(t) for t in uniq])
+            return self.dev_text_tok.select(rows) if use_fine else self.dev_text_llm[rows]
+
         with accel.forward_context(self.accelerator):
             loader = clip_loader(self.dev_ds, batches, self.cfg.data.num_workers)
-            if use_fine:
-                v, fine["video_mask"], index = m.embed_video_tokens(loader, device=self.device)
-            else:
-                v, index = m.embed_videos(loader, device=self.device)
-            unreadable = n - int(v.shape[0])
-            if unreadable and not self.told_dev_unreadable:
-                dist_utils.print0(f"stage 1: {unreadable} of {n} dev clips unreadable; dev retrieval counts "
-                                  f"them as misses")
-                self.told_dev_unreadable = True
-            if v.shape[0] == 0:
-                return None
-            dev_texts = [self.dev_samples[i].text for i in index.tolist()]
-            uniq, vt = unique_sentences(dev_texts)
-            rows = torch.tensor([self.dev_uniq.index(t) for t in uniq])
-            if use_fine:
-                t, fine["text_mask"] = m.embed_text_tokens(self.dev_text_tok.select(rows))
-            else:
-                t = m.embed_texts(self.dev_text_llm[rows].to(self.device))
-        return with_misses(retrieval_metrics(v, t, vt, **fine), n, len(self.dev_uniq))
+            metrics = embed_and_score(m, loader, [s.text for s in self.dev_samples], sentence_states,
+                                      fine=use_fine, device=self.device)
+        unreadable = n - (metrics["num_videos"] if metrics is not None else 0)
+        if unreadable and not self.told_dev_unreadable:
+            dist_utils.print0(f"stage 1: {unreadable} of {n} dev clips unreadable; dev retrieval counts "
+                              f"them as misses")
+            self.told_dev_unreadable = True
+        return None if metrics is None else with_misses(metrics, n, len(self.dev_uniq))
 
     def evaluate_and_export(self) -> None:
         """Evaluate on dev, log, and export ``RUN_DIR/model`` when video-to-text R@1 (ties: R@5,
