@@ -492,3 +492,29 @@ def test_a_killed_runs_partial_row_is_cut_and_a_full_disk_is_one_line(tmp_path, 
     with pytest.raises(InputError) as e:
         f.append([{"id": "c", "path": "c.mp4", "translation": "x"}])
     assert "no space left" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_translate_options_one_dataclass(tmp_path, tiny_model, loaded, tiny_corpus):
+    """translate() takes its options as one TranslateOptions (what the CLI builds, one field per
+    flag); keywords still work and replace the options' fields; an unknown one is a TypeError."""
+    import dataclasses
+
+    from slt_llm.cli.infer import translate_parser
+
+    fields = {f.name for f in dataclasses.fields(tr.TranslateOptions)}
+    dests = {a.dest for a in translate_parser()._actions if a.dest not in ("help", "model", "input", "out")}
+    rename = {"llm": "llm_path", "clip": "clip_overrides", "no_progress": "progress"}
+    assert {rename.get(d, d) for d in dests} == fields
+
+    man = tiny_corpus / "test.jsonl"
+    opts = tr.TranslateOptions(batch_size=3, num_workers=0, max_new_tokens=6, progress=False)
+    a = tr.translate(tiny_model, man, tmp_path / "a.jsonl", opts, model=loaded)
+    b = tr.translate(tiny_model, man, tmp_path / "b.jsonl", batch_size=3, num_workers=0, max_new_tokens=6,
+                     progress=False, model=loaded)
+    c = tr.translate(tiny_model, man, tmp_path / "c.jsonl", dataclasses.replace(opts, max_new_tokens=1),
+                     max_new_tokens=6, model=loaded)  # a keyword replaces the field
+    assert a["translated"] == b["translated"] == c["translated"] == 6
+    got = {k: {r["id"]: r["translation"] for r in _rows(tmp_path / f"{k}.jsonl")} for k in "abc"}
+    assert got["a"] == got["b"] == got["c"] and len(got["a"]) == 6
+    with pytest.raises(TypeError):
+        tr.translate(tiny_model, man, tmp_path / "d.jsonl", batch_sise=3, model=loaded)

@@ -36,16 +36,16 @@ def translate_parser() -> Parser:
 
 
 def translate(argv: list[str]) -> int:
-    from slt_llm.inference.translate import print_summary, translate
+    from slt_llm.inference.translate import TranslateOptions, print_summary, translate
 
     a = translate_parser().parse_args(argv)
-    s = translate(a.model, a.input, a.out, batch_size=a.batch_size, num_beams=a.num_beams,
-                  max_new_tokens=a.max_new_tokens, pose_dir=a.pose_dir, device=a.device,
-                  num_workers=a.num_workers, extractor_model=a.extractor_model,
-                  extractor_backend=a.extractor_backend, llm_path=a.llm,
-                  clip_overrides=a.clip, progress=not a.no_progress, retry_errors=a.retry_errors,
-                  allow_outside_root=a.allow_outside_root, trust_remote_code=a.trust_remote_code)
-    return print_summary(s)
+    options = TranslateOptions(batch_size=a.batch_size, num_beams=a.num_beams, max_new_tokens=a.max_new_tokens,
+                               pose_dir=a.pose_dir, device=a.device, num_workers=a.num_workers,
+                               extractor_model=a.extractor_model, extractor_backend=a.extractor_backend,
+                               llm_path=a.llm, clip_overrides=a.clip, progress=not a.no_progress,
+                               retry_errors=a.retry_errors, allow_outside_root=a.allow_outside_root,
+                               trust_remote_code=a.trust_remote_code)
+    return print_summary(translate(a.model, a.input, a.out, options))
 
 
 def eval_parser() -> Parser:

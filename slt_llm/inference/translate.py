@@ -51,6 +51,7 @@ ordering; decoding is the DataLoader's; memory is up to two batches of clips in 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -384,57 +385,71 @@ def _skipped(batch) -> list:
 
 
 # --------------------------------------------------------------------- main loop
+@dataclass
+class TranslateOptions:
+    """How :func:`translate` runs: one field per ``slt-llm translate`` option."""
+
+    batch_size: int = 8  # clips per generate call
+    num_beams: int = 1  # 1 = greedy
+    max_new_tokens: int = 48
+    pose_dir: Optional[str] = None  # folder of <video>.pose files (else sidecars next to the videos)
+    device: Optional[str] = None  # cpu | cuda (None: cuda when available)
+    num_workers: Optional[int] = None  # DataLoader decode workers (None: min(4, cores-1))
+    extractor_model: Optional[str] = None  # keypoint extractor model file, for videos without .pose
+    extractor_backend: Optional[str] = None  # registered extractor backend (mediapipe when a model is given)
+    llm_path: Optional[str] = None  # the base LLM folder or hub id, if it moved since training
+    clip_overrides: Optional[list] = None  # clip options, "key=value"
+    progress: bool = True
+    # inputs whose row in the output is an error row (e.g. a transient out-of-memory) are
+    # translated again; the new row replaces the error row (``retried`` in the summary counts them)
+    retry_errors: bool = False
+    allow_outside_root: bool = False  # manifest input: paths may lie outside its folder
+    trust_remote_code: bool = False  # let the base LLM's own Python code run
+
+
 def translate(
     model_dir: str | Path,
     input: str | Path,
     output: str | Path,
+    options: Optional[TranslateOptions] = None,
     *,
-    batch_size: int = 8,
-    num_beams: int = 1,
-    max_new_tokens: int = 48,
-    pose_dir: Optional[str] = None,
-    device: Optional[str] = None,
-    num_workers: Optional[int] = None,
-    extractor_model: Optional[str] = None,
-    extractor_backend: Optional[str] = None,
-    llm_path: Optional[str] = None,
-    clip_overrides: Optional[list] = None,
-    progress: bool = True,
     model=None,
     max_batches: Optional[int] = None,
     on_batch: Optional[Callable[[int, list], None]] = None,
-    retry_errors: bool = False,
-    allow_outside_root: bool = False,
-    trust_remote_code: bool = False,
+    **kwargs,
 ) -> dict:
     """Translate every input not yet in ``output``; returns a summary dict:
     ``inputs``, ``already_done``, ``translated``, ``failed``, ``failed_ids``,
     ``manifest_errors``, ``seconds``, ``videos_per_s``, ``output``.
 
+    ``options``: a :class:`TranslateOptions` (what ``slt-llm translate``'s flags set);
+    its fields may also be given as keywords (``translate(d, i, o, batch_size=4)``),
+    replacing those of ``options``; an unknown keyword is a TypeError.
     ``model``: an already loaded ``SLTModel`` (skips loading; benchmarks and
     tests). ``max_batches``/``on_batch``: stop after N batches / callback after
     each written batch (tests simulate interruptions with them).
-    ``retry_errors``: inputs whose row in ``output`` is an error row (e.g. a
-    transient out-of-memory) are translated again; the new row replaces the
-    error row (``retried`` in the summary counts them).
     """
     import torch
 
     from slt_llm import distributed as dist_
 
-    if batch_size < 1 or num_beams < 1 or max_new_tokens < 1:
+    o = options if options is not None else TranslateOptions()
+    if kwargs:
+        o = dataclasses.replace(o, **kwargs)  # the keyword call path: translate(dir, in, out, batch_size=4, ...)
+    device = o.device
+    if o.batch_size < 1 or o.num_beams < 1 or o.max_new_tokens < 1:
         raise ConfigError("--batch-size, --num-beams and --max-new-tokens must be >= 1")
     output = Path(output)
-    check_model_dir(model_dir, llm_path)  # before any video is opened
-    if pose_dir is not None and not Path(pose_dir).is_dir():
-        raise InputError(pose_dir, "--pose-dir is not a folder")
+    check_model_dir(model_dir, o.llm_path)  # before any video is opened
+    if o.pose_dir is not None and not Path(o.pose_dir).is_dir():
+        raise InputError(o.pose_dir, "--pose-dir is not a folder")
     extractor = None
-    if extractor_model is not None or extractor_backend is not None:
+    if o.extractor_model is not None or o.extractor_backend is not None:
         from slt_llm.data.extract import make_extractor
 
         # built here so a missing model file / package is one line before any video is read
-        extractor = make_extractor(extractor_backend or "mediapipe", model=extractor_model)
-    clip_cfg = clip_config_of(model_dir, clip_overrides, warn=dist_.is_main())
+        extractor = make_extractor(o.extractor_backend or "mediapipe", model=o.extractor_model)
+    clip_cfg = clip_config_of(model_dir, o.clip_overrides, warn=dist_.is_main())
 
     world = dist_.world_size()
     if world > 1 and not dist_.is_initialized():
@@ -450,11 +465,11 @@ def translate(
         raise ConfigError("--device cuda but no CUDA device is available")
 
     RowFile(output).check_writable(input)  # before anything is written (or cut) anywhere
-    inputs = list_inputs(input, allow_outside_root)
+    inputs = list_inputs(input, o.allow_outside_root)
     if rank == 0:
         merge_shards(output)  # leftovers of an interrupted multi-process run
     retried = 0
-    if retry_errors and rank == 0 and output.exists():
+    if o.retry_errors and rank == 0 and output.exists():
         retried = drop_error_rows(output, {it.id for it in inputs.items})
     dist_.barrier()
     done = {str(r["id"]) for r in RowFile(output).load()} if output.exists() else set()
@@ -468,8 +483,8 @@ def translate(
     if model is None and mine:
         from slt_llm.models.slt_model import SLTModel
 
-        model = SLTModel.from_pretrained(str(model_dir), llm_path=llm_path, device=device,
-                                         trust_remote_code=trust_remote_code)
+        model = SLTModel.from_pretrained(str(model_dir), llm_path=o.llm_path, device=device,
+                                         trust_remote_code=o.trust_remote_code)
     if model is not None:
         model.eval()
 
@@ -478,10 +493,10 @@ def translate(
                "videos_per_s": 0.0, "output": str(output)}
     t0 = time.perf_counter()
     if mine:
-        _run(mine, model, shard, summary, clip_cfg=clip_cfg, batch_size=batch_size, num_beams=num_beams,
-             max_new_tokens=max_new_tokens, pose_dir=pose_dir, device=device, num_workers=num_workers,
-             extractor=extractor, pose_cache=pose_dir or str(output.with_name(output.name + ".poses")),
-             progress=progress and rank == 0, max_batches=max_batches, on_batch=on_batch, world=world)
+        _run(mine, model, shard, summary, clip_cfg=clip_cfg, batch_size=o.batch_size, num_beams=o.num_beams,
+             max_new_tokens=o.max_new_tokens, pose_dir=o.pose_dir, device=device, num_workers=o.num_workers,
+             extractor=extractor, pose_cache=o.pose_dir or str(output.with_name(output.name + ".poses")),
+             progress=o.progress and rank == 0, max_batches=max_batches, on_batch=on_batch, world=world)
     summary["seconds"] = time.perf_counter() - t0
 
     if world > 1:
