@@ -21,6 +21,7 @@ COMMANDS = {
     "prepare": ("data", "convert PHOENIX-2014T / CSL-Daily / How2Sign annotations to manifests"),
     "inspect": ("data", "contact sheet + hand boxes of one video"),
     "extract": ("data", "extract keypoints from videos into .pose sidecars"),
+    "import-pose": ("data", "COCO-WholeBody / OpenPose keypoint arrays or JSON -> a .pose file"),
     "describe": ("data", "hand-motion descriptions (JSONL) from the keypoints"),
     "hand-teacher": ("data", "built-in hand-teacher sidecars (<stem>.hands.npz) from the keypoints"),
     "make-tiny-llm": ("models", "build + pre-train the tiny stand-in LLM"),

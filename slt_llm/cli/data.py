@@ -1,4 +1,4 @@
-"""The data commands: ``prepare``, ``inspect``, ``extract``, ``describe``, ``hand-teacher``
+"""The data commands: ``prepare``, ``inspect``, ``extract``, ``import-pose``, ``describe``, ``hand-teacher``
 (argument parsing and what each prints; the work is in ``slt_llm.data``)."""
 
 from __future__ import annotations
@@ -116,6 +116,43 @@ def extract(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
+# --------------------------------------------------------------------- import-pose
+def import_pose_parser() -> Parser:
+    from slt_llm.data.import_pose import LAYOUTS
+
+    ap = Parser(prog="slt-llm import-pose",
+                description="Convert keypoints from another extractor (rtmlib / MMPose / Uni-Sign COCO-WholeBody-133 "
+                            "arrays as .npy, .npz or .pkl; AlphaPose-133 or MMPose JSON; a folder of OpenPose JSON "
+                            "files) into a .pose file the other commands read. With several people in a frame the "
+                            "one with the highest mean keypoint score is kept.")
+    ap.add_argument("input", help="keypoint file (.npy .npz .pkl .json) or folder of OpenPose *_keypoints.json")
+    ap.add_argument("--out", required=True,
+                    help="the .pose file to write (beside the video as <video name>.pose to be found automatically)")
+    ap.add_argument("--layout", choices=sorted(LAYOUTS), default=None,
+                    help="keypoint layout: coco-wholebody (133 points) or openpose (137: BODY_25 + face + hands); "
+                         "default: from the point count")
+    ap.add_argument("--width", type=int, default=None, help="frame width in pixels the keypoints refer to")
+    ap.add_argument("--height", type=int, default=None, help="frame height in pixels the keypoints refer to")
+    ap.add_argument("--fps", type=float, default=None, help="frame rate of the keypoint track")
+    ap.add_argument("--video", default=None,
+                    help="the video the keypoints come from: fills width, height and fps not given or recorded "
+                         "in the file, and checks its frame count and rate against the keypoints")
+    return ap
+
+
+def import_pose(argv: list[str]) -> int:
+    from slt_llm.data.import_pose import import_pose as convert
+
+    a = import_pose_parser().parse_args(argv)
+    r = convert(a.input, a.out, layout=a.layout, width=a.width, height=a.height, fps=a.fps, video=a.video)
+    print(f"{a.input} ({r.source_format}) -> {r.out}: {r.frames} frames, {r.layout}, {r.width}x{r.height} at "
+          f"{r.fps:.4g} fps; left hand in {r.left_hand_frames}/{r.frames} frames, right hand in "
+          f"{r.right_hand_frames}/{r.frames}")
+    for note in r.notes:
+        print(f"  note: {note}")
+    return 0
+
+
 # --------------------------------------------------------------------- describe
 def describe_parser() -> Parser:
     from slt_llm.data.describe import SEGMENT
@@ -177,6 +214,6 @@ def hand_teacher(argv: list[str]) -> int:
 
 
 PARSERS = {"prepare": prepare_parser, "inspect": inspect_parser, "extract": extract_parser,
-           "describe": describe_parser, "hand-teacher": hand_teacher_parser}
-RUN = {"prepare": prepare, "inspect": inspect, "extract": extract, "describe": describe,
+           "import-pose": import_pose_parser, "describe": describe_parser, "hand-teacher": hand_teacher_parser}
+RUN = {"prepare": prepare, "inspect": inspect, "extract": extract, "import-pose": import_pose, "describe": describe,
        "hand-teacher": hand_teacher}
