@@ -87,3 +87,15 @@ def test_embed_and_score_is_the_one_evaluation():
     want = retrieval_metrics(v[[0, 2, 3]], 2.0 * v[[0, 3]], torch.tensor([0, 0, 1]))
     assert got == want and got["num_videos"] == 3
     assert embed_and_score(Stub([]), None, texts, states, fine=False) is None
+
+
+def test_retrieval_metrics_in_float32_under_autocast():
+    """Stage-1 dev evaluation scores inside the run's autocast context (bf16 under DeepSpeed):
+    the metrics are computed in float32 all the same."""
+    g = torch.Generator().manual_seed(1)
+    v = torch.nn.functional.normalize(torch.randn(9, 5, generator=g), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(4, 5, generator=g), dim=-1)
+    vt = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0])
+    want = retrieval_metrics(v, t, vt, block=4)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        assert retrieval_metrics(v, t, vt, block=4) == want

@@ -69,9 +69,15 @@ def retrieval_metrics(video_emb: torch.Tensor, text_emb: torch.Tensor, video_tex
     "v2t_median_rank": ...}`` with R@k in percent.
     """
     n, u = video_emb.shape[0], text_emb.shape[0]
-    video_text = video_text.long()
     if n == 0 or u == 0:
         raise ValueError("retrieval needs at least one video and one sentence")
+    # float32 scores even when called under an autocast context (stage-1 dev evaluation under bf16)
+    with torch.autocast(device_type=video_emb.device.type, enabled=False):
+        return _retrieval_metrics(video_emb, text_emb, video_text.long(), ks, block, video_mask, text_mask)
+
+
+def _retrieval_metrics(video_emb, text_emb, video_text, ks, block, video_mask, text_mask) -> dict:
+    n, u = video_emb.shape[0], text_emb.shape[0]
     v, t = video_emb.float(), text_emb.float()
     if video_mask is not None or text_mask is not None:
         from slt_llm.contrastive.loss import fine_grained_similarity
