@@ -48,8 +48,11 @@ def parser(name: str):
 
 
 def _usage() -> str:
-    lines = ["usage: slt-llm COMMAND [options]   (slt-llm COMMAND --help for more; slt-llm --version)", "",
-             "commands:"]
+    lines = ["usage: slt-llm [--verbose] COMMAND [options]   (slt-llm COMMAND --help for more; slt-llm --version)",
+             "",
+             "  --verbose      also show library notices a user cannot act on (bitsandbytes' missing-kernels",
+             "                 line, FutureWarnings of torch/transformers/deepspeed/...); or SLT_LLM_VERBOSE=1",
+             "", "commands:"]
     lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -71,6 +74,9 @@ def _quiet_progress_bars_when_not_a_terminal() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = bool(argv) and argv[0] == "--verbose"
+    if verbose:
+        argv = argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
@@ -84,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slt-llm: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     _quiet_progress_bars_when_not_a_terminal()
+    from slt_llm.cli.noise import quiet_library_noise, verbose_from_env
+
+    quiet_library_noise(verbose or verbose_from_env())
     from slt_llm.errors import SLTError
 
     try:
