@@ -143,6 +143,8 @@ def test_trainer_selects_from_every_sample_and_shares_the_dense_file(reference_r
     # another training set must not read these matrices
     with pytest.raises(Exception, match="another training set"):
         dense.load_similarities(path, expect_ids_hash="0" * 16)
+    with pytest.raises(Exception, match="fine similarity, this run uses vlp.similarity=pooled"):
+        dense.load_similarities(path, expect_similarity="pooled")
 
 
 def test_data_seed_changes_only_the_batches(tiny_corpus, tiny_llama, tmp_path):

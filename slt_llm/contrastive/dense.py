@@ -110,22 +110,28 @@ def reference_similarities(ref_dirs: list, ds, text_idx: torch.Tensor, text_llm:
     return out[0], out[1]
 
 
-def save_similarities(path, first: np.ndarray, last: np.ndarray, ids_hash: str) -> None:
-    """Atomic write (tmp + rename): two runs reading one reference run never see half a file."""
+def save_similarities(path, first: np.ndarray, last: np.ndarray, ids_hash: str, similarity: str = "") -> None:
+    """Atomic write (tmp + rename): two runs reading one reference run never see half a file.
+    ``similarity`` (pooled | fine) is recorded: a run with the other similarity refuses the file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, first=first, last=last, ids_hash=np.array(ids_hash))
+    np.savez(tmp, first=first, last=last, ids_hash=np.array(ids_hash), similarity=np.array(similarity))
     tmp.replace(path)
 
 
-def load_similarities(path, expect_ids_hash: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+def load_similarities(path, expect_ids_hash: Optional[str] = None,
+                      expect_similarity: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(path) as z:
             first, last, h = z["first"], z["last"], str(z["ids_hash"])
+            sim = str(z["similarity"]) if "similarity" in z.files else ""
     except (OSError, KeyError, ValueError) as e:
         raise InputError(path, f"unreadable dense reference similarities ({e}); delete it to recompute") from None
     if expect_ids_hash is not None and h != expect_ids_hash:
         raise InputError(path, "dense reference similarities of another training set; delete it to recompute")
+    if expect_similarity and sim and sim != expect_similarity:
+        raise InputError(path, f"dense reference similarities of the {sim} similarity, this run uses "
+                               f"vlp.similarity={expect_similarity}; delete it to recompute")
     return first, last
 
 

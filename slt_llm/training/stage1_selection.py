@@ -84,10 +84,11 @@ class PairSelection:
                                                        rank=self.rank, world_size=self.world,
                                                        text_tokens=self.text_tok)
             if self.accelerator.is_main_process:
-                dense.save_similarities(path, first, last, expect)
+                dense.save_similarities(path, first, last, expect, self.cfg.vlp.similarity)
             self.accelerator.wait_for_everyone()
         else:
-            first, last = dense.load_similarities(path, expect_ids_hash=expect)
+            first, last = dense.load_similarities(path, expect_ids_hash=expect,
+                                                  expect_similarity=self.cfg.vlp.similarity)
         return dense.DensePairSelector(first, last, self.sel, base_fn=self.dense_base_fn(), score=self.sel.score,
                                        seed=self.tc.seed)
 
