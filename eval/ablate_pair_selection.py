@@ -133,10 +133,11 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(rank(np.asarray(a)), rank(np.asarray(b)))[0, 1])
 
 
-def make_trainer_cls(groups: list, out_hyp: Path, max_new_tokens: int):
+def make_trainer_cls(groups: list, out_hyp: Path, max_new_tokens: int, holder: dict):
     """A ``Stage1Trainer`` that skips the per-epoch dev pass, counts the oracle false-negative
     pairs each epoch's batches hold, and at the end scores the final model on the "dev"
-    manifest (here: TEST) for retrieval and translation."""
+    manifest (here: TEST) for retrieval (``holder["test"]``) and translation (``out_hyp``);
+    ``holder["fn"]``: the counts."""
     import numpy as np
     import torch
 
@@ -162,7 +163,7 @@ def make_trainer_cls(groups: list, out_hyp: Path, max_new_tokens: int):
             from slt_llm.contrastive.reference import clip_loader
             from slt_llm.data.dataset import batch_to_device
 
-            self.test_metrics = self.evaluate()
+            holder.update(test=self.evaluate(), fn=self.fn_pairs_per_batch)
             m = self.accelerator.unwrap_model(self.model).translation
             n, bs = len(self.dev_ds), 64
             hyps = {}
@@ -218,17 +219,9 @@ def run_arm(arm: str, seed: int, out: Path, a) -> dict:
     train_groups = [json.loads(x)["group"] for x in (corpus / "train.jsonl").read_text().splitlines() if x.strip()]
     hyp_path = out / "records" / f"{arm}_seed{seed}.test_translations.jsonl"
     hyp_path.parent.mkdir(parents=True, exist_ok=True)
-    cls = make_trainer_cls(train_groups, hyp_path, a.max_new_tokens)
     holder: dict = {}
-
-    class Keep(cls):
-        def finish(self):
-            res = super().finish()
-            holder.update(test=self.test_metrics, fn=self.fn_pairs_per_batch)
-            return res
-
     t = time.time()
-    res = train_vlp(cfg, overwrite=True, trainer_cls=Keep)
+    res = train_vlp(cfg, overwrite=True, trainer_cls=make_trainer_cls(train_groups, hyp_path, a.max_new_tokens, holder))
     wall = time.time() - t
     rows = {json.loads(x)["id"]: json.loads(x)["translation"] for x in hyp_path.read_text().splitlines() if x.strip()}
     refs = [json.loads(x) for x in (corpus / "test.jsonl").read_text().splitlines() if x.strip()]

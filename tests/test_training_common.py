@@ -232,18 +232,27 @@ def test_metrics_logger_schema_and_truncate(tmp_path):
     json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
 
 
+def _prepared_step(acc, oc):
+    """(model, optimizer, scheduler prepared on ``acc``, one-optimizer-step function on a fixed batch)."""
+    model = TokenModel()
+    opt = optim.build_optimizer(optim.make_param_groups(model, oc), oc)
+    sch = optim.build_scheduler(opt, oc, 10)
+    model, opt, sch = acc.prepare(model, opt, sch)
+    x, mask = _data()
+
+    def step():
+        return token_loss.token_loss_step(acc, model, opt, sch, [_batch(x, mask, [0, 1])], lambda m, b: m(b),
+                                          max_grad_norm=1.0)
+
+    return model, opt, sch, step
+
+
 def test_checkpoint_roundtrip_rotation_and_rng(tmp_path):
     tc = TrainConfig(run_dir=str(tmp_path), batch_size=2)
     oc = OptimConfig(lr_encoder=0.1, lr_projector=0.1, lr_head=0.1, warmup_steps=0)
     acc = accel.setup_accelerator(tc, oc)
     try:
-        model = TokenModel()
-        opt = optim.build_optimizer(optim.make_param_groups(model, oc), oc)
-        sch = optim.build_scheduler(opt, oc, 10)
-        model, opt, sch = acc.prepare(model, opt, sch)
-        x, mask = _data()
-        step = lambda: token_loss.token_loss_step(acc, model, opt, sch, [_batch(x, mask, [0, 1])], lambda m, b: m(b),
-                                         max_grad_norm=1.0)
+        model, opt, sch, step = _prepared_step(acc, oc)
         other = tmp_path / "checkpoints" / "step_0"  # another run's (older, complete) checkpoint in the folder
         other.mkdir(parents=True)
         (other / "trainer_state.json").write_text(checkpoint.TrainerState(step=0, run_id="other").to_json())
@@ -289,13 +298,7 @@ def test_a_bad_file_in_the_newest_checkpoint_falls_back_to_the_previous_one(tmp_
     oc = OptimConfig(lr_encoder=0.1, lr_projector=0.1, lr_head=0.1, warmup_steps=0)
     acc = accel.setup_accelerator(tc, oc)
     try:
-        model = TokenModel()
-        opt = optim.build_optimizer(optim.make_param_groups(model, oc), oc)
-        sch = optim.build_scheduler(opt, oc, 10)
-        model, opt, sch = acc.prepare(model, opt, sch)
-        x, mask = _data()
-        step = lambda: token_loss.token_loss_step(acc, model, opt, sch, [_batch(x, mask, [0, 1])], lambda m, b: m(b),
-                                         max_grad_norm=1.0)
+        model, opt, sch, step = _prepared_step(acc, oc)
         run = tmp_path / "run"
         saved = {}
         for k in (1, 2):

@@ -132,33 +132,31 @@ def _run_id_of(ckpt: Path) -> Optional[str]:
         return "unreadable"
 
 
-def list_checkpoints(run_dir: str | Path, run_id: Optional[str] = None) -> list[Path]:
-    """Complete checkpoints (those with a trainer state), oldest first; with
-    ``run_id`` only that run's (and those of older versions, which record no
-    run id: the run that adopted the folder)."""
+def _checkpoints(run_dir, run_id: Optional[str], accept: tuple) -> list[Path]:
+    """Complete checkpoints (with a trainer state), oldest first; with ``run_id`` only those
+    whose recorded run id is ``run_id`` or in ``accept``."""
     root = checkpoints_root(run_dir)
     if not root.is_dir():
         return []
     found = []
     for d in root.iterdir():
         if d.is_dir() and d.name.startswith("step_") and d.name[5:].isdigit() and (d / TRAINER_STATE).is_file():
-            if run_id is None or _run_id_of(d) in (run_id, None):
+            if run_id is None or _run_id_of(d) in (run_id, *accept):
                 found.append((int(d.name[5:]), d))
     return [d for _, d in sorted(found)]
+
+
+def list_checkpoints(run_dir: str | Path, run_id: Optional[str] = None) -> list[Path]:
+    """Complete checkpoints (those with a trainer state), oldest first; with
+    ``run_id`` only that run's (and those of older versions, which record no
+    run id: the run that adopted the folder)."""
+    return _checkpoints(run_dir, run_id, (None,))
 
 
 def _resume_candidates(run_dir, run_id: Optional[str]) -> list[Path]:
     """Checkpoints a resume may use, NEWEST first: this run's (``list_checkpoints``) and those whose
     trainer state cannot be read (whose run is unknown; they are then passed over with a warning)."""
-    root = checkpoints_root(run_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for d in root.iterdir():
-        if d.is_dir() and d.name.startswith("step_") and d.name[5:].isdigit() and (d / TRAINER_STATE).is_file():
-            if run_id is None or _run_id_of(d) in (run_id, None, "unreadable"):
-                found.append((int(d.name[5:]), d))
-    return [d for _, d in sorted(found, reverse=True)]
+    return _checkpoints(run_dir, run_id, (None, "unreadable"))[::-1]
 
 
 def _safetensors_problem(path: Path) -> Optional[str]:
