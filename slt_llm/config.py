@@ -476,17 +476,21 @@ def write_clip_settings(folder: str | Path, clip: Optional[ClipConfig]) -> None:
     tmp.replace(Path(folder) / CLIP_FILE)
 
 
-def read_clip_settings(folder: str | Path) -> Optional[ClipConfig]:
+def read_clip_settings(folder: str | Path, *, meta: Optional[dict] = None) -> Optional[ClipConfig]:
     """The ``ClipConfig`` recorded in a model folder, or None when it records none.
 
     ``clip.yaml``; folders written before it existed kept the settings as
     ``clip`` in ``meta.json`` (stage 2) or ``vlp_config.yaml`` (stage 1), read
-    as a fallback. ConfigError for an unreadable or invalid record."""
+    as a fallback. ``meta``: the folder's ``meta.json`` already read by the
+    caller (then that file is not read again). ConfigError for an unreadable
+    or invalid record."""
     d = Path(folder)
     raw = None
     try:
         if (d / CLIP_FILE).is_file():
             raw = yaml.safe_load((d / CLIP_FILE).read_text()) or {}
+        elif meta is not None:
+            raw = meta.get("clip")
         elif (d / "meta.json").is_file():
             raw = (json.loads((d / "meta.json").read_text()) or {}).get("clip")
         elif (d / "vlp_config.yaml").is_file():

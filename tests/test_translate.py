@@ -518,3 +518,47 @@ def test_translate_options_one_dataclass(tmp_path, tiny_model, loaded, tiny_corp
     assert got["a"] == got["b"] == got["c"] and len(got["a"]) == 6
     with pytest.raises(TypeError):
         tr.translate(tiny_model, man, tmp_path / "d.jsonl", batch_sise=3, model=loaded)
+
+
+_OPENED: list | None = None  # paths opened while a test listens (an audit hook cannot be removed)
+
+
+def _audit(event, args):
+    if _OPENED is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.path.realpath(os.fsdecode(args[0])))
+
+
+@pytest.mark.parametrize("layout", ["clip.yaml", "clip in meta.json (older folders)"])
+def test_translate_reads_each_model_folder_file_once(layout, tmp_path, tiny_model, tiny_corpus, capsys):
+    """One translate run (through the CLI, loading the model itself) opens the model folder once:
+    meta.json, slt_config.yaml and the clip settings are each read exactly one time."""
+    global _OPENED
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    if layout != "clip.yaml":  # saved before clip.yaml existed: the settings live in meta.json
+        meta = json.loads((folder / "meta.json").read_text())
+        import yaml
+
+        meta["clip"] = yaml.safe_load((folder / "clip.yaml").read_text())
+        (folder / "meta.json").write_text(json.dumps(meta))
+        (folder / "clip.yaml").unlink()
+    row = json.loads((tiny_corpus / "test.jsonl").read_text().splitlines()[0])
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for suffix in (".mp4", ".pose"):
+        shutil.copy((tiny_corpus / row["video"]).with_suffix(suffix), videos / f"a{suffix}")
+    if not getattr(_audit, "installed", False):
+        sys.addaudithook(_audit)
+        _audit.installed = True
+    _OPENED = []
+    try:
+        code = main(["translate", "--model", str(folder), "--input", str(videos), "--out", str(tmp_path / "o.jsonl"),
+                     "--num-workers", "0", "--max-new-tokens", "2", "--no-progress"])
+        opened, _OPENED = _OPENED, None
+    finally:
+        _OPENED = None
+    assert code == 0, capsys.readouterr().err
+    assert len(_rows(tmp_path / "o.jsonl")) == 1
+    counts = {name: opened.count(os.path.realpath(folder / name)) for name in ("meta.json", "slt_config.yaml", "clip.yaml")}
+    want = {"meta.json": 1, "slt_config.yaml": 1, "clip.yaml": 1 if layout == "clip.yaml" else 0}
+    assert counts == want, counts

@@ -8,10 +8,12 @@
 
 What happens, in order:
 
-1. The model folder is checked for completeness (``check_model_dir``) and
-   the keypoint extractor (if asked for) is built before any video is
-   opened: a problem is one ``ConfigError``/``InputError`` line. Clip
-   settings come from the folder (``clip_config_of``).
+1. The model folder is opened once (``open_model_folder``: checked for
+   completeness, ``meta.json``, ``slt_config.yaml`` and the clip settings
+   read once; the same object later builds the model) and the keypoint
+   extractor (if asked for) is built before any video is opened: a problem
+   is one ``ConfigError``/``InputError`` line. Clip settings come from the
+   folder (``clip_config_of``).
 2. Inputs are listed: a folder is searched recursively for videos of the
    supported containers and frame folders (``slt_llm.data.video.find_inputs``,
    stable sorted order; id = path relative to the folder without extension);
@@ -77,14 +79,27 @@ def check_model_dir(model_dir: str | Path, llm_path: Optional[str] = None) -> di
     return _check(Path(model_dir), llm_path=llm_path)
 
 
-def clip_config_of(model_dir: str | Path, overrides: Optional[list] = None, *, warn: bool = False):
+def open_model_folder(model_dir: str | Path, llm_path: Optional[str] = None):
+    """The model folder opened once for a run (``slt_llm.models.slt_model.open_model_folder``):
+    checked like :func:`check_model_dir`, its clip settings read; a ``ModelFolder`` that
+    :func:`clip_config_of` and ``SLTModel.from_pretrained`` take in place of the path."""
+    from slt_llm.models.slt_model import open_model_folder as _open
+
+    return _open(Path(model_dir), llm_path=llm_path)
+
+
+def clip_config_of(model_dir, overrides: Optional[list] = None, *, warn: bool = False):
     """The ``ClipConfig`` the model was trained with (``config.read_clip_settings``:
     the folder's ``clip.yaml``), plus ``key=value`` overrides (e.g.
     ``max_frames=128``) coerced like any config value (``config.apply_overrides``);
-    the defaults when the folder records none (with a warning when ``warn``)."""
+    the defaults when the folder records none (with a warning when ``warn``).
+    ``model_dir``: a folder, or a ``ModelFolder`` already opened (nothing is read again)."""
     from slt_llm.config import ClipConfig, apply_overrides, read_clip_settings
 
-    cfg = read_clip_settings(model_dir)
+    if hasattr(model_dir, "clip") and hasattr(model_dir, "path"):  # a ModelFolder
+        cfg, model_dir = model_dir.clip, model_dir.path
+    else:
+        cfg = read_clip_settings(model_dir)
     if cfg is None:
         if warn:
             print(f"translate: warning: {model_dir} records no clip settings; using the ClipConfig defaults "
@@ -440,7 +455,7 @@ def translate(
     if o.batch_size < 1 or o.num_beams < 1 or o.max_new_tokens < 1:
         raise ConfigError("--batch-size, --num-beams and --max-new-tokens must be >= 1")
     output = Path(output)
-    check_model_dir(model_dir, o.llm_path)  # before any video is opened
+    opened = open_model_folder(model_dir, o.llm_path)  # the one read of the folder, before any video is opened
     if o.pose_dir is not None and not Path(o.pose_dir).is_dir():
         raise InputError(o.pose_dir, "--pose-dir is not a folder")
     extractor = None
@@ -449,7 +464,7 @@ def translate(
 
         # built here so a missing model file / package is one line before any video is read
         extractor = make_extractor(o.extractor_backend or "mediapipe", model=o.extractor_model)
-    clip_cfg = clip_config_of(model_dir, o.clip_overrides, warn=dist_.is_main())
+    clip_cfg = clip_config_of(opened, o.clip_overrides, warn=dist_.is_main())
 
     world = dist_.world_size()
     if world > 1 and not dist_.is_initialized():
@@ -483,8 +498,7 @@ def translate(
     if model is None and mine:
         from slt_llm.models.slt_model import SLTModel
 
-        model = SLTModel.from_pretrained(str(model_dir), llm_path=o.llm_path, device=device,
-                                         trust_remote_code=o.trust_remote_code)
+        model = SLTModel.from_pretrained(opened, device=device, trust_remote_code=o.trust_remote_code)
     if model is not None:
         model.eval()
 

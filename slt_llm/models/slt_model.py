@@ -48,8 +48,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import yaml
 
-from slt_llm.config import (EncoderConfig, LLMConfig, ProjectorConfig, SLTConfig, from_dict, read_clip_settings, to_dict,
-                            write_clip_settings)
+from slt_llm.config import (ClipConfig, EncoderConfig, LLMConfig, ProjectorConfig, SLTConfig, from_dict,
+                            read_clip_settings, to_dict, write_clip_settings)
 from slt_llm.errors import ConfigError
 from slt_llm.models.encoder import HandCentricEncoder, build_encoder
 from slt_llm.models.llm import adapter_metadata, check_same_llm, llm_identity, load_llm
@@ -338,11 +338,21 @@ class SLTModel(nn.Module):
         ``trust_remote_code`` is the caller's choice only (the user's
         ``--trust-remote-code``): whatever the folder's ``slt_config.yaml``
         says is ignored, so a downloaded model folder can never make us run
-        its code (an LLM that needs custom code is refused in one line)."""
-        folder = Path(folder)
-        info = check_model_dir(folder, llm_path=llm_path)
-        enc_cfg, proj_cfg, llm_cfg, meta = info["encoder"], info["projector"], info["llm"], info["meta"]
-        llm_cfg = dataclasses.replace(llm_cfg, path=str(info["llm_path"]), trust_remote_code=bool(trust_remote_code))
+        its code (an LLM that needs custom code is refused in one line).
+
+        ``folder`` may be a :class:`ModelFolder` (:func:`open_model_folder`) a caller has
+        already opened: its small files are then not read again (``llm_path`` must be
+        None or the one it was opened with)."""
+        if isinstance(folder, ModelFolder):
+            if llm_path is not None and str(llm_path) != str(folder.llm_given):
+                raise ValueError(f"{folder.path}: opened with llm_path={folder.llm_given!r}, "
+                                 f"not {str(llm_path)!r}; open it again with that base LLM")
+            opened = folder
+        else:
+            opened = open_model_folder(folder, llm_path=llm_path)
+        folder = opened.path
+        enc_cfg, proj_cfg, llm_cfg, meta = opened.encoder, opened.projector, opened.llm, opened.meta
+        llm_cfg = dataclasses.replace(llm_cfg, path=str(opened.llm_path), trust_remote_code=bool(trust_remote_code))
         if meta["adapter"] == "merged":
             llm_cfg = dataclasses.replace(llm_cfg, use_lora=False)
         if load_in_4bit is not None:
@@ -352,7 +362,7 @@ class SLTModel(nn.Module):
                             adapter_dir=adapter_dir, tokenizer_dir=folder / "tokenizer")
         model = cls(enc_cfg, proj_cfg, llm_cfg, llm, tok, encoder=build_encoder(enc_cfg, load_weights=False))
         model.meta_extra = meta_extra_of(meta)
-        model.clip_cfg = read_clip_settings(folder)
+        model.clip_cfg = opened.clip
         _load_safetensors(model.encoder, folder / "encoder.safetensors", "encoder")
         _load_safetensors(model.projector, folder / "projector.safetensors", "projector")
         model.encoder.to(device)
@@ -374,6 +384,35 @@ def meta_extra_of(meta: dict) -> dict:
 
 
 _WARNED_NO_IDENTITY: set = set()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFolder:
+    """A model folder opened once (:func:`open_model_folder`): everything its small files
+    say, so a run (``slt-llm translate``) checks the folder, reads ``meta.json``,
+    ``slt_config.yaml`` and the clip settings once and hands this object on
+    (:meth:`SLTModel.from_pretrained` accepts it in place of a path)."""
+
+    path: Path
+    encoder: EncoderConfig
+    projector: ProjectorConfig
+    llm: LLMConfig  # as recorded, trust_remote_code always False
+    meta: dict  # meta.json
+    llm_path: Path  # the base LLM to load (resolved), or the folder's llm/ (merged export)
+    llm_given: Optional[str]  # the llm_path it was opened with (None: the recorded one)
+    clip: Optional[ClipConfig]  # the clip settings of training (None: the folder records none)
+
+
+def open_model_folder(folder, llm_path=None) -> ModelFolder:
+    """:func:`check_model_dir` + the folder's clip settings (``config.read_clip_settings``,
+    reusing the meta.json just read), each small file read once. No weights are loaded.
+    ConfigError naming what is missing or unreadable."""
+    folder = Path(folder)
+    info = check_model_dir(folder, llm_path=llm_path)
+    return ModelFolder(path=folder, encoder=info["encoder"], projector=info["projector"], llm=info["llm"],
+                       meta=info["meta"], llm_path=Path(info["llm_path"]),
+                       llm_given=None if llm_path is None else str(llm_path),
+                       clip=read_clip_settings(folder, meta=info["meta"]))
 
 
 def check_model_dir(folder, llm_path=None) -> dict:
