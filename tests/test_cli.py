@@ -101,3 +101,45 @@ def test_old_spelling_end_to_end(tmp_path):
     assert r.returncode == 2
     assert "--output is deprecated" in r.stderr and "use --out" in r.stderr
     assert "model folder not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bash_completion_lists_every_command_and_their_flags(tmp_path):
+    """`slt-llm completion bash` is made from the parsers: every command, each command's flags
+    (not the hidden old spellings), choices of a flag; and bash itself completes with it."""
+    import re
+    import shutil
+
+    import pytest
+
+    from slt_llm.cli import COMMANDS
+    from slt_llm.cli.completion import command_flags
+
+    r = _run("completion", "bash")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    script = r.stdout
+    assert "complete -o default -o bashdefault -F _slt_llm slt-llm" in script
+    top = re.search(r"compgen -W '([^']*)'", script).group(1).split()
+    assert set(COMMANDS) <= set(top) and "--version" in top
+    for name in COMMANDS:
+        line = re.search(rf"^\s+{re.escape(name)}\) opts='([^']*)'", script, re.M)
+        assert line is not None, name
+        assert set(line.group(1).split()) == set(command_flags(name)[0]), name
+    translate_flags = re.search(r"^\s+translate\) opts='([^']*)'", script, re.M).group(1).split()
+    assert {"--model", "--input", "--out", "--extractor-model", "--retry-errors"} <= set(translate_flags)
+    assert "--output" not in translate_flags  # the hidden old spelling of --out
+    assert "'eval --tokenize') COMPREPLY=($(compgen -W '13a zh intl" in script
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash to run the script in")
+    (tmp_path / "c.sh").write_text(script)
+
+    def complete(*words):
+        cmd = (f"source {tmp_path / 'c.sh'}; COMP_WORDS=(slt-llm {' '.join(repr(w) for w in words)}); "
+               f"COMP_CWORD={len(words)}; _slt_llm; echo \"${{COMPREPLY[@]}}\"")
+        return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60).stdout.split()
+
+    assert complete("tra") == ["train", "translate"]
+    assert complete("--verbose", "translate", "--extr") == ["--extractor-model", "--extractor-backend"]
+    assert complete("eval", "--tokenize", "") == ["13a", "zh", "intl", "none", "char"]
+    assert complete("completion", "") == ["bash"]
+    assert complete("translate", "--model", "") == []  # file names: bash's default

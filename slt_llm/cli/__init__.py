@@ -1,7 +1,7 @@
 """The ``slt-llm`` command: the one command-line layer of the package.
 
 Each command group has its module here (``data``, ``synth``, ``models``, ``train``, ``infer``,
-``demo``) with, per command, a parser function and ``command(argv) -> int`` that parses the
+``demo``, ``completion``) with, per command, a parser function and ``command(argv) -> int`` that parses the
 arguments (``slt_llm.cli.options.Parser``) and calls the library with typed arguments; no
 module outside ``slt_llm/cli/`` parses arguments. This file dispatches, answers
 ``--help`` / ``--version``, and turns the project's errors into one line on stderr with a
@@ -35,6 +35,7 @@ COMMANDS = {
     "translate": ("infer", "translate a folder of videos or a manifest"),
     "eval": ("infer", "BLEU-1..4 / ROUGE-L / chrF of hypotheses against a manifest"),
     "demo": ("demo", "the whole job on the built-in synthetic default"),
+    "completion": ("completion", "print a bash completion script (source <(slt-llm completion bash))"),
 }
 
 
