@@ -59,6 +59,8 @@ def eval_parser() -> Parser:
                     help="sacrebleu tokenizer: 13a, zh (Chinese, character-level), char, intl, none; default: zh when "
                          "most references are Chinese/Japanese/Korean, else 13a")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the scores as JSON here")
+    ap.add_argument("--model", default=None,
+                    help="the model folder that made --hyp: record the scores in its meta.json and model card")
     return ap
 
 
@@ -66,7 +68,15 @@ def eval_(argv: list[str]) -> int:
     from slt_llm.metrics import evaluate_and_report
 
     a = eval_parser().parse_args(argv)
-    evaluate_and_report(a.hyp, a.ref, tokenize=a.tokenize, json_out=a.json_out)
+    if a.model:
+        from slt_llm.models.model_card import evaluation_target
+
+        evaluation_target(a.model)  # a wrong --model fails before scoring
+    scores = evaluate_and_report(a.hyp, a.ref, tokenize=a.tokenize, json_out=a.json_out)
+    if a.model:
+        from slt_llm.models.model_card import record_evaluation
+
+        print(f"eval: scores recorded in {record_evaluation(a.model, scores, hyp=a.hyp, ref=a.ref)}")
     return 0
 
 

@@ -55,13 +55,13 @@ def export_merged(model_dir, out, *, llm_path=None, dtype: Optional[str] = None,
     _load_safetensors(model.projector, model_dir / "projector.safetensors", "projector")
     model.meta_extra = {**meta_extra_of(meta), "adapter": "merged",
                         "merged_from": {"model": str(model_dir), "adapter": meta["adapter"],
-                                        "base_model": str(info["llm_path"])}}
+                                        "base_model": str(info["llm_path"]), "base_llm": meta.get("base_llm")}}
     model.clip_cfg = read_clip_settings(model_dir)
     tmp = out.with_name(f".{out.name}.export-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, final=out)
         if out.exists():  # --overwrite (or an empty folder): replaced only now, by a complete one
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(tmp, out)

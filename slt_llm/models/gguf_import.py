@@ -179,6 +179,9 @@ def import_gguf(gguf_path, out, *, dtype: str = "float32", overwrite: bool = Fal
         "reload_max_logit_diff": max_diff, "load_s": round(t_load, 1), "total_s": round(time.time() - t0, 1),
     }
     (tmp / IMPORT_META).write_text(json.dumps(meta, indent=1))
+    from slt_llm.models.model_card import follow_umask
+
+    follow_umask(tmp)  # safetensors writes 0600 through a temp file; the folder reads like any other
     if out.exists():
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ projector, llm sections), ``encoder.safetensors``, ``projector.safetensors``,
 ``adapter/`` (PEFT) or ``llm/`` (merged export), ``tokenizer/``,
 ``meta.json`` (adapter kind, base model, versions, + ``meta_extra``),
 ``clip.yaml`` (the ClipConfig of training, ``clip_cfg``; the same file as in a
-stage-1 model folder). safetensors only.
+stage-1 model folder), ``README.md`` (the model card: ``slt_llm.models.model_card``).
+safetensors only.
 
 Base-LLM identity: a folder whose LLM lives outside it (an adapter, or none)
 records in meta.json ``base_llm`` = {path, identity, config, embedding}
@@ -53,6 +54,7 @@ from slt_llm.config import (ClipConfig, EncoderConfig, LLMConfig, ProjectorConfi
 from slt_llm.errors import ConfigError
 from slt_llm.models.encoder import HandCentricEncoder, build_encoder
 from slt_llm.models.llm import adapter_metadata, check_same_llm, llm_identity, load_llm
+from slt_llm.models.model_card import write_model_card
 from slt_llm.models.projector import Projector
 
 MODEL_FORMAT = "slt_llm.model/1"
@@ -289,9 +291,10 @@ class SLTModel(nn.Module):
         _load_safetensors(self.encoder, w_path, "encoder")
 
     # ------------------------------------------------------------- save/load
-    def save_pretrained(self, folder) -> Path:
+    def save_pretrained(self, folder, final=None) -> Path:
         """Write the model folder (see module doc). Only adapter weights of
-        the LLM are written (the base is recorded by path)."""
+        the LLM are written (the base is recorded by path). ``final``: the path the
+        folder is renamed to afterwards (the model card names it)."""
         from peft import PeftModel
 
         folder = Path(folder)
@@ -325,6 +328,7 @@ class SLTModel(nn.Module):
         self.tokenizer.save_pretrained(str(folder / "tokenizer"))
         (folder / "meta.json").write_text(json.dumps(meta, indent=2))
         write_clip_settings(folder, self.clip_cfg)
+        write_model_card(folder, final=final)  # README.md from what the folder records; file modes follow the umask
         return folder
 
     @classmethod

@@ -218,6 +218,9 @@ def build_tiny_llm(out, *, family: str = "llama", texts: Optional[list] = None, 
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     (out / "tiny_llm.json").write_text(json.dumps(stats, indent=2))
+    from slt_llm.models.model_card import follow_umask
+
+    follow_umask(out)  # safetensors writes 0600 through a temp file; the folder reads like any other
     return stats
 
 

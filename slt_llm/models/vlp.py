@@ -28,7 +28,9 @@ A stage-1 model folder (``save_pretrained``):
   ``desc_head.*`` when the model was trained with descriptions; ``desc_head: true``
   in the yaml);
 - ``clip.yaml``: the ClipConfig used in training (``config.write_clip_settings``,
-  the same file as in a stage-2 model folder).
+  the same file as in a stage-2 model folder);
+- ``README.md``: the model card (``slt_llm.models.model_card``; its facts: vlp_config.yaml's
+  ``training`` and ``dev`` entries, when the trainer gave them).
 """
 
 from __future__ import annotations
@@ -288,11 +290,13 @@ class VLPModel(nn.Module):
         return sd
 
     def save_pretrained(self, out_dir: str | os.PathLike, *, pooling: Optional[str] = None,
-                        clip_cfg=None) -> Path:
+                        clip_cfg=None, card: Optional[dict] = None, final=None) -> Path:
         """Write the stage-1 model folder (see module docstring); returns its path.
         ``clip_cfg`` (a ClipConfig, default ``self.clip_cfg``) is recorded in ``clip.yaml`` so
-        retrieval decodes clips the way training did. Files are written to temp names and
-        renamed, so a reader never sees half a folder."""
+        retrieval decodes clips the way training did. ``card``: what the trainer records for the
+        model card (``model_card.training_facts``: ``training``, ``dev``), kept in vlp_config.yaml;
+        ``final``: the path the folder is renamed to afterwards (the card names it).
+        Files are written to temp names and renamed, so a reader never sees half a folder."""
         from safetensors.torch import save_file
 
         out = Path(out_dir)
@@ -303,6 +307,7 @@ class VLPModel(nn.Module):
             "text_dim": self.text_dim,
             "llm": {"path": self.llm_path, "pooling": pooling or self.vlp_cfg.pooling, "dtype": self.llm_dtype},
             "desc_head": self.desc_head is not None,
+            **{k: v for k, v in (card or {}).items() if k in ("training", "dev")},
         }
         enc = {k: v.detach().cpu().contiguous() for k, v in self.encoder.state_dict().items()}
         heads = {k: v.detach().cpu().contiguous() for k, v in self.heads_state_dict().items()}
@@ -312,6 +317,9 @@ class VLPModel(nn.Module):
         write_clip_settings(out, clip_cfg if clip_cfg is not None else self.clip_cfg)
         (out / (STAGE1_MODEL_CONFIG + ".tmp")).write_text(yaml.safe_dump(cfg, sort_keys=False))
         os.replace(out / (STAGE1_MODEL_CONFIG + ".tmp"), out / STAGE1_MODEL_CONFIG)
+        from slt_llm.models.model_card import write_model_card
+
+        write_model_card(out, final=final)  # README.md; file modes follow the umask (safetensors writes 0600)
         return out
 
     @classmethod

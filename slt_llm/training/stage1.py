@@ -113,6 +113,7 @@ from slt_llm import run_layout as layout
 from slt_llm.config import Stage1Config, save_config
 from slt_llm.data.dataset import batch_to_device
 from slt_llm.errors import ConfigError, InputError
+from slt_llm.models.model_card import training_facts
 from slt_llm.training import accelerator as accel
 from slt_llm.training import checkpoint, metrics_log, optim, run_folder
 from slt_llm.training.divergence import stop_if_not_finite
@@ -426,13 +427,14 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
         self.logger.log(self.state.step, dev_v2t_r1=v2t["r1"], dev_v2t_r5=v2t["r5"], dev_v2t_r10=v2t["r10"],
                         dev_t2v_r1=t2v["r1"], dev_n=len(self.dev_ds), dev_unreadable=metrics["unreadable"])
         if self.state.update_best([v2t["r1"], v2t["r5"], v2t["r10"]]):
-            self.export(layout.model_dir(self.run_dir))
+            self.export(layout.model_dir(self.run_dir), dev={**{k: v2t[k] for k in ("r1", "r5", "r10")},
+                                                             "n": len(self.dev_ds), "step": self.state.step})
 
-    def export(self, dest: Path) -> None:
-        """Write a stage-1 model folder (encoder + heads + clip settings); collective."""
-        clip_cfg = self.cfg.data.clip
+    def export(self, dest: Path, dev: Optional[dict] = None) -> None:
+        """Write a stage-1 model folder (encoder + heads + clip settings + model card); collective."""
+        clip_cfg, card = self.cfg.data.clip, training_facts(self.cfg, stage=1, dev=dev)
         checkpoint.export_folder(self.accelerator, self.model, dest,
-                                 lambda m, tmp: m.save_pretrained(tmp, clip_cfg=clip_cfg))
+                                 lambda m, tmp: m.save_pretrained(tmp, clip_cfg=clip_cfg, card=card, final=dest))
 
     def save(self) -> None:
         checkpoint.save_checkpoint(self.accelerator, self.run_dir, self.state, self.tc.keep_checkpoints)

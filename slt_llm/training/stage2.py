@@ -45,6 +45,7 @@ from slt_llm.config import SLTConfig, save_config
 from slt_llm.data.dataset import SLTDataset, batch_to_device, collate_clips
 from slt_llm.errors import ConfigError
 from slt_llm.metrics import compute_metrics
+from slt_llm.models.model_card import training_facts
 from slt_llm.training import accelerator as accel, checkpoint, data_order, metrics_log, optim, run_folder, token_loss
 from slt_llm.training.divergence import stop_if_not_finite
 
@@ -164,18 +165,21 @@ def evaluate_dev(accelerator, model, dev_ds, collate, cfg: SLTConfig) -> Optiona
     return result
 
 
-def export_model(accelerator, model, out_dir: Path, predictions: Optional[list] = None) -> Path:
+def export_model(accelerator, model, out_dir: Path, predictions: Optional[list] = None,
+                 card: Optional[dict] = None) -> Path:
     """Write the HF-style model folder (atomic rename) from rank 0; collective.
 
     Under ZeRO-3 the encoder, projector and trainable LLM (LoRA) parameters
     are gathered first; the frozen base LLM is not saved (its path is recorded).
+    ``card``: the model card's facts (``model_card.training_facts``), kept in meta.json.
     """
     unwrapped = accelerator.unwrap_model(model)
     params = list(unwrapped.encoder.parameters()) + list(unwrapped.projector.parameters()) + \
         [p for p in unwrapped.llm.parameters() if p.requires_grad]
 
     def write(full, tmp: Path) -> None:
-        full.save_pretrained(tmp)
+        full.meta_extra.update(card or {})
+        full.save_pretrained(tmp, final=out_dir)
         if predictions is not None:
             with (tmp / "dev_predictions.jsonl").open("w") as f:
                 for p in predictions:
@@ -412,8 +416,10 @@ class Stage2Trainer:
         bleu = res["bleu4"]
         better = state.update_best([bleu])
         if better:
+            dev = {k: res[k] for k in ("bleu4", "signature", "n", "unreadable")}
             export_model(accelerator, self.model, self.model_dir,
-                         res["predictions"] if accelerator.is_main_process else None)
+                         res["predictions"] if accelerator.is_main_process else None,
+                         card=training_facts(self.cfg, stage=2, dev={**dev, "step": state.step}))
         unreadable = f" ({res['unreadable']} unreadable, scored as empty)" if res["unreadable"] else ""
         dist_utils.print0(f"step {state.step}: dev BLEU-4 {bleu:.2f} on {res['n']} clips{unreadable}"
                           + (" (best, exported)" if better else
@@ -431,7 +437,7 @@ class Stage2Trainer:
         state = self.state
         interrupted = self.stop_at_step is not None and state.step < self.total
         if not interrupted and self.dev_ds is None:
-            export_model(self.accelerator, self.model, self.model_dir)
+            export_model(self.accelerator, self.model, self.model_dir, card=training_facts(self.cfg, stage=2))
         if self.last_saved != state.step and state.step > 0:
             self.save()
         self.accelerator.wait_for_everyone()
