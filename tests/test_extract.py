@@ -138,3 +138,34 @@ def test_bad_extraction_and_missing_backend_requirements(tmp_path, realdata):
     except ImportError:
         with pytest.raises(ConfigError, match="pip install mediapipe"):
             make_extractor("mediapipe", model=str(model))
+
+
+def test_backend_list_says_what_each_needs(capsys):
+    """`--extractor-backend list`: every backend people use, whether it runs here, what it needs."""
+    from slt_llm.data.extract import BACKENDS
+
+    assert extract_cli(["--extractor-backend", "list"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert {"mediapipe", "rtmlib", "mmpose", "openpose", "alphapose", "pose-format"} <= set(rows)
+    try:
+        import mediapipe  # noqa: F401
+        assert "runs here" in rows["mediapipe"]
+    except ImportError:
+        assert "not installed" in rows["mediapipe"] and "pip install mediapipe" in rows["mediapipe"]
+    for name in ("rtmlib", "mmpose", "openpose", "alphapose"):
+        assert "run it yourself" in rows[name] and "slt-llm import-pose" in rows[name]
+        assert "slt-llm import-pose" in BACKENDS[name].needs
+    assert "video_to_pose" in rows["pose-format"]
+
+
+@pytest.mark.parametrize("name", ["rtmlib", "mmpose", "openpose", "alphapose", "pose-format"])
+def test_a_backend_run_elsewhere_is_one_line(name, tmp_path, realdata, capsys):
+    video = tmp_path / "v.mp4"
+    shutil.copy(realdata / "football.mp4", video)
+    assert extract_cli([str(video), "--extractor-backend", name]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"keypoint extractor {name!r}" in err
+    assert ("import-pose" in err) or ("video_to_pose" in err)
+    assert not list(tmp_path.glob("*.pose"))
+    with pytest.raises(ConfigError, match="extract --extractor-backend list"):
+        make_extractor("rtmlib-typo")

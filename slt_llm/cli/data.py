@@ -78,14 +78,16 @@ def inspect(argv: list[str]) -> int:
 
 # --------------------------------------------------------------------- extract
 def extract_parser() -> Parser:
-    from slt_llm.data.extract import EXTRACTORS
+    from slt_llm.data.extract import BACKENDS, EXTRACTORS
 
     ap = Parser(prog="slt-llm extract", description="extract keypoints into .pose sidecars")
-    ap.add_argument("input", help="video file, frame folder, or folder of videos")
+    ap.add_argument("input", nargs="?", help="video file, frame folder, or folder of videos")
     ap.option("--extractor-model", old=["--model"],
               help="extractor model file (mediapipe: holistic_landmarker.task)")
     ap.option("--extractor-backend", old=["--backend"], default="mediapipe",
-              help=f"registered extractor backend ({', '.join(sorted(EXTRACTORS))}; default mediapipe)")
+              help=f"extractor backend: {', '.join(sorted(set(BACKENDS) | set(EXTRACTORS)))} (default mediapipe; "
+                   f"only mediapipe runs here, the others run outside and come in with slt-llm import-pose); "
+                   f"'list' prints what each needs and what is installed")
     ap.option("--out", old=["--out-dir"], help="write <stem>.pose here instead of beside each video")
     ap.add_argument("--overwrite", action="store_true", help="extract even when a sidecar exists")
     return ap
@@ -96,10 +98,18 @@ def extract(argv: list[str]) -> int:
     from slt_llm.errors import InputError, SLTError
 
     a = extract_parser().parse_args(argv)
+    if a.extractor_backend == "list":
+        from slt_llm.data.extract import backend_table
+
+        for name, status, needs in backend_table():
+            print(f"{name:<12} {status:<24} {needs}")
+        return 0
+    if not a.input:
+        extract_parser().error("the input (video file, frame folder or folder of videos) is required")
+    extractor = make_extractor(a.extractor_backend, model=a.extractor_model)  # a backend it cannot run: one line
     src = Path(a.input)
     if not src.exists():
         raise InputError(src, "input not found")
-    extractor = make_extractor(a.extractor_backend, model=a.extractor_model)
     videos = video_inputs(src)
     failed = 0
     for v in videos:

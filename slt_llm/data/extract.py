@@ -8,6 +8,13 @@ in ``--out``), in the MediaPipe Holistic layout written by
 ``slt_llm.data.pose.write_pose_holistic``; ``load_clip`` finds it there.
 A sidecar newer than its video is reused, not re-extracted.
 
+``BACKENDS`` names every extractor people use and what each needs; only MediaPipe runs inside
+``slt-llm extract`` (when ``mediapipe`` is installed). rtmlib, MMPose, OpenPose, AlphaPose and
+pose-format's own ``video_to_pose`` run outside it (none is installable here, or they are not pip
+packages), and their output comes in through ``slt-llm import-pose`` (``data/import_pose.py``) or,
+for ``video_to_pose``, is a ``.pose`` already; asking ``extract`` for one of them is one line
+saying so. ``slt-llm extract --extractor-backend list`` prints the table with what is installed.
+
 Backends implement ``KeypointExtractor.extract(video) -> Extraction`` (xy
 (T,543,2) source pixels, conf (T,543), fps, width, height; Holistic point
 order ``slt_llm.data.pose.HOLISTIC_POINTS``) and are registered with
@@ -37,6 +44,9 @@ __all__ = [
     "register_extractor",
     "make_extractor",
     "EXTRACTORS",
+    "BACKENDS",
+    "Backend",
+    "backend_table",
     "sidecar_path",
     "ensure_pose",
     "video_inputs",
@@ -75,14 +85,78 @@ class KeypointExtractor:
 EXTRACTORS: dict[str, Callable[..., KeypointExtractor]] = {}
 
 
+@dataclass(frozen=True)
+class Backend:
+    """A keypoint extractor people use and what it takes here. ``package``: the import that says
+    it is installed; ``runs_here``: ``slt-llm extract`` runs it itself (a registered factory);
+    otherwise ``needs`` says how to run it and bring its output in (``slt-llm import-pose``)."""
+
+    name: str
+    needs: str
+    package: str = ""
+    runs_here: bool = False
+
+
+# every backend slt-llm knows of; `slt-llm extract --extractor-backend list` prints this table
+BACKENDS: dict[str, Backend] = {b.name: b for b in [
+    Backend("mediapipe", "pip install mediapipe, and a holistic_landmarker.task model file you download "
+                         "(https://ai.google.dev/edge/mediapipe/solutions/vision/holistic_landmarker), given as "
+                         "--extractor-model; writes MediaPipe Holistic .pose sidecars", "mediapipe", True),
+    Backend("pose-format", "pose-format's own video_to_pose (MediaPipe's legacy Holistic, bundled models): "
+                           "pip install 'mediapipe<0.10.30' simple-video-utils, then run it yourself: "
+                           "video_to_pose -i clip.mp4 --format mediapipe -o clip.mp4.pose", "mediapipe"),
+    Backend("rtmlib", "rtmlib (pip install rtmlib onnxruntime; COCO-WholeBody-133 with RTMPose) is not run by "
+                      "slt-llm: run its Wholebody model yourself, save keypoints + scores (.npy/.npz/.pkl), then "
+                      "slt-llm import-pose FILE --video clip.mp4 --out clip.mp4.pose", "rtmlib"),
+    Backend("mmpose", "MMPose (mmpose, mmcv, mmdet: OpenMMLab installs) is not run by slt-llm: run its wholebody "
+                      "inferencer yourself (or pose-format's pose_format.utils.mmposewholebody."
+                      "estimate_mmpose_wholebody with the video's fps/width/height: a .pose slt-llm reads as is), "
+                      "save arrays or its JSON, then slt-llm import-pose FILE --video clip.mp4 --out clip.mp4.pose",
+            "mmpose"),
+    Backend("openpose", "OpenPose (a compiled binary, not a pip package): run it yourself with --write_json DIR "
+                        "(BODY_25 + hands + face), then slt-llm import-pose DIR --layout openpose --video clip.mp4 "
+                        "--out clip.mp4.pose"),
+    Backend("alphapose", "AlphaPose (halpe/COCO-WholeBody-133 models; a source install) is not run by slt-llm: run "
+                         "it yourself (its alphapose-results.json), then slt-llm import-pose "
+                         "alphapose-results.json --video clip.mp4 --out clip.mp4.pose", "alphapose"),
+]}
+
+
+def _installed(package: str) -> bool:
+    import importlib.util
+
+    return bool(package) and importlib.util.find_spec(package) is not None
+
+
+def backend_table() -> list[tuple[str, str, str]]:
+    """(name, status, what it needs) of every known and registered backend; status is ``runs here``
+    (registered and its package installed), ``not installed`` (registered, package missing) or
+    ``run it yourself`` (slt-llm does not run it; its package installed or not)."""
+    rows = []
+    for name in sorted(set(BACKENDS) | set(EXTRACTORS)):
+        b = BACKENDS.get(name, Backend(name, "registered with register_extractor", runs_here=True))
+        if name in EXTRACTORS and b.runs_here:
+            status = "runs here" if (not b.package or _installed(b.package)) else "not installed"
+        else:
+            status = "run it yourself" + (" (installed)" if _installed(b.package) else "")
+        rows.append((name, status, b.needs))
+    return rows
+
+
 def register_extractor(name: str, factory: Callable[..., KeypointExtractor]) -> None:
     """Register a backend factory: ``factory(model=..., **kw) -> KeypointExtractor``."""
     EXTRACTORS[name] = factory
 
 
 def make_extractor(name: str, **kw) -> KeypointExtractor:
+    """Build a registered backend. A backend slt-llm knows but does not run (rtmlib, MMPose,
+    OpenPose, AlphaPose, pose-format's video_to_pose) and an unknown name are one ConfigError
+    line each, saying what to do instead."""
     if name not in EXTRACTORS:
-        raise ConfigError(f"unknown keypoint extractor {name!r} (known: {', '.join(sorted(EXTRACTORS))})")
+        if name in BACKENDS:
+            raise ConfigError(f"keypoint extractor {name!r}: {BACKENDS[name].needs}")
+        raise ConfigError(f"unknown keypoint extractor {name!r} (known: {', '.join(sorted(set(BACKENDS) | set(EXTRACTORS)))}"
+                          f"; `slt-llm extract --extractor-backend list` says what each needs)")
     return EXTRACTORS[name](**kw)
 
 
