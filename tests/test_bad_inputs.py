@@ -196,3 +196,37 @@ def test_unreadable_training_samples_are_named_not_only_counted(tmp_path, tiny_c
     assert all(f"{tmp_path}/broken" in x and x.startswith(f"warning: {m}: unreadable sample 'broken") for x in named)
     assert err.count(f"warning: {m}: more unreadable samples are skipped; they are counted, not named") == 1
     assert len(err) == REPORT_FIRST + 1
+
+
+def test_the_step_line_names_the_samples_it_skipped(tmp_path, tiny_corpus, tiny_llama, capsys):
+    """Stage 2's log line for a step that skipped unreadable samples names the first two (id, file and
+    problem) and how many more, and metrics.jsonl lists their ids; stage 1's pre-scan summary line
+    names the first two ids and how many more."""
+    import re
+
+    from slt_llm.config import SLTConfig, load_config
+    from slt_llm.training.metrics_log import read_metrics
+    from slt_llm.training.stage1 import train_vlp
+    from slt_llm.training.stage2 import train_slt
+    from test_stage1 import _cfg as stage1_cfg
+    from test_stage2 import make_run
+
+    m = _training_manifest(tmp_path, tiny_corpus, bad_rows=3, bad_json=False)
+    cfg = load_config(SLTConfig, str(make_run(tmp_path, tiny_llama, tmp_path / "s2", tmp_path / "cache", batch_size=27,
+                                              max_steps=1, save_every=0, eval_every=0)),
+                      ["data.dev_manifest=null", "data.clip.max_frames=4"])  # one step over every sample
+    capsys.readouterr()
+    train_slt(cfg)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step 1: skipped")]
+    assert len(lines) == 1, lines
+    bad = r"'broken(\d)' \(" + re.escape(str(tmp_path)) + r"/broken\{}\.mp4: not a video file [^']*\)"
+    pattern = r"step 1: skipped 3 unreadable samples: " + bad.format(1) + ", " + bad.format(2) + \
+        r" and 1 more \(3 so far\)"
+    assert re.fullmatch(pattern, lines[0]), lines[0]
+    row = read_metrics(tmp_path / "s2")[-1]
+    assert row["skipped"] == 3 and sorted(row["skipped_ids"]) == ["broken0", "broken1", "broken2"]
+
+    train_vlp(stage1_cfg(tiny_corpus, tiny_llama, tmp_path / "s1", f"data.train_manifest={m}", "data.dev_manifest=null",
+                         "data.allow_outside_root=true", "selection.selection=random", "train.max_steps=1"))
+    out = capsys.readouterr().out
+    assert "stage 1: skipped 3 unreadable training samples: 'broken0', 'broken1' and 1 more (named above)" in out

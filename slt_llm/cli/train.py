@@ -10,6 +10,7 @@ from slt_llm.cli.options import Parser
 
 RESUME_HELP = "continue from the last checkpoint in train.run_dir"
 OVERWRITE_HELP = "replace the run already in train.run_dir"
+STOP_HELP = "leave after optimizer step N (a checkpoint is saved; continue later with --resume, exactly)"
 
 
 def vlp_parser() -> Parser:
@@ -18,6 +19,7 @@ def vlp_parser() -> Parser:
                    "(slt-llm recipes lists them)")
     p.add_argument("--resume", action="store_true", help=RESUME_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.add_argument("--stop-at-step", type=int, default=None, metavar="N", help=STOP_HELP)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=4")
     return p
 
@@ -29,7 +31,7 @@ def vlp(argv: list[str]) -> int:
 
     a = vlp_parser().parse_args(argv)
     cfg = load_config(Stage1Config, a.config, a.overrides)
-    res = train_vlp(cfg, resume=a.resume, overwrite=a.overwrite)
+    res = train_vlp(cfg, resume=a.resume, overwrite=a.overwrite, stop_at_step=a.stop_at_step)
     dist_utils.print0(json.dumps(res))
     return 0
 
@@ -42,8 +44,7 @@ def train_parser() -> Parser:
                    "recipe:NAME (slt-llm recipes lists them)")
     p.add_argument("--resume", action="store_true", help=RESUME_HELP)
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    p.add_argument("--stop-at-step", type=int, default=None, metavar="N",
-                   help="leave after optimizer step N (a checkpoint is saved; continue later with --resume)")
+    p.add_argument("--stop-at-step", type=int, default=None, metavar="N", help=STOP_HELP)
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.max_steps=50 llm.load_in_4bit=true")
     return p
 

@@ -21,13 +21,14 @@ from slt_llm import faults
 from slt_llm.errors import ConfigError, InputError
 
 
-def clip_loader(ds, batch_sampler, num_workers: int = 0):
-    """DataLoader over ``ds`` with explicit batches of indices, collated by ``collate_clips``."""
-    from torch.utils.data import DataLoader
-
+def clip_loader(ds, batch_sampler, num_workers: int = 0, *, seed: tuple = (0,), first: int = 0):
+    """DataLoader over ``ds`` with explicit batches of indices, collated by ``collate_clips``
+    (``data.loader.batch_loader``: ``batch_sampler[k]`` is batch ``first + k`` of ``seed``'s
+    epoch; building or iterating it leaves the global random generators untouched)."""
     from slt_llm.data.dataset import collate_clips
+    from slt_llm.data.loader import batch_loader
 
-    return DataLoader(ds, batch_sampler=batch_sampler, collate_fn=collate_clips, num_workers=num_workers)
+    return batch_loader(ds, list(batch_sampler), collate_clips, num_workers, seed=seed, first=first)
 
 
 def _embed_shard(embed, ds, batch_size: int, num_workers: int, rank: int, world_size: int) -> list:

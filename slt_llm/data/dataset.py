@@ -471,10 +471,12 @@ def readable_training_set(data_cfg, rank: int = 0, world_size: int = 1):
     if bad and rank == 0:
         for line in name_unreadable(ds, bad):
             print(f"warning: {data_cfg.train_manifest}: {line}", file=sys.stderr, flush=True)
+    left_out = [samples[i].id for i in bad]
     if bad:
         bad_set = set(bad)
         samples = [s for i, s in enumerate(samples) if i not in bad_set]
         ds = SLTDataset(samples, data_cfg.clip, on_error="skip", **dkw)
+    ds.left_out = left_out  # the ids of the bad samples, for the caller's summary line
     return ds, samples, bad
 
 

@@ -37,6 +37,7 @@ import torch
 
 from slt_llm import distributed as dist_utils
 from slt_llm import faults
+from slt_llm.data.loader import item_seed
 from slt_llm.errors import ConfigError
 from slt_llm.training.accelerator import unwrap_for_save, uses_deepspeed
 
@@ -44,7 +45,7 @@ from slt_llm.run_layout import CHECKPOINT_DIR, TRAINER_STATE, checkpoint_dir, ch
 
 __all__ = ["CHECKPOINT_DIR", "TRAINER_STATE", "TrainerState", "checkpoint_dir", "export_folder", "latest_checkpoint",
            "checkpoint_problem", "list_checkpoints", "load_checkpoint", "resume_state", "rng_state", "save_checkpoint", "seed_everything",
-           "set_rng_state"]
+           "seed_step", "set_rng_state"]
 
 
 # -------------------------------------------------------------------------- seeding
@@ -53,6 +54,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def seed_step(seed: int, step: int) -> None:
+    """Seed python, numpy and torch (all devices) for the optimizer step after ``step`` done, from
+    ``(seed, step)`` alone (the same on every rank, like :func:`seed_everything`).
+
+    Called at the start of every training step of both stages, it makes what the step draws
+    (dropout) independent of everything that ran before it: building a DataLoader (which draws
+    its workers' base seed from the global generator), a dev evaluation, pair selection being
+    rebuilt on resume. So a resumed run repeats the uninterrupted run's steps exactly (the RNG
+    states saved in a checkpoint are restored as well; this makes them unnecessary for the steps)."""
+    seed_everything(item_seed((seed, step, 0x57E9)))
 
 
 def rng_state() -> dict:

@@ -93,3 +93,16 @@ class Throughput:
         r = self.samples / max(1e-9, now - self.t0)
         self.t0, self.samples = now, 0
         return r
+
+
+# ----------------------------------------------------------------- skipped samples
+def name_skipped(skipped: list, first: int = 2, width: int = 160) -> str:
+    """``'ID' (FILE: problem), 'ID2' (...) and N more`` for ``skipped`` = [(id, message), ...]
+    (what a step log line says of the bad samples it skipped: named, not only counted)."""
+    def one(item) -> str:
+        sid, msg = item
+        msg = str(msg).splitlines()[0] if str(msg) else "unreadable"
+        return f"{sid!r} ({msg[:width] + '...' if len(msg) > width else msg})"
+
+    said = ", ".join(one(x) for x in skipped[:first])
+    return said + (f" and {len(skipped) - first} more" if len(skipped) > first else "")

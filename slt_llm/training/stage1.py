@@ -128,11 +128,14 @@ __all__ = ["train_vlp", "Stage1Trainer", "validate_config", "build_stage1_model"
 
 
 # ----------------------------------------------------------------------- training
-def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False, trainer_cls=None) -> dict:
+def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False, trainer_cls=None,
+              stop_at_step: Optional[int] = None) -> dict:
     """Run stage 1 (see the module docstring). ``resume``: continue the run in
     ``train.run_dir``; ``overwrite``: replace the run there (a fresh run into a
     folder holding another run is refused otherwise); ``trainer_cls``: a ``Stage1Trainer``
-    subclass (an experiment's own end-of-run measurements). Returns ``{"best_dev_r1", "best_step", "steps",
+    subclass (an experiment's own end-of-run measurements); ``stop_at_step``: leave after
+    that many optimizer steps of this run (not of its reference run) as if interrupted, with
+    a checkpoint and no ``result.json`` (continue with ``resume``). Returns ``{"best_dev_r1", "best_step", "steps",
     "model_dir", "selection_s", "skipped", "final_loss", "run_dir", "selection"}``."""
     validate_config(cfg)
     from slt_llm.models.llm import resolve_llm_path
@@ -144,7 +147,8 @@ def train_vlp(cfg: Stage1Config, resume: bool = False, overwrite: bool = False, 
     accelerator = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
     try:
         return (trainer_cls or Stage1Trainer)(cfg, accelerator, resume=resume, overwrite=overwrite,
-                                              reference_source=source, reference_s=reference_s).run()
+                                              reference_source=source, reference_s=reference_s,
+                                              stop_at_step=stop_at_step).run()
     finally:  # also on errors: another run may follow in this process (tests, the ablation)
         accel.teardown(accelerator)
 
@@ -206,8 +210,9 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
     :class:`~slt_llm.training.stage1_targets.AlignmentTargets`'."""
 
     def __init__(self, cfg: Stage1Config, accelerator, *, resume: bool = False, overwrite: bool = False,
-                 reference_source: Optional[Path] = None, reference_s: float = 0.0):
+                 reference_source: Optional[Path] = None, reference_s: float = 0.0, stop_at_step: Optional[int] = None):
         self.cfg, self.accelerator, self.resume, self.overwrite = cfg, accelerator, resume, overwrite
+        self.stop_at_step = stop_at_step
         self.reference_source = Path(reference_source) if reference_source else Path(cfg.train.run_dir)
         self.reference_s = float(reference_s)
         self.tc, self.sel = cfg.train, cfg.selection
@@ -222,11 +227,19 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
     # ------------------------------------------------------------------ setup
     def run(self) -> dict:
         self.setup()
-        while self.state.step < self.total:
+        while self.running():
             sampler, fn, phase = self.sampler_for_epoch(self.state.epoch)
             evaluated = self.train_epoch(sampler, fn, phase)
             self.end_epoch(len(sampler), evaluated)
         return self.finish()
+
+    def running(self) -> bool:
+        """Steps left, and ``stop_at_step`` (if any) not reached."""
+        step = self.state.step
+        return step < self.total and (self.stop_at_step is None or step < self.stop_at_step)
+
+    def interrupted(self) -> bool:
+        return self.stop_at_step is not None and self.stop_at_step <= self.state.step < self.total
 
     def setup(self) -> None:
         self.prepare_run_dir()
@@ -265,7 +278,10 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
         dc = self.cfg.data
         self.ds, samples, self.bad = readable_training_set(dc, self.rank, self.world)
         if self.bad:
-            dist_utils.print0(f"stage 1: skipped {len(self.bad)} unreadable training sample(s)")
+            ids = self.ds.left_out
+            more = f" and {len(ids) - 2} more" if len(ids) > 2 else ""
+            dist_utils.print0(f"stage 1: skipped {len(ids)} unreadable training sample{'s' * (len(ids) > 1)}: "
+                              f"{', '.join(repr(x) for x in ids[:2])}{more} (named above)")
         self.train_texts = [s.text for s in samples]
         self.train_samples = samples
         self.train_ids = [s.id for s in samples]
@@ -321,7 +337,8 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
         tc, state = self.tc, self.state
         skip = state.batch_in_epoch
         last_eval = None
-        for bi, batch in enumerate(clip_loader(self.ds, batches[skip:], self.cfg.data.num_workers), start=skip):
+        loader = clip_loader(self.ds, batches[skip:], self.cfg.data.num_workers, seed=(tc.seed, state.epoch), first=skip)
+        for bi, batch in enumerate(loader, start=skip):
             loss = self.train_step(batch, fn)
             state.step += 1
             state.batch_in_epoch = bi + 1
@@ -345,12 +362,13 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
                 last_eval = state.step
             if tc.save_every and state.step % tc.save_every == 0:
                 self.save()
-            if state.step >= self.total:
+            if not self.running():
                 break
         return last_eval
 
     def train_step(self, batch: dict, fn) -> torch.Tensor:
         """One contrastive optimizer step on this rank's slice of a global batch; the local loss."""
+        checkpoint.seed_step(self.tc.seed, self.state.step)  # dropout of this step: from (seed, step) alone
         if batch.get("skipped"):
             raise InputError(batch["skipped"][0][0], f"sample became unreadable during training "
                                                     f"({batch['skipped'][0][1]})")
@@ -375,14 +393,16 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
     def end_epoch(self, num_batches: int, last_eval: Optional[int]) -> None:
         """After an epoch's batches: a reference checkpoint at every ``ref_interval``-th epoch of
         the reference phase (every arm), the next epoch, and a dev evaluation at every epoch end
-        (and at the last step) unless one just ran."""
+        (and at the last step) unless one just ran; none mid-epoch at ``stop_at_step`` (the
+        uninterrupted run evaluates nothing there)."""
         state = self.state
-        if state.batch_in_epoch >= num_batches:  # epoch completed
+        completed = state.batch_in_epoch >= num_batches
+        if completed:
             done = state.epoch + 1
             if done <= self.n_ref and done % self.sel.ref_interval == 0:
                 self.export(layout.reference_dir(self.run_dir, done // self.sel.ref_interval - 1))
             state.epoch, state.batch_in_epoch = done, 0
-        if last_eval != state.step:
+        if last_eval != state.step and (completed or state.step >= self.total):
             self.evaluate_and_export()
 
     # ------------------------------------------------------ evaluation, export
@@ -440,11 +460,13 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
         checkpoint.save_checkpoint(self.accelerator, self.run_dir, self.state, self.tc.keep_checkpoints)
 
     def finish(self) -> dict:
-        """Final export without dev, last checkpoint, ``result.json``."""
+        """Final export without dev, last checkpoint, ``result.json``; at ``stop_at_step`` only a
+        checkpoint (``result.json`` marks a finished run: a reference run is reused by it)."""
         self.bar.close()
-        if self.dev_ds is None:
+        interrupted = self.interrupted()
+        if self.dev_ds is None and not interrupted:
             self.export(layout.model_dir(self.run_dir))
-        if self.tc.save_every:
+        if self.tc.save_every or (interrupted and self.state.step > 0):
             self.save()
         state = self.state
         result = {"best_dev_r1": state.best_metric, "best_step": state.best_step, "steps": state.step,
@@ -453,7 +475,7 @@ class Stage1Trainer(AlignmentTargets, PairSelection):
                   "selection": self.sel.selection, "protocol": self.sel.protocol if self.sel.selection == "ps" else None,
                   "reference_run": str(self.reference_source) if self.sel.selection == "ps" else None,
                   "reference_s": round(self.reference_s, 3)}
-        if self.accelerator.is_main_process:
+        if self.accelerator.is_main_process and not interrupted:
             layout.result_path(self.run_dir).write_text(json.dumps(result, indent=1))
         self.accelerator.wait_for_everyone()
         return result

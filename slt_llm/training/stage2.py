@@ -8,8 +8,8 @@ Per optimizer step (``training.data_order``, ``training.token_loss``): every ran
 ``train.grad_accum`` global batches of ``batch_size * world_size`` clips (the
 epoch order depends only on ``seed + epoch``), the summed token loss is
 normalised by the step's target-token count over all ranks and micro-steps,
-and Accelerate/DeepSpeed step the optimizer. Bad samples are skipped and
-counted (``skipped`` in metrics.jsonl); a micro-batch whose samples are all bad
+and Accelerate/DeepSpeed step the optimizer. Bad samples are skipped,
+named in the step's log line and counted (``skipped``, ``skipped_ids`` in metrics.jsonl); a micro-batch whose samples are all bad
 is replaced by a zero-weight one so collectives stay in step.
 
 Every ``eval_every`` steps (and at the end): greedy decoding on the dev set
@@ -67,16 +67,19 @@ class _Batches:
         self.dataset, self.collate, self.num_workers = dataset, collate, num_workers
         self._fallback = None
 
-    def loader(self, index_lists: list[list[int]]):
-        from torch.utils.data import DataLoader
+    def loader(self, index_lists: list[list[int]], *, seed: tuple = (0,), first: int = 0):
+        """Batches ``first``, ``first + 1``, ... of an epoch (``data.loader.batch_loader``: what
+        loading draws depends on ``seed`` + the batch alone; the global generators are untouched)."""
+        from slt_llm.data.loader import batch_loader
 
-        return DataLoader(self.dataset, batch_sampler=index_lists, collate_fn=self.collate,
-                          num_workers=self.num_workers, persistent_workers=False)
+        return batch_loader(self.dataset, index_lists, self.collate, self.num_workers, seed=seed, first=first)
 
     def fallback(self) -> dict:
         if self._fallback is None:
-            for i in range(len(self.dataset)):
-                b = self.collate([self.dataset[i]])
+            from slt_llm.data.loader import batch_loader
+
+            for i in range(len(self.dataset)):  # loaded as batch_loader loads (the global generators untouched)
+                b = next(iter(batch_loader(self.dataset, [[i]], self.collate, seed=(0xFA11,))))
                 if len(b.get("texts", [])) > 0:
                     self._fallback = b
                     break
@@ -263,7 +266,7 @@ class Stage2Trainer:
         self.meter = metrics_log.Throughput()
         self.window_losses: list[float] = []
         self.window_tokens = 0
-        self.skipped_window = 0
+        self.skipped_window: list = []  # (id, message) of the bad samples skipped since the last log line
         self.last_saved = self.state.step if self.resume and self.state.step > 0 else -1
 
     def load_data(self) -> None:
@@ -333,7 +336,7 @@ class Stage2Trainer:
         if state.batch_in_epoch >= len(batches):
             return
         mine = [data_order.rank_slice(b, self.rank, self.world) for b in batches[state.batch_in_epoch:]]
-        it = iter(self.batches.loader(mine))
+        it = iter(self.batches.loader(mine, seed=(self.tc.seed, state.epoch), first=state.batch_in_epoch))
         while state.batch_in_epoch < len(batches) and self.running():
             out, lrs = self.train_step(it)
             self.log_step(out, lrs)
@@ -345,7 +348,7 @@ class Stage2Trainer:
         micro = []
         for _ in range(self.tc.grad_accum):
             b = next(it)
-            self.skipped_window += len(b.get("skipped", []))
+            self.skipped_window += list(b.get("skipped", []))
             if _num_valid(b) == 0:
                 b = dict(self.batches.fallback(), _zero_weight=True)
             micro.append(batch_to_device(b, self.device))
@@ -355,6 +358,7 @@ class Stage2Trainer:
         """One optimizer step (``token_loss.token_loss_step``); returns its output and the learning
         rates it ran with (per parameter group)."""
         ga = self.tc.grad_accum
+        checkpoint.seed_step(self.tc.seed, self.state.step)  # dropout of this step: from (seed, step) alone
         micro = self.next_micro_batches(it)
         counts = [_count_target_tokens(self.unwrapped, b) for b in micro] if ga > 1 else None
         lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
@@ -382,21 +386,24 @@ class Stage2Trainer:
             (tc.eval_every and state.step % tc.eval_every == 0) or state.step == self.total)
         if not (state.step % tc.log_every == 0 or state.step == self.total or eval_due):
             return
-        skipped = int(dist_utils.all_reduce_sum(torch.tensor(self.skipped_window, device=self.device)).item())
+        skipped = int(dist_utils.all_reduce_sum(torch.tensor(len(self.skipped_window), device=self.device)).item())
+        named = [x for part in dist_utils.all_gather_object(self.skipped_window) for x in part] if skipped else []
         state.skipped += skipped
-        self.skipped_window = 0
+        self.skipped_window = []
         first_lr = next(iter(lrs.values()))
         record = dict(loss=sum(self.window_losses) / len(self.window_losses),
                       lr=lrs.get("lora", lrs.get("projector", first_lr)),
                       samples_per_s=self.meter.rate(), epoch=state.epoch, tokens=self.window_tokens,
                       grad_norm=out["grad_norm"], skipped=state.skipped,
+                      **({"skipped_ids": [str(x[0]) for x in named[:10]]} if named else {}),
                       **{f"lr_{k}": v for k, v in lrs.items() if not k.endswith("_no_decay")})
         if eval_due:
             record.update(self.evaluate_and_export())
             self.meter = metrics_log.Throughput()
         self.metrics.log(state.step, **record)
         if skipped:
-            dist_utils.print0(f"step {state.step}: skipped {skipped} unreadable samples ({state.skipped} so far)")
+            dist_utils.print0(f"step {state.step}: skipped {skipped} unreadable sample{'s' * (skipped > 1)}: "
+                              f"{metrics_log.name_skipped(named)} ({state.skipped} so far)")
         self.window_losses, self.window_tokens = [], 0
 
     def save_step(self) -> None:
