@@ -232,11 +232,11 @@ def _metrics_section(kind: str, dev: Optional[dict], evaluations: list, folder: 
         return ("No scores are recorded yet. `slt-llm eval --hyp out.jsonl --ref test.jsonl --model "
                 f"{folder}` scores a translation run and adds the scores here.\n")
     lines += ["Scores are 0-100; '-': not measured (dev selection computes BLEU-4 only).", "",
-              "| split | n | BLEU-4 | chrF | ROUGE-L | sacrebleu signature (BLEU) | notes |",
-              "|---|---|---|---|---|---|---|"]
+              "| split | n | BLEU-4 | chrF | ROUGE-L | notes |", "|---|---|---|---|---|---|"]
     for split, n, b, c, r, sig, note in rows:
         lines.append(f"| {split} | {n} | {_fmt(b)} | {'-' if c is None else _fmt(c)} | {'-' if r is None else _fmt(r)}"
-                     f" | `{sig}` | {note} |")
+                     f" | {note} |")
+    lines += ["", "sacrebleu signatures (BLEU):", ""] + [f"- {row[0]}: `{row[5]}`" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -362,7 +362,7 @@ def render_model_card(folder, final=None) -> "ModelCard":  # noqa: F821
     if facts.get("versions"):
         config_lines.append("- written with " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()))
     if kind == "stage1":
-        use = (f"```bash\nslt-llm train --config recipe:phoenix2014t_stage2 llm.path={base} train.init_encoder={folder}\n"
+        use = (f"```bash\nslt-llm train --config YOUR_STAGE2_CONFIG llm.path={base} train.init_encoder={folder}\n"
                f"slt-llm retrieval --model {folder} --manifest test.jsonl\n```\n")
     else:
         tok = f" --tokenize {training['tokenize']}" if training and training.get("tokenize") not in (None, "13a") else ""
