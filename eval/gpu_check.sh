@@ -6,7 +6,9 @@
 #    peak GPU memory (target <= 24 GB)                              -> eval/gpu_check.py qlora7b
 # 2. batched `translate` vs a per-video loop with SmolLM2 on the GPU -> eval/bench_translate.py
 # 3. bf16 stage-1 and stage-2 smoke runs on CUDA (demo recipes, tiny synthetic corpus, SmolLM2)
-# Last line: RESULT qlora_7b_peak_gb=... translate_ratio=...
+# 4. step vs floor: a stage-1 step, a stage-2 LoRA step and a QLoRA step with SmolLM2 at the demo's
+#    shapes in bf16, against the GPU's bf16 GEMM rate measured in the same run -> eval/bench_step.py
+# Last line: RESULT qlora_7b_peak_gb=... translate_ratio=... stage1_ratio=... stage2_ratio=... qlora_ratio=...
 # Work files under $WORK (default runs/gpu_check; the 7B checkpoint is ~15 GB there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,19 +21,19 @@ $PY -c "import torch; print('device:', torch.cuda.get_device_name(0), torch.__ve
 last() { grep '^RESULT' "$1" | tail -1; }
 val() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
-echo "== [1/3] QLoRA step at Qwen2.5-7B shape"
+echo "== [1/4] QLoRA step at Qwen2.5-7B shape"
 $PY eval/gpu_check.py qlora7b --work "$WORK" --batch 4 --video-tokens 128 --text-tokens 32 2>&1 | tee "$WORK/qlora7b.log"
 PEAK=$(val "$(last "$WORK/qlora7b.log")" qlora_7b_peak_gb)
 rm -rf "$WORK/qwen25_7b_random"  # 15 GB
 
-echo "== [2/3] batched translate vs per-video loop, SmolLM2 on the GPU"
+echo "== [2/4] batched translate vs per-video loop, SmolLM2 on the GPU"
 [ -f "$WORK/smollm2/slt_import.json" ] || $PY -m slt_llm.cli import-llm smollm2 --out "$WORK/smollm2" --overwrite
 $PY eval/gpu_check.py smollm2-model --llm "$WORK/smollm2" --out "$WORK/smollm2_slt"
 $PY eval/bench_translate.py --model "$WORK/smollm2_slt" --device cuda --work "$WORK/bench_translate" \
   --n 48 --batch-size 16 --max-new-tokens 16 --repeats 3 2>&1 | tee "$WORK/translate.log"
 RATIO=$(val "$(last "$WORK/translate.log")" ratio)
 
-echo "== [3/3] bf16 stage-1 and stage-2 smoke runs on CUDA"
+echo "== [3/4] bf16 stage-1 and stage-2 smoke runs on CUDA"
 C="$WORK/corpus"
 [ -f "$C/train.jsonl" ] || $PY -m slt_llm.cli synth --out "$C" --n-train 32 --n-dev 8 --n-test 8 --size 96
 DATA="data.train_manifest=$C/train.jsonl data.dev_manifest=$C/dev.jsonl data.cache_dir=$WORK/clip_cache llm.path=$WORK/smollm2"
@@ -44,4 +46,10 @@ $PY -m slt_llm.cli train --config slt_llm/configs/demo_stage2.yaml $DATA train.r
 test -f "$WORK/stage2/model/meta.json"
 echo "bf16 smoke runs: stage 1 and stage 2 finished on CUDA"
 
-echo "RESULT qlora_7b_peak_gb=${PEAK} translate_ratio=${RATIO}"
+echo "== [4/4] step vs floor (bf16 GEMM rate of this GPU), SmolLM2 at the demo's shapes"
+$PY eval/bench_step.py --llm smollm2 --work "$WORK/bench_step" --qlora --repeats 5 --steps 4 2>&1 \
+  | grep -v '^\s*warnings.warn' | tee "$WORK/step.log"
+STEP=$(last "$WORK/step.log")
+
+echo "RESULT qlora_7b_peak_gb=${PEAK} translate_ratio=${RATIO} stage1_ratio=$(val "$STEP" stage1_ratio)" \
+  "stage2_ratio=$(val "$STEP" stage2_ratio) qlora_ratio=$(val "$STEP" qlora_ratio) step_gemm_gflops=$(val "$STEP" gemm_gflops)"

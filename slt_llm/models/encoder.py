@@ -71,7 +71,10 @@ class SmallCNN(nn.Module):
         self.out_dim = c_prev
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x).mean(dim=(2, 3))
+        # channels-last input: oneDNN's convolutions (forward and backward) run ~20% faster on it
+        # at these small channel counts (docs/perf/step.md); the weights and their gradients keep
+        # the default layout (autograd's layout contract), so checkpoints and ZeRO are unaffected
+        return self.body(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3))
 
 
 def _groups(c: int) -> int:
@@ -316,8 +319,10 @@ class HandCentricEncoder(nn.Module):
     # -- helpers
     def _images(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (N,3,S,S) -> normalised float (N,3,S,S)."""
-        x = x.to(self.pixel_mean.dtype) / 255.0 if x.dtype == torch.uint8 else x.float()
-        return (x - self.pixel_mean) / self.pixel_std
+        if x.dtype == torch.uint8:  # one pass: x / (255 std) - mean / std, not three
+            scale = 1.0 / (255.0 * self.pixel_std)
+            return torch.addcmul(-self.pixel_mean / self.pixel_std, x.to(self.pixel_mean.dtype), scale)
+        return (x.float() - self.pixel_mean) / self.pixel_std
 
     def num_tokens(self, lengths: torch.Tensor) -> torch.Tensor:
         """Valid tokens per clip: ceil(L / stride)."""
