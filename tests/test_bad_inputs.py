@@ -230,3 +230,54 @@ def test_the_step_line_names_the_samples_it_skipped(tmp_path, tiny_corpus, tiny_
                          "data.allow_outside_root=true", "selection.selection=random", "train.max_steps=1"))
     out = capsys.readouterr().out
     assert "stage 1: skipped 3 unreadable training samples: 'broken0', 'broken1' and 1 more (named above)" in out
+
+
+def test_stage2_refuses_a_stage1_model_aligned_to_another_llm(tmp_path, tiny_corpus, tiny_llama, tiny_qwen2, capsys):
+    """A stage-1 model folder records its base LLM's identity (vlp_config.yaml llm.identity) and its
+    clip settings; `slt-llm train` with train.init_encoder= a stage-1 model aligned to another LLM is
+    refused in one line naming both, before the run folder is made; a copy of the same LLM passes;
+    other clip settings and a folder from before the record are one warning each."""
+    import yaml
+
+    from slt_llm.config import ClipConfig, EncoderConfig, VLPConfig
+    from slt_llm.errors import ConfigError
+    from slt_llm.models.llm import llm_identity
+    from slt_llm.models.vlp import VLPModel, check_stage1_model
+    from test_stage2 import make_run
+
+    clip = ClipConfig(fps=6, max_frames=10, full_size=32, hand_size=16)  # make_run's data.clip
+    run_cfg = make_run(tiny_corpus, tiny_llama, tmp_path / "run", tmp_path / "cache")
+    enc = EncoderConfig(**yaml.safe_load(run_cfg.read_text())["encoder"])
+    s1 = tmp_path / "stage1_model"
+    VLPModel(enc, VLPConfig(), 128, llm_path=str(tiny_llama), load_backbone=False).save_pretrained(s1, clip_cfg=clip)
+    rec = yaml.safe_load((s1 / "vlp_config.yaml").read_text())["llm"]
+    assert rec["path"] == str(tiny_llama) and rec["identity"] == llm_identity(tiny_llama)
+    assert yaml.safe_load((s1 / "clip.yaml").read_text())["hand_size"] == 16
+
+    capsys.readouterr()
+    code = main(["train", "--config", str(run_cfg), f"train.init_encoder={s1}", f"llm.path={tiny_qwen2}"])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert code == 2 and len(err) == 1, err
+    want, got = llm_identity(tiny_llama)["identity"], llm_identity(tiny_qwen2)["identity"]
+    assert err[0].startswith(f"slt-llm train: error: {s1}: trained on base LLM {tiny_llama} (identity {want}) "
+                             f"but given {tiny_qwen2} (identity {got}: another config.json"), err[0]
+    assert "set llm.path to the LLM stage 1 was trained against" in err[0]
+    assert not (tmp_path / "run").exists()  # refused before the run folder was claimed
+
+    copy = tmp_path / "llm_copy"
+    shutil.copytree(tiny_llama, copy)
+    check_stage1_model(s1, copy, clip_cfg=clip)  # the same LLM elsewhere: the identity is the content
+    assert capsys.readouterr().err == ""
+    check_stage1_model(s1, tiny_llama, clip_cfg=ClipConfig(fps=6, max_frames=10, full_size=32, hand_size=24))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"warning: {s1}: stage 1 sampled clips otherwise than this run's data.clip "
+                   f"(hand_size=16 vs 24: stage 1 vs this run)"]
+
+    cfg = yaml.safe_load((s1 / "vlp_config.yaml").read_text())  # a folder written before the record
+    del cfg["llm"]["identity"]
+    (s1 / "vlp_config.yaml").write_text(yaml.safe_dump(cfg))
+    check_stage1_model(s1, tiny_qwen2, clip_cfg=clip)
+    assert capsys.readouterr().err.strip() == (f"warning: {s1}: records no base-LLM identity; trained against "
+                                               f"{tiny_llama}, this run's LLM is {tiny_qwen2}")
+    with pytest.raises(ConfigError, match="not a stage-1 model folder"):  # also before any work
+        check_stage1_model(tmp_path / "nothing", tiny_llama)

@@ -236,9 +236,11 @@ def llm_identity(path) -> dict | None:
     return ident
 
 
-def check_same_llm(recorded: dict, given, *, folder) -> None:
-    """ConfigError (one line naming both) when the base LLM at ``given`` is not the one whose
-    :func:`llm_identity` a model folder recorded (``recorded``: its meta.json ``base_llm``)."""
+def check_same_llm(recorded: dict, given, *, folder,
+                   hint: str = "pass the base model it was trained on (--llm)") -> None:
+    """ConfigError (one line naming both, ending in ``hint``) when the base LLM at ``given`` is not
+    the one whose :func:`llm_identity` a model folder recorded (``recorded``: its meta.json
+    ``base_llm``, or a stage-1 folder's ``llm`` record)."""
     ident = llm_identity(given)
     want = recorded.get("identity")
     if ident is None or not want or ident["identity"] == want:
@@ -254,8 +256,7 @@ def check_same_llm(recorded: dict, given, *, folder) -> None:
     elif not why:
         why.append("other embedding weights")
     raise ConfigError(f"{folder}: trained on base LLM {recorded.get('path')} (identity {want}) but given {given} "
-                      f"(identity {ident['identity']}: {', '.join(why)}); pass the base model it was trained on "
-                      f"(--llm)")
+                      f"(identity {ident['identity']}: {', '.join(why)}); {hint}")
 
 
 def load_tokenizer(path, *, trust_remote_code: bool = False):

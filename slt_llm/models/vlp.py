@@ -21,8 +21,9 @@ A stage-1 model folder (``save_pretrained``):
 
 - ``vlp_config.yaml``: ``encoder`` (EncoderConfig), ``vlp`` (VLPConfig; its ``similarity``
   says how retrieval scores the model: pooled cosine or the fine token similarity),
-  ``text_dim``, ``llm: {path, pooling, dtype}`` (the LLM whose text space the heads
-  were trained against: retrieval needs it to embed sentences);
+  ``text_dim``, ``llm: {path, pooling, dtype, identity}`` (the LLM whose text space the heads
+  were trained against: retrieval needs it to embed sentences; ``identity`` is its
+  ``llm.llm_identity``, which stage 2 checks its ``llm.path`` against: ``check_stage1_model``);
 - ``encoder.safetensors``: the encoder's state dict (what stage 2 loads);
 - ``heads.safetensors``: ``video_head.*``, ``text_head.*``, ``logit_scale`` (and
   ``desc_head.*`` when the model was trained with descriptions; ``desc_head: true``
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
@@ -305,7 +307,8 @@ class VLPModel(nn.Module):
             "encoder": to_dict(self.encoder_cfg),
             "vlp": to_dict(self.vlp_cfg),
             "text_dim": self.text_dim,
-            "llm": {"path": self.llm_path, "pooling": pooling or self.vlp_cfg.pooling, "dtype": self.llm_dtype},
+            "llm": {"path": self.llm_path, "pooling": pooling or self.vlp_cfg.pooling, "dtype": self.llm_dtype,
+                    **_identity_record(self.llm_path, out)},
             "desc_head": self.desc_head is not None,
             **{k: v for k, v in (card or {}).items() if k in ("training", "dev")},
         }
@@ -365,6 +368,53 @@ class VLPModel(nn.Module):
         except (RuntimeError, KeyError) as e:
             raise InputError(d, f"weights do not match vlp_config.yaml ({str(e).splitlines()[0][:200]})") from None
         return model.to(device)
+
+
+def _identity_record(llm_path, folder) -> dict:
+    """``{"identity": {identity, config, embedding}}`` of the LLM the heads were aligned to
+    (``llm.llm_identity``, memoised per process), for vlp_config.yaml; {} when it cannot be read."""
+    from slt_llm.models.llm import llm_identity
+
+    if not llm_path:
+        return {}
+    try:
+        ident = llm_identity(llm_path)
+    except ConfigError as e:  # the LLM was readable when training began: only a file changed under us gets here
+        print(f"warning: {folder}: base-LLM identity not recorded ({e})", file=sys.stderr)
+        return {}
+    return {"identity": ident} if ident is not None else {}
+
+
+def check_stage1_model(folder, llm_path, clip_cfg=None) -> None:
+    """Stage 2's ``train.init_encoder``, checked before any work: a stage-1 model folder whose
+    recorded base LLM (vlp_config.yaml ``llm.identity``) is not the LLM at ``llm_path`` is
+    refused (ConfigError, one line naming both); a folder recording no identity (written before
+    the record) passes with a warning when its recorded path differs. ``clip_cfg`` (stage 2's
+    ``data.clip``) differing from the folder's clip.yaml is one warning line naming the
+    settings. A folder that is no stage-1 model folder is a ConfigError too."""
+    from slt_llm import distributed as dist_utils
+    from slt_llm.models.llm import check_same_llm
+
+    folder = Path(folder)
+    if not (folder / STAGE1_MODEL_CONFIG).is_file():  # worded as SLTModel.load_encoder_from words it
+        raise ConfigError(f"{folder}: not a stage-1 model folder (missing {STAGE1_MODEL_CONFIG})")
+    llm = VLPModel.read_config(folder)["llm"]
+    rec, main = llm.get("identity"), dist_utils.is_main()
+    if isinstance(rec, dict) and rec.get("identity"):
+        check_same_llm({"path": llm.get("path"), **rec}, llm_path, folder=folder,
+                       hint=f"set llm.path to the LLM stage 1 was trained against, or train stage 1 against {llm_path}")
+    elif main and llm.get("path") and str(llm["path"]) != str(llm_path) and \
+            not (Path(str(llm["path"])).is_dir() and Path(str(llm_path)).is_dir()
+                 and Path(str(llm["path"])).resolve() == Path(str(llm_path)).resolve()):
+        print(f"warning: {folder}: records no base-LLM identity; trained against {llm['path']}, "
+              f"this run's LLM is {llm_path}", file=sys.stderr)
+    theirs = read_clip_settings(folder)
+    if clip_cfg is not None and theirs is not None and main:
+        a, b = to_dict(theirs), to_dict(clip_cfg)
+        diff = [f"{k}={a.get(k)!r} vs {b.get(k)!r}" for k in a if a.get(k) != b.get(k)]
+        if diff:
+            print(f"warning: {folder}: stage 1 sampled clips otherwise than this run's data.clip "
+                  f"({', '.join(diff)}: stage 1 vs this run)", file=sys.stderr)
 
 
 class TranslatingVLPModel(VLPModel):

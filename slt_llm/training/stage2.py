@@ -214,6 +214,10 @@ def train_slt(cfg: SLTConfig, *, resume: bool = False, stop_at_step: Optional[in
 
     if cfg.eval.tokenize not in TOKENIZERS:
         raise ConfigError(f"eval.tokenize must be one of {', '.join(TOKENIZERS)} (got {cfg.eval.tokenize!r})")
+    if cfg.train.init_encoder:  # a stage-1 model aligned to another LLM is refused before any work
+        from slt_llm.models.vlp import check_stage1_model
+
+        check_stage1_model(cfg.train.init_encoder, cfg.llm.path, clip_cfg=cfg.data.clip)
     accelerator = accel.setup_accelerator(cfg.train, cfg.optim)  # checks the DeepSpeed JSON first
     try:
         return Stage2Trainer(cfg, accelerator, resume=resume, stop_at_step=stop_at_step, overwrite=overwrite).run()
