@@ -281,6 +281,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     try:
         if tp is float and isinstance(value, (str, int)) and not isinstance(value, bool):
             return float(value)
+        if tp is str and isinstance(value, bool):  # YAML 1.1 reads no/off/yes/on as booleans
+            return "yes" if value else "no"  # (train.mixed_precision: no); an override keeps its own spelling
         if tp is int and (isinstance(value, (bool, float)) or (isinstance(value, str) and "." in value)):
             raise ValueError(value)  # 3.5 (or 3.0) for an int field is a mistake, not something to round
         if tp is int and isinstance(value, str):
@@ -325,9 +327,11 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def apply_override(cfg, dotted: str, value: Any, *, prefix: str = "") -> None:
+def apply_override(cfg, dotted: str, value: Any, *, prefix: str = "", raw: Optional[str] = None) -> None:
     """Set ``cfg.<dotted>`` to ``value`` coerced to the field's type (``prefix``:
-    where ``cfg`` sits in a larger config, for messages, e.g. ``"data.clip"``)."""
+    where ``cfg`` sits in a larger config, for messages, e.g. ``"data.clip"``;
+    ``raw``: the text the value was parsed from, kept as it is for a string field
+    that YAML read as a boolean, e.g. ``train.mixed_precision=no``)."""
     parts = dotted.split(".")
     full = f"{prefix}.{dotted}" if prefix else dotted
     obj = cfg
@@ -343,6 +347,8 @@ def apply_override(cfg, dotted: str, value: Any, *, prefix: str = "") -> None:
     if _is_dataclass_type(tp):
         setattr(obj, parts[-1], from_dict(tp, value, full))
     else:
+        if isinstance(value, bool) and raw is not None and str in (tp, *typing.get_args(tp)):
+            value = raw.strip()
         setattr(obj, parts[-1], _coerce(tp, value, full))
 
 
@@ -359,7 +365,7 @@ def apply_overrides(cfg, overrides: Optional[list] = None, *, prefix: str = ""):
             value = yaml.safe_load(raw) if raw != "" else None
         except yaml.YAMLError:
             value = raw
-        apply_override(cfg, key, value, prefix=prefix)
+        apply_override(cfg, key, value, prefix=prefix, raw=raw)
     return cfg
 
 

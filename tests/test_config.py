@@ -100,3 +100,15 @@ def test_clip_settings_one_file_for_both_model_folders(tmp_path):
     (old / "meta.json").write_text(json.dumps({"adapter": "lora", "clip": {"max_frames": 9}}))
     assert read_clip_settings(old).max_frames == 9
     assert read_clip_settings(tmp_path) is None
+
+
+def test_yaml_booleans_for_string_fields_keep_their_meaning(tmp_path):
+    """YAML 1.1 reads no/off/yes as booleans: ``train.mixed_precision=no`` (the documented value)
+    must stay "no", from an override and from a config file, while bool fields still take them."""
+    cfg = load_config(SLTConfig, None, ["train.mixed_precision=no", "llm.use_lora=no"])
+    assert cfg.train.mixed_precision == "no" and cfg.llm.use_lora is False
+    f = tmp_path / "c.yaml"
+    f.write_text("train: {mixed_precision: no}\nllm: {use_lora: yes}\n")
+    cfg = load_config(SLTConfig, str(f))
+    assert cfg.train.mixed_precision == "no" and cfg.llm.use_lora is True
+    assert load_config(SLTConfig, str(f), ["train.mixed_precision=bf16"]).train.mixed_precision == "bf16"
