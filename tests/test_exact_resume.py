@@ -10,9 +10,7 @@ resumed run's dropout stream was shifted by that draw.
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import sys
 from pathlib import Path
 
