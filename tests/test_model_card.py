@@ -125,10 +125,12 @@ def test_card_python_snippets_run_as_written(run, tmp_path, monkeypatch):
 def test_files_are_readable_and_follow_the_umask(run, tiny_llama, tmp_path):
     from slt_llm.models.slt_model import SLTModel
 
-    _, model, _ = run
+    root, model, _ = run
     modes = all_modes(model)
     assert "encoder.safetensors" in modes and "adapter/adapter_model.safetensors" in modes
     assert set(modes.values()) == {0o644}, modes  # written under umask 022 (safetensors alone gives 0600)
+    ckpt = all_modes(root / "run" / "checkpoints")  # the last checkpoint (model.safetensors, optimizer, state)
+    assert any(k.endswith(".safetensors") for k in ckpt) and set(ckpt.values()) == {0o644}, ckpt
     m = SLTModel.from_pretrained(model)
     old = os.umask(0o027)
     try:

@@ -260,6 +260,10 @@ def save_checkpoint(accelerator, run_dir: str | Path, state: TrainerState, keep:
             for old in list_checkpoints(run_dir, state.run_id)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+    if accelerator.is_main_process:  # safetensors writes through a 0600 temp file: modes as open() gives them
+        from slt_llm.models.model_card import follow_umask
+
+        follow_umask(out)
     return out
 
 
