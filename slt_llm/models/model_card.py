@@ -167,7 +167,8 @@ def _folder_facts(folder: Path) -> dict:
         base = llm.get("path")
         if base and Path(str(base)).is_dir():
             base = str(Path(str(base)).resolve())
-        ident = _base_identity(base) if base else None
+        ident = llm.get("identity") if isinstance(llm.get("identity"), dict) else None  # recorded at training
+        ident = ident or (_base_identity(base) if base else None)  # older folders: hash what the path holds now
         return {"kind": "stage1", "base": base, "base_llm": ({"path": base, **ident} if ident else None),
                 "training": raw.get("training"), "dev": raw.get("dev"), "evaluations": raw.get("evaluations") or [],
                 "dtype": llm.get("dtype", "float32"), "pooling": llm.get("pooling"),
