@@ -9,6 +9,10 @@ Silenced by default, each at its source and nothing more:
   (peft imports it, so every command that loads an LLM printed it) on CPUs with AVX512-BF16
   when the optional ``kernels`` package is absent; 4-bit layers on CPU work without it. A
   ``logging.Filter`` on that logger drops records starting with that text; its other records pass.
+* accelerate's ``Removed shared tensor {...lm_head.weight} while saving. This should be OK, ...``:
+  a WARNING of ``accelerate.utils.other`` at every checkpoint of a model with tied input/output
+  embeddings (SmolLM2, Qwen2.5 small, Llama-3.2): safetensors cannot hold a tensor twice, and
+  the tie is restored on load (the resume tests check the losses). Same kind of filter.
 * ``FutureWarning`` attributed to a module of the libraries in ``LIBRARIES`` (e.g. torch's
   "``all_gather_into_tensor`` is deprecated" raised inside DeepSpeed's ZeRO, transformers'
   "``is_gradient_checkpointing`` is deprecated" raised inside peft/DeepSpeed): deprecations
@@ -27,7 +31,7 @@ import os
 import sys
 import warnings
 
-__all__ = ["VERBOSE_ENV", "LIBRARIES", "BNB_LOGGER", "BNB_KERNELS_MESSAGE", "verbose_from_env",
+__all__ = ["VERBOSE_ENV", "LIBRARIES", "BNB_LOGGER", "BNB_KERNELS_MESSAGE", "NOISE_RECORDS", "verbose_from_env",
            "quiet_library_noise"]
 
 VERBOSE_ENV = "SLT_LLM_VERBOSE"
@@ -35,6 +39,9 @@ LIBRARIES = ("torch", "transformers", "deepspeed", "accelerate", "peft", "bitsan
              "tokenizers", "safetensors")
 BNB_LOGGER = "bitsandbytes.backends.cpu.ops"
 BNB_KERNELS_MESSAGE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+# (logger, start of the message) of each log record silenced by default
+NOISE_RECORDS = ((BNB_LOGGER, BNB_KERNELS_MESSAGE),
+                 ("accelerate.utils.other", "Removed shared tensor"))
 _LIBRARY_MODULES = r"(?:%s)(?:\..*)?\Z" % "|".join(LIBRARIES)
 
 
@@ -46,7 +53,10 @@ class _DropPrefix(logging.Filter):
         self.prefix = prefix
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefix)
+        msg = str(record.msg)
+        if msg.startswith("[RANK "):  # accelerate's multi-process logger prefixes the rank
+            msg = msg.split("] ", 1)[-1]
+        return not msg.startswith(self.prefix)
 
 
 def verbose_from_env() -> bool:
@@ -54,7 +64,7 @@ def verbose_from_env() -> bool:
 
 
 def _ours(f) -> bool:
-    return isinstance(f, _DropPrefix) and f.prefix == BNB_KERNELS_MESSAGE
+    return isinstance(f, _DropPrefix) and f.prefix in {prefix for _, prefix in NOISE_RECORDS}
 
 
 def _our_warning_filter(entry) -> bool:
@@ -66,16 +76,19 @@ def _our_warning_filter(entry) -> bool:
 def quiet_library_noise(verbose: bool) -> None:
     """Install the filters above (``verbose`` False) or take them away again and set
     ``SLT_LLM_VERBOSE=1`` for child processes (``verbose`` True). Idempotent."""
-    logger = logging.getLogger(BNB_LOGGER)
     if verbose:
         os.environ[VERBOSE_ENV] = "1"
-        for f in [f for f in logger.filters if _ours(f)]:
-            logger.removeFilter(f)
+        for name, _ in NOISE_RECORDS:
+            logger = logging.getLogger(name)
+            for f in [f for f in logger.filters if _ours(f)]:
+                logger.removeFilter(f)
         for e in [e for e in warnings.filters if _our_warning_filter(e)]:  # an earlier main() in this process
             warnings.filters.remove(e)
             getattr(warnings, "_filters_mutated", lambda: None)()  # what filterwarnings() itself calls
         return
-    if not any(_ours(f) for f in logger.filters):
-        logger.addFilter(_DropPrefix(BNB_KERNELS_MESSAGE))
+    for name, prefix in NOISE_RECORDS:
+        logger = logging.getLogger(name)
+        if not any(_ours(f) for f in logger.filters):
+            logger.addFilter(_DropPrefix(prefix))
     if not sys.warnoptions and not any(_our_warning_filter(e) for e in warnings.filters):
         warnings.filterwarnings("ignore", category=FutureWarning, module=_LIBRARY_MODULES)
