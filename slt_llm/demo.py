@@ -45,13 +45,15 @@ LLMS = ("tiny", "smollm2")
 #   step (estimated from the positions and FLOPs, not measured quiet);
 # - stage 1 is otherwise unchanged: it aligns the encoder to SmolLM2's own
 #   mean-pooled hidden states (576-d), the space stage 2 decodes from;
-# - stage 2: 300 steps x batch 8 = 2400 samples (1.2 epochs of the 2000 clips;
-#   the tiny demo sees 16,000), higher projector/LoRA rates for the short run,
-#   LoRA on the attention projections, dev BLEU on 30 clips at steps 150 and 300.
+# - stage 2: 500 steps x batch 8 = 4000 samples (3.3 epochs of the phoenix subset's 1,200
+#   clips; the tiny demo sees 9,600), higher projector/LoRA rates for the short run,
+#   LoRA on the attention projections, dev BLEU on 30 clips at steps 250 and 500.
+#   500 = what the 45-minute budget holds: 300 steps took 568 s (1.6 s a step quiet,
+#   eval/bench_step.py) in a 15.4-min demo on the faster kind, 2026-12-04 (docs/perf/demo.md).
 SMOLLM2_STAGE1 = ["encoder.temporal_stride=4"]
 SMOLLM2_STAGE2 = [
     "encoder.temporal_stride=4",
-    "train.batch_size=8", "train.max_steps=300", "train.eval_every=150", "train.save_every=50",
+    "train.batch_size=8", "train.max_steps=500", "train.eval_every=250", "train.save_every=50",
     "train.dev_limit=30", "train.log_every=10",
     "optim.lr_encoder=5.0e-4", "optim.lr_projector=2.0e-3", "optim.lr_lora=1.0e-3", "optim.warmup_steps=30",
     "llm.lora_targets=[q_proj,k_proj,v_proj,o_proj]",
