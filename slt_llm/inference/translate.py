@@ -585,11 +585,19 @@ def _batch_loader(ds, batches: list, *, num_workers: int, device, world: int = 1
         torch.set_num_threads(threads)
     try:
         it = iter(loader)
-        for b in batches:
+        for bi, b in enumerate(batches):
+            t0 = time.perf_counter()
             batch = collate_clips([next(it) for _ in b])
+            waited = time.perf_counter() - t0
             if pin:
                 batch = {k: (v.pin_memory() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+            t1 = time.perf_counter()
             yield batch
+            if threads is not None and bi:  # the first batch is always waited for
+                # the workers are ahead (this batch was ready: waiting took < 10% of the model's time on
+                # the previous one): they sleep on their prefetch limit, so the model takes every core;
+                # the model waited for decoding: leave the workers theirs (compute_threads)
+                torch.set_num_threads(prev if waited < 0.1 * (time.perf_counter() - t1) else threads)
     finally:
         if threads is not None:
             torch.set_num_threads(prev)
