@@ -163,4 +163,4 @@ def test_hand_head_output_feeds_the_frame_features_and_masked_l2_matches_by_hand
     assert float(loss.detach()) == pytest.approx(by_hand / len(pairs), rel=1e-6)
     loss.backward()
     assert p.grad[~m].abs().max() == 0 and p.grad[m].abs().min() > 0  # only frames with a hand
-    assert float(hand_distillation_loss(p, target, torch.zeros_like(m))) == 0.0
+    assert float(hand_distillation_loss(p, target, torch.zeros_like(m)).detach()) == 0.0
