@@ -142,6 +142,37 @@ def profile_table(step, batches: list, rows: int = 18) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+@contextlib.contextmanager
+def prepared_trainer(config_cls, recipe: str, overrides: list, trainer_cls):
+    """A trainer of the shipped ``recipe`` + ``overrides``, set up (its log lines to stderr) on a
+    fresh accelerator, torn down afterwards."""
+    from slt_llm.config import load_config
+    from slt_llm.demo import _config_path
+    from slt_llm.training import accelerator as accel
+
+    cfg = load_config(config_cls, _config_path(recipe), overrides)
+    acc = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
+    try:
+        tr = trainer_cls(cfg, acc, overwrite=True)
+        with contextlib.redirect_stdout(sys.stderr):
+            tr.setup()
+        yield tr
+    finally:
+        accel.teardown(acc)
+
+
+def run_overrides(corpus: Path, llm_dir: Path, work: Path, run: str) -> list:
+    """Both arms: the bench corpus and LLM, a throw-away run folder, nothing but steps (no dev
+    evaluation, checkpoints or progress bar), data in this process."""
+    return [f"data.train_manifest={corpus / 'train.jsonl'}", f"data.dev_manifest={corpus / 'dev.jsonl'}",
+            f"data.cache_dir={work / 'clip_cache'}", f"llm.path={llm_dir}", f"train.run_dir={work / run}",
+            "train.eval_every=0", "train.save_every=0", "train.progress=false", "data.num_workers=0"]
+
+
+def _max_frames(batches: list) -> list:
+    return [int(b["lengths"].max()) for b in batches]
+
+
 def _top_name(counts: dict) -> str:
     return next(k for k in counts if k != "Global" and "." not in k)
 
@@ -158,34 +189,24 @@ def subtree_flops(counts: dict, prefix: str) -> float:
 def stage1_arm(corpus: Path, llm_dir: Path, work: Path, llm: str, a) -> dict:
     import torch
 
-    from slt_llm.config import Stage1Config, load_config
+    from slt_llm.config import Stage1Config
     from slt_llm.contrastive.reference import clip_loader
-    from slt_llm.demo import SMOLLM2_STAGE1, _config_path
-    from slt_llm.training import accelerator as accel
+    from slt_llm.data.dataset import batch_to_device
+    from slt_llm.demo import SMOLLM2_STAGE1
     from slt_llm.training.stage1 import Stage1Trainer
 
-    over = [f"data.train_manifest={corpus / 'train.jsonl'}", f"data.dev_manifest={corpus / 'dev.jsonl'}",
-            f"data.cache_dir={work / 'clip_cache'}", f"llm.path={llm_dir}", f"train.run_dir={work / 'run_s1'}",
-            "selection.selection=random", "train.eval_every=0", "train.save_every=0", "train.progress=false",
-            "data.num_workers=0"] + (SMOLLM2_STAGE1 if llm == "smollm2" else []) + precision_overrides(a, 1) \
-        + list(a.stage1)
-    cfg = load_config(Stage1Config, _config_path("demo_stage1.yaml"), over)
-    acc = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
-    try:
-        tr = Stage1Trainer(cfg, acc, overwrite=True)
-        with contextlib.redirect_stdout(sys.stderr):
-            tr.setup()
+    over = run_overrides(corpus, llm_dir, work, "run_s1") + ["selection.selection=random"] \
+        + (SMOLLM2_STAGE1 if llm == "smollm2" else []) + precision_overrides(a, 1) + list(a.stage1)
+    with prepared_trainer(Stage1Config, "demo_stage1.yaml", over, Stage1Trainer) as tr:
         idx, fn, _ = tr.sampler_for_epoch(0)
         batches = list(clip_loader(tr.ds, idx[: a.steps], 0))
 
         def step(b):
             tr.train_step(b, fn)
 
-        model = acc.unwrap_model(tr.model)
+        model = tr.accelerator.unwrap_model(tr.model)
 
         def fwd(b):
-            from slt_llm.data.dataset import batch_to_device
-
             bb = batch_to_device(b, tr.device)
             rows = tr.text_idx[bb["index"].cpu()]
             text = dict(text=tr.text_llm[rows]) if tr.text_tok is None else dict(
@@ -200,39 +221,25 @@ def stage1_arm(corpus: Path, llm_dir: Path, work: Path, llm: str, a) -> dict:
         times = time_steps(step, batches, a.warmup, a.repeats, a.steps)
         table = profile_table(step, batches) if a.profile else ""
         return dict(times=times, need=need / len(batches), executed=execd / len(batches),
-                    batch=cfg.train.batch_size, frames=[int(b["lengths"].max()) if "lengths" in b else None
-                                                         for b in batches], table=table,
-                    threads=torch.get_num_threads())
-    finally:
-        accel.teardown(acc)
+                    batch=tr.tc.batch_size, frames=_max_frames(batches), table=table, threads=torch.get_num_threads())
 
 
 def stage2_arm(corpus: Path, llm_dir: Path, work: Path, llm: str, a, qlora: bool = False) -> dict:
     import torch
 
-    from slt_llm.config import SLTConfig, load_config
-    from slt_llm.data.dataset import collate_clips
-    from slt_llm.demo import SMOLLM2_STAGE2, _config_path
-    from slt_llm.training import accelerator as accel
+    from slt_llm.config import SLTConfig
+    from slt_llm.data.dataset import batch_to_device, collate_clips
+    from slt_llm.demo import SMOLLM2_STAGE2
     from slt_llm.training.stage2 import Stage2Trainer
 
-    over = [f"data.train_manifest={corpus / 'train.jsonl'}", f"data.dev_manifest={corpus / 'dev.jsonl'}",
-            f"data.cache_dir={work / 'clip_cache'}", f"llm.path={llm_dir}",
-            f"train.run_dir={work / ('run_qlora' if qlora else 'run_s2')}", "train.eval_every=0",
-            "train.save_every=0", "train.progress=false", "data.num_workers=0"] \
+    over = run_overrides(corpus, llm_dir, work, "run_qlora" if qlora else "run_s2") \
         + (SMOLLM2_STAGE2 if llm == "smollm2" else []) + precision_overrides(a, 2) + list(a.stage2)
     if qlora:
         compute = "bfloat16" if a.precision == "bf16" else "float32"
         over += ["llm.load_in_4bit=true", f"llm.bnb_4bit_compute_dtype={compute}", "llm.bnb_4bit_quant_storage=uint8"]
-    cfg = load_config(SLTConfig, _config_path("demo_stage2.yaml"), over)
-    acc = accel.setup_accelerator(cfg.train, cfg.optim, log_tensorboard=False)
-    try:
-        tr = Stage2Trainer(cfg, acc, overwrite=True)
-        with contextlib.redirect_stdout(sys.stderr):
-            tr.setup()
-        bs = cfg.train.batch_size
+    with prepared_trainer(SLTConfig, "demo_stage2.yaml", over, Stage2Trainer) as tr:
+        bs = tr.tc.batch_size
         batches = [collate_clips([tr.train_ds[j] for j in range(i * bs, (i + 1) * bs)]) for i in range(a.steps)]
-        from slt_llm.data.dataset import batch_to_device
 
         def step(b):
             tr.train_step(iter([b]))
@@ -249,11 +256,9 @@ def stage2_arm(corpus: Path, llm_dir: Path, work: Path, llm: str, a, qlora: bool
             execd += executed_flops(lambda: step(b))
         times = time_steps(step, batches, a.warmup, a.repeats, a.steps)
         table = profile_table(step, batches) if a.profile else ""
-        tokens = [int(batch_to_device(b, "cpu")["lengths"].max()) if "lengths" in b else None for b in batches]
-        return dict(times=times, need=need / len(batches), executed=execd / len(batches), batch=bs, frames=tokens,
-                    table=table, threads=torch.get_num_threads(), llm_fwd=llm_f, lora_fwd=lora)
-    finally:
-        accel.teardown(acc)
+        return dict(times=times, need=need / len(batches), executed=execd / len(batches), batch=bs,
+                    frames=_max_frames(batches), table=table, threads=torch.get_num_threads(), llm_fwd=llm_f,
+                    lora_fwd=lora)
 
 
 def precision_overrides(a, stage: int) -> list:
