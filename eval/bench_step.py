@@ -295,6 +295,11 @@ def main(argv=None) -> int:
     p.add_argument("--stage1", nargs="*", default=[], help="extra stage-1 config overrides")
     p.add_argument("--stage2", nargs="*", default=[], help="extra stage-2 config overrides")
     a = p.parse_args(argv)
+    from slt_llm.allocator import reexec_with_kept_memory
+
+    from slt_llm.allocator import in_force as kept_memory_in_force
+
+    reexec_with_kept_memory()  # as `slt-llm` runs: freed memory reused (slt_llm.allocator; SLT_LLM_MALLOC=system: off)
     import torch
 
     cuda = torch.cuda.is_available()
@@ -309,7 +314,7 @@ def main(argv=None) -> int:
     corpus, llm_dir = prepare(work, a.llm, n_train=max(64, 32 * a.steps))
     arms = a.arms.split(",")
     print(f"llm={a.llm} torch threads {torch.get_num_threads()}, cpu_count {os.cpu_count()}, "
-          f"avx512f={'avx512f' in Path('/proc/cpuinfo').read_text()}", flush=True)
+          f"avx512f={'avx512f' in Path('/proc/cpuinfo').read_text()}, kept_memory={kept_memory_in_force()}", flush=True)
     r1 = gemm_rate(gn, device=dev, dtype=gdtype)
     print(f"{gname} (before): {r1 / 1e9:.1f} GFLOP/s; steps in {a.precision}", flush=True)
     res = {}

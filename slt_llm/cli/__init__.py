@@ -74,6 +74,13 @@ def _quiet_progress_bars_when_not_a_terminal() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None or sys._getframe(1).f_globals.get("__name__") == "__main__":
+        # the process's entry point (slt-llm, python -m slt_llm[.cli], scripts/*.py), not a call
+        # from a library or a test: once, before any work, re-executed with the allocator setting
+        # that reuses freed memory instead of re-faulting it (slt_llm.allocator)
+        from slt_llm.allocator import reexec_with_kept_memory
+
+        reexec_with_kept_memory()
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = bool(argv) and argv[0] == "--verbose"
     if verbose:

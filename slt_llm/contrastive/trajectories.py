@@ -76,6 +76,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from slt_llm.allocator import scan
 from slt_llm.errors import ConfigError, InputError
 
 
@@ -272,6 +273,7 @@ def _assemble(parts: list, n: int, m: int, k_total: int, dtype, mean, std, simil
     return Trajectories(cand, traj, positive, np.asarray(mean), np.asarray(std), None, similarity)
 
 
+@scan  # one-off (b, N) scan buffers: memory handed back, not kept (slt_llm.allocator)
 def compute_trajectories(
     videos: Sequence,
     texts: Sequence,
@@ -405,6 +407,7 @@ def _sampled_dots(v: torch.Tensor, t: torch.Tensor, cols: torch.Tensor, crow: to
 
 
 # ------------------------------------------------------------- fine-grained
+@scan  # one-off (b, N) scan buffers: memory handed back, not kept (slt_llm.allocator)
 def compute_fine_trajectories(
     video_tokens: Sequence[tuple],
     text_tokens: Sequence[tuple],
