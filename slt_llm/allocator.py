@@ -50,11 +50,16 @@ KEPT_TUNABLES = {
 ENV_SWITCH = "SLT_LLM_MALLOC"  # "system": glibc's default
 _REEXEC_MARK = "SLT_LLM_MALLOC_REEXEC"  # set in the re-executed process: never loop
 
-# glibc <malloc.h> mallopt parameters and their defaults
+# glibc <malloc.h> mallopt parameters; inside a scan: glibc's default steady state (its dynamic
+# mmap threshold rises to 32 MiB after the first large free, the trim threshold follows at 2x;
+# setting any of them by hand turns the dynamic rule off, so both are set explicitly: blocks
+# under 32 MiB from the heap, the scan's big buffers mmap'ed and returned)
 M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
-DEFAULT_MMAP_MAX = 65536
-DEFAULT_TRIM_THRESHOLD = 128 * 1024
+SCAN_MMAP_MAX = 65536
+SCAN_MMAP_THRESHOLD = 32 * 2**20
+SCAN_TRIM_THRESHOLD = 64 * 2**20
 
 
 def is_glibc() -> bool:
@@ -131,14 +136,15 @@ def _lib():
 @contextlib.contextmanager
 def returning_freed_memory():
     """For a one-off large scan: the heap's free memory is given back first (``malloc_trim``),
-    and inside, large blocks are mmap'ed and returned on free (glibc's default); the kept
-    setting again on exit. Does nothing where the kept setting is not in force."""
+    and inside, blocks of 32 MiB and more are mmap'ed and returned on free (glibc's default
+    steady state); the kept setting again on exit. Does nothing where it is not in force."""
     if not in_force():
         yield
         return
     libc = _lib()
-    libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-    libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+    libc.mallopt(M_MMAP_THRESHOLD, SCAN_MMAP_THRESHOLD)
+    libc.mallopt(M_MMAP_MAX, SCAN_MMAP_MAX)
+    libc.mallopt(M_TRIM_THRESHOLD, SCAN_TRIM_THRESHOLD)
     libc.malloc_trim(0)
     try:
         yield
