@@ -17,9 +17,9 @@ tunables, set before the process starts (``GLIBC_TUNABLES``, :data:`KEPT_TUNABLE
   coalesce and the heap grows by a block at a time (measured: +64 MiB per round of
   allocating and freeing one 64 MiB tensor with the cache on, none with it off).
 
-Measured on the demo's CNN step (``eval/bench_allocator.py``, 160 steps of varying size):
-1.24x glibc's default speed at 0.95x its resident memory; without ``tcache_count=0`` the same
-speed at 1.37x its memory. The tunables are read by glibc when a process starts, so
+Measured (docs/perf/step.md, demo.md): the demo's CNN step (``eval/bench_allocator.py``, 160
+steps of varying size) 1.25x glibc's default speed at 0.69x its resident memory (without
+``tcache_count=0``: 1.21x at 1.35x); the whole tiny demo 1.25x faster at 0.64x the peak. The tunables are read by glibc when a process starts, so
 ``slt-llm`` (when it is the process's entry point) re-executes itself once with them set
 (:func:`reexec_with_kept_memory`: same PID, same arguments, under ``accelerate launch`` too);
 its DataLoader workers and subprocesses inherit them. ``SLT_LLM_MALLOC=system`` keeps glibc's

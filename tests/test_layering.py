@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1] / "slt_llm"
 
 # lowest first; a module may import its own layer and any lower one
 LAYERS = [
-    {"__init__", "errors", "config", "distributed", "run_layout", "progress", "metrics", "faults"},
+    {"__init__", "errors", "config", "distributed", "run_layout", "progress", "metrics", "faults", "allocator"},
     {"data"},
     {"synth"},
     {"models"},
