@@ -1,7 +1,7 @@
 """Process-wide C allocator setting for CPU runs: freed memory is reused, not page-faulted again.
 
-glibc's malloc serves large requests (above 32 MiB, and by its dynamic threshold many smaller
-ones) with a fresh ``mmap`` and unmaps it on ``free``. A CPU training step allocates and frees
+glibc's malloc serves every request above its mmap threshold (128 KiB at start, raised by use to
+at most 32 MiB) with a fresh ``mmap`` and unmaps it on ``free``. A CPU training step allocates and frees
 activation tensors of 10-60 MB dozens of times, so the kernel page-faults and zero-fills every
 one of them again, step after step: a fifth of the demo's stage-1 CNN step
 (``eval/bench_allocator.py``, docs/perf/step.md). PyTorch's CUDA caching allocator avoids this
@@ -19,8 +19,10 @@ tunables, set before the process starts (``GLIBC_TUNABLES``, :data:`KEPT_TUNABLE
 
 Measured (docs/perf/step.md, demo.md): the demo's CNN step (``eval/bench_allocator.py``, 160
 steps of varying size) 1.25x glibc's default speed at 0.69x its resident memory (without
-``tcache_count=0``: 1.21x at 1.35x); the whole tiny demo 1.25x faster at 0.64x the peak. The tunables are read by glibc when a process starts, so
-``slt-llm`` (when it is the process's entry point) re-executes itself once with them set
+``tcache_count=0``: 1.21x at 1.35x); the whole tiny demo 1.25x faster at 0.64x the peak.
+
+glibc reads the tunables when a process starts, so ``slt-llm`` (when it is the process's
+entry point) re-executes itself once with them set
 (:func:`reexec_with_kept_memory`: same PID, same arguments, under ``accelerate launch`` too);
 its DataLoader workers and subprocesses inherit them. ``SLT_LLM_MALLOC=system`` keeps glibc's
 default; tunables a user already set in ``GLIBC_TUNABLES`` win over ours. Not glibc (macOS,
