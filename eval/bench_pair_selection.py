@@ -124,9 +124,6 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="kept (floor, trajectories) pairs after one discarded")
     p.add_argument("--child", choices=["floor", "traj"], default=None)
     args = p.parse_args(argv)
-    from slt_llm.allocator import reexec_with_kept_memory
-
-    reexec_with_kept_memory()  # as `slt-llm` runs: freed memory reused (slt_llm.allocator; SLT_LLM_MALLOC=system: off)
     if args.child:
         print(json.dumps(_child(args)))
         return 0
@@ -163,4 +160,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from slt_llm.allocator import reexec_with_kept_memory
+
+    reexec_with_kept_memory()  # as `slt-llm` runs: freed memory reused (slt_llm.allocator; SLT_LLM_MALLOC=system: off)
     sys.exit(main())

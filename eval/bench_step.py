@@ -295,11 +295,8 @@ def main(argv=None) -> int:
     p.add_argument("--stage1", nargs="*", default=[], help="extra stage-1 config overrides")
     p.add_argument("--stage2", nargs="*", default=[], help="extra stage-2 config overrides")
     a = p.parse_args(argv)
-    from slt_llm.allocator import reexec_with_kept_memory
-
     from slt_llm.allocator import in_force as kept_memory_in_force
 
-    reexec_with_kept_memory()  # as `slt-llm` runs: freed memory reused (slt_llm.allocator; SLT_LLM_MALLOC=system: off)
     import torch
 
     cuda = torch.cuda.is_available()
@@ -347,4 +344,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from slt_llm.allocator import reexec_with_kept_memory
+
+    reexec_with_kept_memory()  # as `slt-llm` runs: freed memory reused (slt_llm.allocator; SLT_LLM_MALLOC=system: off)
     sys.exit(main())

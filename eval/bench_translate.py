@@ -83,9 +83,6 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3, help="alternating repeats of both arms (median)")
     a = ap.parse_args(argv)
-    from slt_llm.allocator import reexec_with_kept_memory
-
-    reexec_with_kept_memory()  # as `slt-llm` runs: freed memory reused (slt_llm.allocator; SLT_LLM_MALLOC=system: off)
 
     import torch
 
@@ -180,4 +177,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from slt_llm.allocator import reexec_with_kept_memory
+
+    reexec_with_kept_memory()  # as `slt-llm` runs: freed memory reused (slt_llm.allocator; SLT_LLM_MALLOC=system: off)
     sys.exit(main())
