@@ -48,7 +48,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 
 def gemm_rate(n: int = 2048, reps: int = 5, device: str = "cpu", dtype=None) -> float:
@@ -71,14 +70,20 @@ def gemm_rate(n: int = 2048, reps: int = 5, device: str = "cpu", dtype=None) -> 
     return 2.0 * n**3 / statistics.median(times)
 
 
-def prepare(work: Path, llm: str, n_train: int) -> tuple[Path, Path]:
-    """A phoenix-profile corpus (first ``n_train`` / 8 / 0 sentences, 96 px) and the LLM folder."""
+def prepare(work: Path, llm: str, n_train: int, llm_dir: str | None = None) -> tuple[Path, Path]:
+    """A phoenix-profile corpus (first ``n_train`` / 8 / 0 sentences, 96 px) and the LLM folder
+    (``llm_dir`` when given: an existing LLM folder standing for ``llm``)."""
     from slt_llm.synth.corpus import generate
 
     corpus = work / "corpus"
     if not (corpus / ".done").exists():
-        generate(corpus, profile="phoenix", n_train=n_train, n_dev=8, n_test=1, size=96, workers=1, progress=False)
+        generate(corpus, profile="phoenix", n_train=n_train, n_dev=8, n_test=1, size=96,
+                 workers=max(1, min(8, (os.cpu_count() or 1) // 2)), progress=False)
         (corpus / ".done").write_text("")
+    if llm_dir:
+        if not (Path(llm_dir) / "config.json").is_file():
+            raise SystemExit(f"bench_step: --llm-dir {llm_dir}: no config.json there (an LLM folder is needed)")
+        return corpus, Path(llm_dir)
     llm_dir = work / f"llm_{llm}"
     if not (llm_dir / ".done").exists():
         if llm == "tiny":
@@ -134,12 +139,34 @@ def time_steps(step, batches: list, warmup: int, repeats: int, steps: int) -> li
 
 
 def profile_table(step, batches: list, rows: int = 18) -> str:
+    """torch.profiler over 2 steps: by self CPU time; on CUDA by self GPU time, with the GPU's
+    busy time (the sum of its kernels' times) against the wall time, which says whether the
+    step is bound by kernel launches (GPU idle between small kernels) or by the kernels."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for b in batches[:2]:
+    cuda = torch.cuda.is_available()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    n = min(2, len(batches))
+    _sync()
+    t = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for b in batches[:n]:
             step(b)
-    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+        _sync()
+    wall = time.perf_counter() - t
+    avg = prof.key_averages()
+    if not cuda:
+        return avg.table(sort_by="self_cpu_time_total", row_limit=rows)
+    busy = sum(getattr(e, "self_device_time_total", 0.0) for e in avg) / 1e6  # us -> s
+    kernels = sum(e.count for e in avg if getattr(e, "self_device_time_total", 0.0) > 0)
+    head = (f"GPU busy {busy / n * 1e3:.1f} ms of {wall / n * 1e3:.1f} ms wall per step (profiled), "
+            f"{kernels / n:.0f} GPU ops a step\n")
+    try:
+        return head + avg.table(sort_by="self_device_time_total", row_limit=rows)
+    except Exception as e:  # a profiler without that sort key: the figures above still count
+        return head + f"(no GPU table: {type(e).__name__}: {e})\n" + avg.table(sort_by="self_cpu_time_total",
+                                                                              row_limit=rows)
 
 
 @contextlib.contextmanager
@@ -276,7 +303,7 @@ def _report(name: str, r: dict, rate: float) -> tuple[float, float, float]:
           f"({r['executed'] / max(r['need'], 1):.2f}x the need); floor {floor:.3f} s -> ratio {med / floor:.2f} "
           f"(worst {worst / floor:.2f})", flush=True)
     if r.get("table"):
-        print(f"--- {name}: torch.profiler, 2 steps, by self CPU time\n{r['table']}", flush=True)
+        print(f"--- {name}: torch.profiler, 2 steps\n{r['table']}", flush=True)
     return med, floor, med / floor
 
 
@@ -284,6 +311,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--llm", choices=["tiny", "smollm2"], default="tiny")
     p.add_argument("--work", default="runs/bench_step", help="corpus, LLM and throw-away run folders")
+    p.add_argument("--llm-dir", default=None, help="an existing LLM folder for --llm (default: build or import it); "
+                   "e.g. eval/gpu_check.py random-llm's SmolLM2 shape where the GGUF cannot travel")
     p.add_argument("--warmup", type=int, default=2, help="discarded steps per arm")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=4, help="steps per repeat (distinct batches)")
@@ -300,6 +329,8 @@ def main(argv=None) -> int:
     import torch
 
     cuda = torch.cuda.is_available()
+    if not cuda:  # DeepSpeed, where installed, would otherwise look for a GPU first
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if a.precision == "auto":
         a.precision = "bf16" if cuda else "fp32"
     dev, gdtype, gn = ("cuda", torch.bfloat16, 8192) if cuda else ("cpu", torch.float32, 2048)
@@ -308,7 +339,7 @@ def main(argv=None) -> int:
     gname = f"{'bf16' if gdtype == torch.bfloat16 else 'fp32'} GEMM {gn}^3 on {dev}"
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    corpus, llm_dir = prepare(work, a.llm, n_train=max(64, 32 * a.steps))
+    corpus, llm_dir = prepare(work, a.llm, n_train=max(64, 32 * a.steps), llm_dir=a.llm_dir)
     arms = a.arms.split(",")
     print(f"llm={a.llm} torch threads {torch.get_num_threads()}, cpu_count {os.cpu_count()}, "
           f"avx512f={'avx512f' in Path('/proc/cpuinfo').read_text()}, kept_memory={kept_memory_in_force()}", flush=True)
@@ -339,7 +370,8 @@ def main(argv=None) -> int:
     (work / f"result_{a.llm}.json").write_text(json.dumps(
         {k: {kk: vv for kk, vv in v.items() if kk != "table"} for k, v in res.items()} | {"gemm_flops": rate}, indent=1))
     print("RESULT " + " ".join(fields + [f"gemm_gflops={rate / 1e9:.1f}", f"llm={a.llm}", f"device={dev}",
-                                         f"precision={a.precision}"]))
+                                         f"precision={a.precision}"]
+                                + ([f"llm_dir={llm_dir}"] if a.llm_dir else [])))
     return 0
 
 

@@ -3,6 +3,7 @@
     python eval/gpu_check.py qlora7b [--batch 4 --video-tokens 128 --text-tokens 32]
     python eval/gpu_check.py smollm2-model --llm DIR --out DIR   # SLT model folder for bench_translate
     python eval/gpu_check.py qlora7b --dry-run                   # CPU: the 7B config on meta, no weights
+    python eval/gpu_check.py random-llm --like DIR --out DIR     # DIR's architecture + tokenizer, random weights
 
 ``qlora7b``: one QLoRA training step of the FULL SLT model (encoder + projector
 + LLM in NF4 + LoRA) at Qwen2.5-7B shape (hidden 3584, 28 layers, 28 heads /
@@ -223,9 +224,45 @@ def smollm2_model(args) -> int:
     return 0
 
 
+def random_llm(args) -> int:
+    """An LLM folder with the architecture, tokenizer and chat template of ``--like`` (an
+    ``import-llm`` folder whose weights are not read, e.g. eval/gpu_prep.sh's
+    ``.gpu/smollm2_shape``) and random weights (the model's own initialisation, seed 0), saved
+    in the folder's dtype. For speed checks on a machine the real weights cannot reach: every
+    shape, the tokenizer's token counts and so every FLOP are the real model's; the
+    translations are not. ``random_weights.json`` in the folder says so."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    like, out = Path(args.like), Path(args.out)
+    if (out / "random_weights.json").is_file():
+        print(f"reusing {out}")
+        return 0
+    if not (like / "config.json").is_file():
+        print(f"random-llm: {like / 'config.json'}: no such file (an import-llm folder is needed)", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    for f in like.iterdir():
+        if f.is_file() and f.suffix not in (".safetensors", ".bin"):
+            shutil.copy2(f, out / f.name)
+    cfg = AutoConfig.from_pretrained(str(like))
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg)
+    dtype = getattr(cfg, "dtype", None) or getattr(cfg, "torch_dtype", None) or torch.float32
+    model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype).save_pretrained(str(out))
+    n = sum(p.numel() for p in model.parameters())
+    (out / "random_weights.json").write_text(json.dumps(
+        {"like": str(like), "params": n, "seed": 0,
+         "note": "random weights at the shape of 'like': for speed checks only, translations are meaningless"}, indent=1))
+    print(f"random-weight LLM at the shape of {like} ({n / 1e6:.1f} M params) -> {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("check", choices=["qlora7b", "smollm2-model"])
+    ap.add_argument("check", choices=["qlora7b", "smollm2-model", "random-llm"])
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--video-tokens", type=int, default=128)
     ap.add_argument("--stride", type=int, default=4, help="encoder temporal_stride (frames = video tokens x stride)")
@@ -234,7 +271,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="runs/gpu_check")
     ap.add_argument("--dry-run", action="store_true", help="CPU: build the 7B config on meta only")
     ap.add_argument("--llm", default=None, help="smollm2-model: the imported SmolLM2 folder")
-    ap.add_argument("--out", default=None, help="smollm2-model: output model folder")
+    ap.add_argument("--out", default=None, help="smollm2-model, random-llm: output folder")
+    ap.add_argument("--like", default=None, help="random-llm: an import-llm folder (its weights are not read)")
     args = ap.parse_args(argv)
     if args.batch < 1 or args.video_tokens < 1 or args.text_tokens < 2 or args.stride < 1 or args.steps < 1:
         ap.error("--batch, --video-tokens, --stride, --steps must be >= 1 and --text-tokens >= 2")
@@ -242,6 +280,10 @@ def main(argv=None) -> int:
         if not args.llm or not args.out:
             ap.error("smollm2-model needs --llm DIR and --out DIR")
         return smollm2_model(args)
+    if args.check == "random-llm":
+        if not args.like or not args.out:
+            ap.error("random-llm needs --like DIR and --out DIR")
+        return random_llm(args)
     return qlora7b(args)
 
 
