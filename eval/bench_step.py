@@ -238,6 +238,7 @@ def stage1_arm(corpus: Path, llm_dir: Path, work: Path, llm: str, a) -> dict:
             rows = tr.text_idx[bb["index"].cpu()]
             text = dict(text=tr.text_llm[rows]) if tr.text_tok is None else dict(
                 zip(("text", "text_mask"), tr.text_tok.padded(rows)))
+            text = {k: v.to(tr.device) for k, v in text.items()}  # the cached text side lives on the CPU
             model(bb, **tr.objective.model_kwargs(bb, **text))
 
         need, execd = 0.0, 0.0

@@ -141,9 +141,16 @@ def setup_accelerator(train_cfg: TrainConfig, optim_cfg: Optional[OptimConfig] =
             ds_cfg["train_micro_batch_size_per_gpu"] = train_cfg.batch_size
         if ds_cfg.get("train_batch_size") == "auto":
             ds_cfg["train_batch_size"] = train_cfg.batch_size * train_cfg.grad_accum * accelerator.num_processes
-    if log_tensorboard and _has_tensorboard():
-        accelerator.init_trackers("run")
     return accelerator
+
+
+def start_tracking(accelerator) -> None:
+    """Open the TensorBoard writer ``setup_accelerator`` configured (``<run_dir>/tb``), if any.
+    Call it after the run folder is claimed (``run_folder.claim_run_dir``): the writer creates
+    its event file at once, and a claim counts ``tb`` as a run's artifact (``--overwrite``
+    removes it, a fresh run refuses a folder holding one)."""
+    if getattr(accelerator, "log_with", None):
+        accelerator.init_trackers("run")
 
 
 _OWN_ENV: dict = {}  # environment variables setup_accelerator set for a launcher-less DeepSpeed run

@@ -260,6 +260,7 @@ class Stage2Trainer:
     def setup(self) -> None:
         self.run_id = run_folder.claim_run_dir(self.accelerator, self.run_dir, self.cfg, stage="stage2",
                                                resume=self.resume, overwrite=self.overwrite)
+        accel.start_tracking(self.accelerator)  # after the claim: its event file is this run's
         checkpoint.seed_everything(self.tc.seed)
         self.load_data()
         self.build_model()
