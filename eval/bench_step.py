@@ -138,35 +138,34 @@ def time_steps(step, batches: list, warmup: int, repeats: int, steps: int) -> li
     return out
 
 
-def profile_table(step, batches: list, rows: int = 18) -> str:
-    """torch.profiler over 2 steps: by self CPU time; on CUDA by self GPU time, with the GPU's
-    busy time (the sum of its kernels' times) against the wall time, which says whether the
-    step is bound by kernel launches (GPU idle between small kernels) or by the kernels."""
+def profile_table(step, batches: list, rows: int = 18) -> tuple[str, float]:
+    """torch.profiler over 2 steps: the table by self CPU time, on CUDA by self GPU time; and
+    the GPU's busy seconds per step (the sum of its kernels' and copies' times, as the table's
+    "Self CUDA time total" counts them: device events only, not the CPU ops that launched
+    them), 0.0 without CUDA. Busy time against the unprofiled step time says whether the
+    step is bound by the kernels or by the host launching them."""
     import torch
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.cuda.is_available()
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     n = min(2, len(batches))
-    _sync()
-    t = time.perf_counter()
     with profile(activities=acts) as prof:
         for b in batches[:n]:
             step(b)
         _sync()
-    wall = time.perf_counter() - t
     avg = prof.key_averages()
     if not cuda:
-        return avg.table(sort_by="self_cpu_time_total", row_limit=rows)
-    busy = sum(getattr(e, "self_device_time_total", 0.0) for e in avg) / 1e6  # us -> s
-    kernels = sum(e.count for e in avg if getattr(e, "self_device_time_total", 0.0) > 0)
-    head = (f"GPU busy {busy / n * 1e3:.1f} ms of {wall / n * 1e3:.1f} ms wall per step (profiled), "
-            f"{kernels / n:.0f} GPU ops a step\n")
+        return avg.table(sort_by="self_cpu_time_total", row_limit=rows), 0.0
+    dev = [e for e in avg if e.device_type == DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
+    busy = sum(e.self_device_time_total for e in dev) / 1e6 / n  # us -> s, per step
+    head = f"{sum(e.count for e in dev) / n:.0f} GPU kernels and copies a step\n"
     try:
-        return head + avg.table(sort_by="self_device_time_total", row_limit=rows)
-    except Exception as e:  # a profiler without that sort key: the figures above still count
+        return head + avg.table(sort_by="self_device_time_total", row_limit=rows), busy
+    except Exception as e:  # a profiler without that sort key: the figures still count
         return head + f"(no GPU table: {type(e).__name__}: {e})\n" + avg.table(sort_by="self_cpu_time_total",
-                                                                              row_limit=rows)
+                                                                              row_limit=rows), busy
 
 
 @contextlib.contextmanager
@@ -247,8 +246,8 @@ def stage1_arm(corpus: Path, llm_dir: Path, work: Path, llm: str, a) -> dict:
             need += 3 * c[_top_name(c)]  # every stage-1 module is trained
             execd += executed_flops(lambda: step(b))
         times = time_steps(step, batches, a.warmup, a.repeats, a.steps)
-        table = profile_table(step, batches) if a.profile else ""
-        return dict(times=times, need=need / len(batches), executed=execd / len(batches),
+        table, busy = profile_table(step, batches) if a.profile else ("", 0.0)
+        return dict(times=times, need=need / len(batches), executed=execd / len(batches), gpu_busy_s=busy,
                     batch=tr.tc.batch_size, frames=_max_frames(batches), table=table, threads=torch.get_num_threads())
 
 
@@ -283,8 +282,8 @@ def stage2_arm(corpus: Path, llm_dir: Path, work: Path, llm: str, a, qlora: bool
             need += 3 * (c[top] - llm_f) + 2 * (llm_f - lora) + 3 * lora
             execd += executed_flops(lambda: step(b))
         times = time_steps(step, batches, a.warmup, a.repeats, a.steps)
-        table = profile_table(step, batches) if a.profile else ""
-        return dict(times=times, need=need / len(batches), executed=execd / len(batches), batch=bs,
+        table, busy = profile_table(step, batches) if a.profile else ("", 0.0)
+        return dict(times=times, need=need / len(batches), executed=execd / len(batches), gpu_busy_s=busy, batch=bs,
                     frames=_max_frames(batches), table=table, threads=torch.get_num_threads(), llm_fwd=llm_f,
                     lora_fwd=lora)
 
@@ -303,6 +302,9 @@ def _report(name: str, r: dict, rate: float) -> tuple[float, float, float]:
           f"{r['frames']}); needed {r['need'] / 1e9:.1f} GFLOP, executed {r['executed'] / 1e9:.1f} GFLOP "
           f"({r['executed'] / max(r['need'], 1):.2f}x the need); floor {floor:.3f} s -> ratio {med / floor:.2f} "
           f"(worst {worst / floor:.2f})", flush=True)
+    if r.get("gpu_busy_s"):
+        print(f"{name}: GPU kernels busy {r['gpu_busy_s'] * 1e3:.1f} ms of the {med * 1e3:.1f} ms step "
+              f"({r['gpu_busy_s'] / med:.0%}; the rest is the host launching them)", flush=True)
     if r.get("table"):
         print(f"--- {name}: torch.profiler, 2 steps\n{r['table']}", flush=True)
     return med, floor, med / floor
@@ -367,7 +369,8 @@ def main(argv=None) -> int:
     for name, r in res.items():
         med, floor, ratio = _report(name, r, rate)
         fields += [f"{name}_s={med:.4f}", f"{name}_floor_s={floor:.4f}", f"{name}_ratio={ratio:.2f}",
-                   f"{name}_worst_ratio={max(r['times']) / floor:.2f}"]
+                   f"{name}_worst_ratio={max(r['times']) / floor:.2f}"] \
+            + ([f"{name}_gpu_busy={r['gpu_busy_s'] / med:.3f}"] if r.get("gpu_busy_s") else [])
     (work / f"result_{a.llm}.json").write_text(json.dumps(
         {k: {kk: vv for kk, vv in v.items() if kk != "table"} for k, v in res.items()} | {"gemm_flops": rate}, indent=1))
     print("RESULT " + " ".join(fields + [f"gemm_gflops={rate / 1e9:.1f}", f"llm={a.llm}", f"device={dev}",

@@ -219,7 +219,9 @@ def smollm2_model(args) -> int:
     cfg.encoder = EncoderConfig(hand_channels=[16, 32, 64], full_channels=[8, 16, 32], keypoint_hidden=128, dim=128,
                                 temporal_stride=4, num_layers=2, num_heads=4)
     cfg.llm = LLMConfig(path=str(Path(args.llm).resolve()), dtype="float32", lora_targets=["q_proj", "v_proj"])
-    SLTModel.build(cfg).save_pretrained(out)
+    model = SLTModel.build(cfg)
+    model.clip_cfg = cfg.data.clip  # what training records for translate
+    model.save_pretrained(out)
     print(f"SLT model over SmolLM2 -> {out}")
     return 0
 

@@ -91,3 +91,32 @@ def test_export_swap_survives_a_crash_between_the_renames(tmp_path, monkeypatch)
     run_folder.new_folder(dest)
     assert run_folder.recover_swaps(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     assert (dest / "weights").read_text() == "new"
+
+
+def test_tensorboard_events_belong_to_the_run_that_claimed_the_folder(tmp_path, tiny_corpus, tiny_llama):
+    """Stage 2 logs to ``<run>/tb`` through accelerate's TensorBoard tracker (tensorboard is
+    pinned in requirements.txt). The writer opens only after the run folder is claimed: its
+    event file appears at once, and a claim counts ``tb`` as a run's artifact. Opened first
+    (as before), a fresh run was refused for the tb/ its own writer had made, and --overwrite
+    removed the new run's live event file (found on a GPU machine: the run died at its first
+    log line)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from slt_llm.cli import main
+
+    corpus = make_corpus(tiny_corpus, tmp_path / "corpus")
+    run = tmp_path / "run"
+    cfg = make_run(corpus, tiny_llama, run, tmp_path / "cache", max_steps=2, eval_every=0, save_every=0)
+
+    def events() -> list:
+        return sorted((run / "tb").rglob("events.out.tfevents.*"))
+
+    assert main(["train", "--config", str(cfg)]) == 0
+    first = events()
+    assert len(first) == 1
+    assert main(["train", "--overwrite", "--config", str(cfg)]) == 0
+    second = events()
+    assert len(second) == 1 and second != first  # the previous run's events went, this run's stayed
+    acc = EventAccumulator(str(second[0].parent))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss")] == [1, 2]
