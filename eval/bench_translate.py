@@ -82,6 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="runs/bench_translate")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3, help="alternating repeats of both arms (median)")
+    ap.add_argument("--no-merge-lora", action="store_true",
+                    help="keep the LoRA adapters separate (as `slt-llm translate --no-merge-lora`); default: merged, "
+                         "as `slt-llm translate` loads a model, in both arms")
     a = ap.parse_args(argv)
 
     import torch
@@ -100,10 +103,12 @@ def main(argv=None) -> int:
         generate(corpus, n_train=2, n_dev=2, n_test=a.n, seed=1, dup_rate=0.0, size=96)
     model_dir = Path(a.model) if a.model else build_tiny_model(work, a.llm)
     model = SLTModel.from_pretrained(str(model_dir), device=a.device)
+    merged = 0 if a.no_merge_lora else model.merge_lora()  # what translate() does with a model it loads
     model.eval()
     clip_cfg = clip_config_of(model_dir)
     samples = list(read_manifest(corpus / "test.jsonl"))
-    print(f"inputs: {len(samples)} videos; model {model_dir}; device {a.device}; torch threads {torch.get_num_threads()}; "
+    print(f"inputs: {len(samples)} videos; model {model_dir} ({merged} LoRA layers merged); device {a.device}; "
+          f"torch threads {torch.get_num_threads()}; "
           f"cores {os.cpu_count()}", flush=True)
 
     # warm-up (allocator, first-call overheads) on both paths, not timed

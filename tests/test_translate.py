@@ -503,7 +503,7 @@ def test_translate_options_one_dataclass(tmp_path, tiny_model, loaded, tiny_corp
 
     fields = {f.name for f in dataclasses.fields(tr.TranslateOptions)}
     dests = {a.dest for a in translate_parser()._actions if a.dest not in ("help", "model", "input", "out")}
-    rename = {"llm": "llm_path", "clip": "clip_overrides", "no_progress": "progress"}
+    rename = {"llm": "llm_path", "clip": "clip_overrides", "no_progress": "progress", "no_merge_lora": "merge_lora"}
     assert {rename.get(d, d) for d in dests} == fields
 
     man = tiny_corpus / "test.jsonl"
@@ -562,3 +562,59 @@ def test_translate_reads_each_model_folder_file_once(layout, tmp_path, tiny_mode
     counts = {name: opened.count(os.path.realpath(folder / name)) for name in ("meta.json", "slt_config.yaml", "clip.yaml")}
     want = {"meta.json": 1, "slt_config.yaml": 1, "clip.yaml": 1 if layout == "clip.yaml" else 0}
     assert counts == want, counts
+
+
+def test_merged_lora_translates_as_the_separate_adapters_do(tmp_path, tiny_model, tiny_corpus):
+    """translate() folds the LoRA adapters into the base weights of the model it loads itself
+    (SLTModel.merge_lora: fewer operations per generated token). The translations are those of
+    the adapters applied separately; the merged model refuses a training forward; a model
+    passed in is never merged; a quantized base is never merged."""
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from slt_llm.data.dataset import SLTDataset, collate_clips
+    from slt_llm.data.manifest import read_manifest
+    from slt_llm.models.slt_model import SLTModel
+
+    # the fixture's adapters are fresh (lora_B = 0: merging would change nothing); these matter
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    ad = next((folder / "adapter").glob("adapter_model.safetensors"))
+    g = torch.Generator().manual_seed(1)
+    w = {k: (torch.randn(v.shape, generator=g) * 0.5 if "lora_B" in k else v) for k, v in load_file(ad).items()}
+    save_file(w, ad)
+    man = tiny_corpus / "test.jsonl"
+    opts = tr.TranslateOptions(batch_size=3, num_workers=0, max_new_tokens=6, progress=False)
+
+    separate = SLTModel.from_pretrained(str(folder), device="cpu")
+    tr.translate(folder, man, tmp_path / "separate.jsonl", opts, model=separate)
+    assert not separate.lora_merged  # a model passed in is its caller's: not merged
+    tr.translate(folder, man, tmp_path / "merged.jsonl", opts)  # loads it, merges
+    tr.translate(tiny_model, man, tmp_path / "fresh.jsonl", opts)
+    got = {k: {r["id"]: r["translation"] for r in _rows(tmp_path / f"{k}.jsonl")} for k in ("separate", "merged", "fresh")}
+    assert got["merged"] == got["separate"] and len(got["merged"]) == 6
+    assert got["fresh"] != got["separate"]  # the adapters change the translations: the check can fail
+
+    # the merge itself: logits equal to float rounding, once, then inference only
+    m = SLTModel.from_pretrained(str(folder), device="cpu").eval()
+    ds = SLTDataset(list(read_manifest(man))[:2], m.clip_cfg or tr.clip_config_of(folder), on_error="skip")
+    batch = collate_clips([ds[0], ds[1]])
+    with torch.no_grad():
+        fresh = SLTModel.from_pretrained(str(tiny_model), device="cpu").eval()(batch, return_logits=True)["logits"]
+        before = m(batch, return_logits=True)["logits"]
+        n_lora = sum(1 for k in w if "lora_A" in k)
+        assert m.merge_lora() == n_lora and m.lora_merged and m.merge_lora() == 0
+        after = m(batch, return_logits=True)["logits"]
+    effect = (before - fresh).abs().max()  # what the adapters change in the logits
+    print(f"max |merged - separate| {float((after - before).abs().max()):.2e}, adapters' effect {float(effect):.2e}")
+    assert float((after - before).abs().max()) < 1e-3 * float(effect)
+    m.train()
+    with pytest.raises(RuntimeError, match="merged"):
+        m(batch)
+    q = SLTModel.from_pretrained(str(folder), device="cpu")
+    q.llm_cfg = dataclasses.replace(q.llm_cfg, load_in_4bit=True)  # as a QLoRA model records it
+    base = {k: v.clone() for k, v in q.llm.named_parameters() if "lora_" not in k}
+    assert q.merge_lora() == 0 and not q.lora_merged
+    assert all(torch.equal(v, dict(q.llm.named_parameters())[k]) for k, v in base.items())

@@ -420,6 +420,10 @@ class TranslateOptions:
     retry_errors: bool = False
     allow_outside_root: bool = False  # manifest input: paths may lie outside its folder
     trust_remote_code: bool = False  # let the base LLM's own Python code run
+    # fold the LoRA adapters into the base weights of the model translate() loads itself
+    # (SLTModel.merge_lora: fewer kernels a generated token; never for a 4-/8-bit base, never for
+    # a ``model=`` passed in, which its caller may still train)
+    merge_lora: bool = True
 
 
 def translate(
@@ -499,6 +503,8 @@ def translate(
         from slt_llm.models.slt_model import SLTModel
 
         model = SLTModel.from_pretrained(opened, device=device, trust_remote_code=o.trust_remote_code)
+        if o.merge_lora:
+            model.merge_lora()
     if model is not None:
         model.eval()
 

@@ -121,6 +121,7 @@ class SLTModel(nn.Module):
         self.tokenizer = tokenizer
         self.meta_extra: dict = {}  # more JSON-able metadata recorded in meta.json (kept by from_pretrained)
         self.clip_cfg = None  # the ClipConfig of training, recorded in clip.yaml when set
+        self.lora_merged = False  # merge_lora() folded the adapters into the base: inference only
         prompt = llm_cfg.prompt.format(language=llm_cfg.target_language)
         # prompt ids cached once (bos where the tokenizer adds one)
         self.register_buffer("prompt_ids", torch.tensor(tokenizer(prompt, add_special_tokens=True)["input_ids"], dtype=torch.long), persistent=False)
@@ -213,6 +214,9 @@ class SLTModel(nn.Module):
         models whose head is not a plain linear layer); both give the same
         loss and gradients.
         """
+        if self.training and self.lora_merged:
+            raise RuntimeError("SLTModel: LoRA adapters were merged into the base weights (merge_lora) for "
+                               "inference; training this model would apply them twice. Load it again to train.")
         texts = batch["texts"]
         seqs, labels = self._sequences(batch, texts, encoded)
         B, L = len(seqs), max(s.shape[0] for s in seqs)
@@ -244,6 +248,33 @@ class SLTModel(nn.Module):
         return out
 
     # --------------------------------------------------------------- generate
+    def merge_lora(self) -> int:
+        """Fold the LoRA adapters into the LLM's base weights, in place (W += scale * B @ A,
+        PEFT's ``merge_adapter``), for inference: each generated token then runs the base
+        layers alone instead of two more matmuls and their element-wise ops per adapted layer
+        (7 per decoder layer in the shipped recipes). Returns the number of layers merged.
+
+        Nothing changes (returns 0) when there is no adapter, it is merged already, or the
+        base is quantized (4-/8-bit: merging would re-quantize it, a lossy change). The merged
+        weight has the base's dtype: in fp32 the outputs match the adapters' to float rounding;
+        in bf16 the sum is rounded to bf16 like any bf16 weight. There is no way back that is
+        exact (unmerging subtracts in floating point), so the model is marked inference-only:
+        a training forward raises. ``save_pretrained`` still writes the adapter unchanged."""
+        from peft import PeftModel
+        from peft.tuners.lora import LoraLayer
+
+        if self.lora_merged or not isinstance(self.llm, PeftModel):
+            return 0
+        if self.llm_cfg.load_in_4bit or getattr(self.llm, "is_loaded_in_4bit", False) or \
+                getattr(self.llm, "is_loaded_in_8bit", False):
+            return 0
+        layers = [m for m in self.llm.modules() if isinstance(m, LoraLayer)]
+        if not layers:
+            return 0
+        self.llm.merge_adapter()
+        self.lora_merged = True
+        return len(layers)
+
     @torch.no_grad()
     def generate(self, batch: dict, num_beams: int = 1, max_new_tokens: int = 48, **kw) -> list:
         """Translate a batch -> list of B strings (left-padded inputs_embeds,
