@@ -14,7 +14,8 @@ loading is not in the step: the trainers overlap it in a worker.
 The floor: the FLOPs the step NEEDS divided by the GEMM rate this machine
 reaches in this run (CPU: fp32 2048^3 ``torch.mm`` on all threads, the steps in
 fp32 as the CPU demo runs; CUDA: bf16 8192^3, the steps in bf16 autocast with a
-bf16 LLM, as ``eval/gpu_check.sh`` runs it), measured before and after the arms;
+bf16 LLM, as ``eval/gpu_check.sh`` runs it; ``--precision`` sets both: a bf16 step on the
+CPU is held against the CPU's bf16 GEMM rate), measured before and after the arms;
 the mean is used, both are printed. FLOPs are
 counted from the shapes by ``torch.utils.flop_counter.FlopCounterMode`` on one
 forward pass per batch (matmuls, convolutions, attention; element-wise work is
@@ -336,9 +337,8 @@ def main(argv=None) -> int:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
     if a.precision == "auto":
         a.precision = "bf16" if cuda else "fp32"
-    dev, gdtype, gn = ("cuda", torch.bfloat16, 8192) if cuda else ("cpu", torch.float32, 2048)
-    if a.precision == "fp32":
-        gdtype = torch.float32
+    dev, gn = ("cuda", 8192) if cuda else ("cpu", 2048)
+    gdtype = torch.bfloat16 if a.precision == "bf16" else torch.float32  # the floor in the steps' precision
     gname = f"{'bf16' if gdtype == torch.bfloat16 else 'fp32'} GEMM {gn}^3 on {dev}"
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
