@@ -4,12 +4,13 @@
 # Steps, cheapest and most asked-for first; a failed step is recorded and the rest still run:
 # 1. step vs floor: a stage-1 step, a stage-2 LoRA step and a QLoRA step with SmolLM2 at the demo's
 #    shapes in bf16, against the GPU's bf16 GEMM rate measured in the same run -> eval/bench_step.py
+#    1b: the stage-2 step again at batch 32 (does the time per step stay, as a host-bound step's would?)
 # 2. batched `translate` vs a per-video loop with SmolLM2 on the GPU -> eval/bench_translate.py
 # 3. bf16 stage-1 and stage-2 smoke runs on CUDA (demo recipes, tiny synthetic corpus, SmolLM2)
 # 4. one QLoRA training step of the full SLT model at Qwen2.5-7B shape (random weights from a
 #    config), gradient checkpointing, batch 4 x (128 video + 32 text tokens): peak GPU memory
 #    (target <= 24 GB)                                              -> eval/gpu_check.py qlora7b
-# Last line: RESULT stage1_ratio=... stage2_ratio=... qlora_ratio=... translate_ratio=... smoke=...
+# Last line: RESULT stage1_ratio=... stage2_ratio=... qlora_ratio=... stage2_b32_s=... translate_ratio=... smoke=...
 #            qlora_7b_peak_gb=... smollm2_weights=real|random (NA: that step failed; its log says why)
 # Work files under $WORK (default runs/gpu_check; the 7B checkpoint is ~15 GB there, removed after).
 # Logs: one per step under $LOGS (default $WORK).
@@ -48,7 +49,7 @@ EOF
 last() { grep '^RESULT' "$1" 2>/dev/null | tail -1; }
 val() { local v; v=$(sed -n "s/.*[ ]$2=\([^ ]*\).*/\1/p" <<<" $1"); echo "${v:-NA}"; }
 FAILED=""
-STEPS=" ${STEPS:-1 2 3 4} "  # which steps to run, e.g. STEPS="1 3" to redo two
+STEPS=" ${STEPS:-1 1b 2 3 4} "  # which steps to run, e.g. STEPS="1 3" to redo two
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 STEP_TIMEOUT=${STEP_TIMEOUT:-240}  # seconds for each of steps 1-3 (a hang must not cost the rest); step 4: 1.5x
 step() {  # step NAME LOG SECONDS CMD...: run, log, record a failure (or a timeout: exit 124) and go on
@@ -77,6 +78,11 @@ want 1 && echo "== [1/4] step vs floor (bf16 GEMM rate of this GPU), SmolLM2 at 
 want 1 && step step "$LOGS/step.log" "$STEP_TIMEOUT" $PY eval/bench_step.py --llm smollm2 --llm-dir "$LLM" --work "$WORK/bench_step" --qlora --profile \
   --repeats 5 --steps 4
 STEP=$(last "$LOGS/step.log")
+# 1b. the stage-2 step at batch 32, 4x the recipes' 8 per GPU: a host-bound step costs about the same per
+#     step at any batch, so the per-sample cost and the ratio should fall about 4x if launches bound it
+want 1b && step step_b32 "$LOGS/step_b32.log" "$STEP_TIMEOUT" $PY eval/bench_step.py --llm smollm2 --llm-dir "$LLM" \
+  --work "$WORK/bench_step" --arms stage2 --stage2 train.batch_size=32 --repeats 3 --steps 4
+STEP32=$(last "$LOGS/step_b32.log")
 
 want 2 && echo "== [2/4] batched translate vs per-video loop, SmolLM2 on the GPU"
 want 2 && step translate "$LOGS/translate.log" "$STEP_TIMEOUT" bash -c "$PY eval/gpu_check.py smollm2-model --llm '$LLM' --out '$WORK/smollm2_slt' && \
@@ -107,5 +113,6 @@ rm -rf "$WORK/qwen25_7b_random"  # 15 GB
 echo "failed steps:${FAILED:- none}"
 echo "RESULT stage1_ratio=$(val "$STEP" stage1_ratio) stage2_ratio=$(val "$STEP" stage2_ratio)" \
   "qlora_ratio=$(val "$STEP" qlora_ratio) step_gemm_gflops=$(val "$STEP" gemm_gflops)" \
+  "stage2_b32_s=$(val "$STEP32" stage2_s) stage2_b32_ratio=$(val "$STEP32" stage2_ratio)" \
   "translate_ratio=$(val "$TR" ratio) translate_ratio_min=$(val "$TR" ratio_min) smoke=$SMOKE" \
   "qlora_7b_peak_gb=$PEAK smollm2_weights=$W"
