@@ -129,6 +129,10 @@ def test_lora_trains_generates_saves_and_exports(tmp_path, lora_model, smollm2):
     again = SLTModel.from_pretrained(tmp_path / "m")
     torch.testing.assert_close(again(batch, return_logits=True)["logits"], ref, atol=1e-4, rtol=1e-4)
     assert again.generate(batch, max_new_tokens=6) == hyps
+    # what `slt-llm translate` does with a model it loads: the trained adapters folded in, in memory
+    assert again.merge_lora() == 30 * 2 and again.merge_lora() == 0
+    torch.testing.assert_close(again(batch, return_logits=True)["logits"], ref, atol=1e-3, rtol=1e-3)
+    assert again.generate(batch, max_new_tokens=6) == hyps
     assert main(["export", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "merged")]) == 0
     merged = SLTModel.from_pretrained(tmp_path / "merged")
     assert json.loads((tmp_path / "merged" / "meta.json").read_text())["adapter"] == "merged"
@@ -149,6 +153,7 @@ def test_qlora_4bit_cpu_loss_goes_down(smollm2):
     assert sum(isinstance(m, bnb.nn.Linear4bit) for m in model.llm.modules()) == 30 * 7
     losses = train(model, rand_batch(2, 6, lengths=[6, 4], seed=1), 3, lr=3e-3)
     assert losses[-1] < losses[0]
+    assert model.merge_lora() == 0 and not model.lora_merged  # a 4-bit base is never merged (re-quantizing)
 
 
 def test_text_embeddings_and_cache(tmp_path, smollm2):

@@ -613,6 +613,16 @@ def test_merged_lora_translates_as_the_separate_adapters_do(tmp_path, tiny_model
     m.train()
     with pytest.raises(RuntimeError, match="merged"):
         m(batch)
+    # a bf16 base: the merged weight is rounded to bf16; the logits stay within bf16's noise
+    h = SLTModel.from_pretrained(str(folder), device="cpu").eval()
+    h.llm.to(torch.bfloat16)
+    with torch.no_grad():
+        sep16 = h(batch, return_logits=True)["logits"].float()
+        assert h.merge_lora() == n_lora
+        mer16 = h(batch, return_logits=True)["logits"].float()
+    merge_err, bf16_err = float((mer16 - sep16).abs().max()), float((sep16 - before).abs().max())
+    print(f"bf16: max |merged - separate| {merge_err:.2e}; bf16 itself vs fp32 {bf16_err:.2e}")
+    assert merge_err < 0.05 * float(effect) and merge_err <= bf16_err  # no more than bf16 costs anyway
     q = SLTModel.from_pretrained(str(folder), device="cpu")
     q.llm_cfg = dataclasses.replace(q.llm_cfg, load_in_4bit=True)  # as a QLoRA model records it
     base = {k: v.clone() for k, v in q.llm.named_parameters() if "lora_" not in k}
